@@ -1,0 +1,88 @@
+"""PreActResNet18 (He et al. 2016) for 32x32 inputs, as used by Wong et al. 2020 and Rice et al. 2020."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustrain.models.antialias import check_filt_size, strided_conv
+from robustrain.models.normalize import Normalize, dataset_stats
+
+
+class PreActBlock(nn.Module):
+    """Pre-activation basic block: BN-ReLU-conv3x3(stride)-BN-ReLU-conv3x3, plus a 1x1 conv shortcut when shapes change.
+
+    Args:
+        preact_shortcut: Feed the shortcut conv the pre-activated input relu(bn1(x)) (robust_overfitting) instead of
+            the raw block input x (fast_adversarial).
+    """
+
+    def __init__(
+        self, in_planes: int, planes: int, stride: int, preact_shortcut: bool, antialias: int | None
+    ) -> None:
+        super().__init__()
+        self.preact_shortcut = preact_shortcut
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = strided_conv(in_planes, planes, 3, stride=stride, padding=1, bias=False, antialias=antialias)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.shortcut = None
+        if stride != 1 or in_planes != planes:
+            self.shortcut = strided_conv(in_planes, planes, 1, stride=stride, padding=0, bias=False, antialias=antialias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(x))
+        if self.shortcut is None:
+            shortcut = x
+        else:
+            shortcut = self.shortcut(out if self.preact_shortcut else x)
+        out = self.conv1(out)
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + shortcut
+
+
+class PreActResNet18(nn.Module):
+    """PreActResNet18: 64-128-256-512 channels, 32 -> 32 -> 16 -> 8 -> 4, global average pool, linear.
+
+    The downsampling layers are `layer2.0`, `layer3.0`, `layer4.0` (main conv `conv1` and shortcut conv `shortcut`);
+    Grabinski et al. monitor `layer2` (32 -> 16).
+
+    Args:
+        num_classes: Output classes.
+        in_channels: Input channels.
+        normalization: Dataset whose channel statistics form the first layer.
+        preact_shortcut: False (default) = fast_adversarial's block, whose shortcut sees the raw input; True =
+            robust_overfitting's, whose shortcut sees relu(bn1(x)).
+        antialias: None, or a BlurPool filt_size in 1..7 for every downsampling conv.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        normalization: str = "cifar10",
+        preact_shortcut: bool = False,
+        antialias: int | None = None,
+    ) -> None:
+        super().__init__()
+        check_filt_size(antialias)
+        mean, std = dataset_stats(normalization)
+        self.normalize = Normalize(mean, std)
+        self.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+        layers, in_planes = [], 64
+        for planes, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            blocks = [
+                PreActBlock(in_planes, planes, stride, preact_shortcut, antialias),
+                PreActBlock(planes, planes, 1, preact_shortcut, antialias),
+            ]
+            layers.append(nn.Sequential(*blocks))
+            in_planes = planes
+        self.layer1, self.layer2, self.layer3, self.layer4 = layers
+        self.bn = nn.BatchNorm2d(512)
+        self.linear = nn.Linear(512, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(self.normalize(x))
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        out = F.relu(self.bn(out))
+        out = F.adaptive_avg_pool2d(out, 1).flatten(1)  # (B, 512, h, w) -> (B, 512)
+        return self.linear(out)

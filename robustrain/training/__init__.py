@@ -1,0 +1,7 @@
+"""Lightning modules: one per training mode, all sharing RobustClassifier's optimisation and evaluation."""
+
+from robustrain.training.base import RobustClassifier
+from robustrain.training.modes import FGSMTraining, PGDTraining, StandardTraining
+from robustrain.training.schedules import LR_SCHEDULES, lr_factor
+
+__all__ = ["FGSMTraining", "LR_SCHEDULES", "PGDTraining", "RobustClassifier", "StandardTraining", "lr_factor"]

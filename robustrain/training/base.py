@@ -1,0 +1,168 @@
+"""RobustClassifier: the LightningModule every training mode shares (network, loss, optimiser, schedule, metrics).
+
+Subclasses only say how a training batch is perturbed (`perturb`); evaluation is the same for all: clean loss and
+accuracy plus PGD accuracy on a fixed subset of each validation / test epoch.
+"""
+
+import functools
+from typing import Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+
+from robustrain.attacks import check_linf_params, pgd
+from robustrain.modes import BATCHNORM_MODES, eval_mode
+from robustrain.training.schedules import LR_SCHEDULES, lr_factor
+
+OPTIMIZERS = ("sgd", "adam")
+STAGES = ("train", "val", "test")
+
+
+class RobustClassifier(L.LightningModule):
+    """Image classifier trained with cross-entropy on (possibly perturbed) [0, 1] images.
+
+    Args:
+        net: The network (its first layer normalises [0, 1] inputs), e.g. robustrain.models.SmallCNN.
+        optimizer: "sgd" or "adam".
+        lr: Peak learning rate (the schedule multiplies it).
+        momentum: SGD momentum (ignored by Adam).
+        weight_decay: L2 weight decay.
+        nesterov: Nesterov momentum for SGD.
+        lr_schedule: "cyclic" (Wong et al.), "piecewise" (Rice et al.), "cosine" or "constant", stepped every batch.
+        cyclic_peak: Fraction of training at which the cyclic schedule peaks.
+        eval_eps: L-inf radius of the PGD evaluation (val/acc_pgd, test/acc_pgd) in [0, 1] pixel units.
+        eval_alpha: PGD evaluation step size.
+        eval_steps: PGD evaluation steps.
+        eval_restarts: PGD evaluation random restarts (the worst-case restart per example is kept).
+        eval_size: Images per validation / test epoch attacked with PGD (the first ones of the loader, which is not
+            shuffled, so the subset is fixed); 0 disables PGD evaluation.
+        attack_bn_mode: BatchNorm mode while training attacks are generated: "train" (batch statistics, Wong et al.)
+            or "eval" (running statistics). Every submodule's mode is restored afterwards.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Literal["sgd", "adam"] = "sgd",
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        nesterov: bool = False,
+        lr_schedule: Literal["cyclic", "piecewise", "cosine", "constant"] = "cyclic",
+        cyclic_peak: float = 0.4,
+        eval_eps: float = 8 / 255,
+        eval_alpha: float = 2 / 255,
+        eval_steps: int = 10,
+        eval_restarts: int = 1,
+        eval_size: int = 1000,
+        attack_bn_mode: Literal["train", "eval"] = "train",
+    ) -> None:
+        super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={optimizer!r} is not valid; choose one of {list(OPTIMIZERS)}")
+        if not lr > 0:
+            raise ValueError(f"lr={lr} must be > 0")
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule={lr_schedule!r} is not valid; choose one of {list(LR_SCHEDULES)}")
+        lr_factor(lr_schedule, 0, 1, cyclic_peak)  # validates cyclic_peak
+        check_linf_params(eval_eps, eval_alpha, eval_steps, eval_restarts)
+        if eval_size < 0:
+            raise ValueError(f"eval_size={eval_size} must be >= 0 (0 disables PGD evaluation)")
+        if attack_bn_mode not in BATCHNORM_MODES[:2]:
+            raise ValueError(f"attack_bn_mode={attack_bn_mode!r} is not valid; choose one of {list(BATCHNORM_MODES[:2])}")
+        self.save_hyperparameters(ignore=["net"])
+        self.net = net
+        self.metrics = nn.ModuleDict(
+            {f"{stage}_{name}": MeanMetric() for stage in STAGES for name in ("loss", "acc", "acc_pgd")}
+        )
+        self._eval_attacked = 0  # images attacked so far in this evaluation epoch, on this rank
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    # --- training -------------------------------------------------------------------------------------------------
+    def perturb(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The images the network is trained on; the standard module trains on the clean ones."""
+        return images
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        inputs = self.perturb(images, labels)
+        logits = self.net(inputs)
+        loss = F.cross_entropy(logits, labels)
+        self._update("train", loss, logits, labels)
+        return loss
+
+    # --- evaluation -----------------------------------------------------------------------------------------------
+    def _eval_budget(self) -> int:
+        """PGD evaluation images for this rank, so all ranks together attack eval_size images."""
+        return -(-self.hparams.eval_size // self.trainer.world_size) if self._trainer else self.hparams.eval_size
+
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
+        images, labels = batch
+        logits = self.net(images)
+        self._update(stage, F.cross_entropy(logits, labels), logits, labels)
+        n = min(self._eval_budget() - self._eval_attacked, len(labels))
+        if n > 0:
+            adv = self.attack_pgd(images[:n], labels[:n])
+            with torch.no_grad():
+                correct = (self.net(adv).argmax(1) == labels[:n]).float()
+            self.metrics[f"{stage}_acc_pgd"].update(correct)
+            self.log(f"{stage}/acc_pgd", self.metrics[f"{stage}_acc_pgd"], on_epoch=True, sync_dist=False)
+            self._eval_attacked += n
+
+    def attack_pgd(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """PGD with the evaluation settings, the network in eval mode (modes restored afterwards)."""
+        hp = self.hparams
+        with eval_mode(self.net):
+            return pgd(self.net, images, labels, hp.eval_eps, hp.eval_alpha, hp.eval_steps, restarts=hp.eval_restarts)
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_attacked = 0
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.net(batch[0]).argmax(1)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        # TensorBoard's hparams view shows `hp_metric`: make it the number runs are selected by.
+        key = "val/acc_pgd" if self.hparams.eval_size else "val/acc"
+        value = self.trainer.callback_metrics.get(key)
+        if value is not None:
+            self.log("hp_metric", value)
+
+    def _update(self, stage: str, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        loss_metric, acc_metric = self.metrics[f"{stage}_loss"], self.metrics[f"{stage}_acc"]
+        loss_metric.update(loss.detach(), weight=len(labels))
+        acc_metric.update((logits.detach().argmax(1) == labels).float())
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss_metric, on_step=False, on_epoch=True, prog_bar=True)
+        self.log(f"{stage}/acc", acc_metric, on_step=False, on_epoch=True, prog_bar=True)
+        if on_step:
+            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False)
+
+    # --- optimisation ---------------------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        hp = self.hparams
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(
+                self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay, nesterov=hp.nesterov
+            )
+        else:
+            opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        factor = functools.partial(lr_factor, hp.lr_schedule, total_steps=total, cyclic_peak=hp.cyclic_peak)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,31 @@
+"""Learning-rate schedules as pure functions of training progress, stepped every iteration."""
+
+import math
+
+LR_SCHEDULES = ("cyclic", "piecewise", "cosine", "constant")
+
+
+def lr_factor(schedule: str, step: int, total_steps: int, cyclic_peak: float = 0.4) -> float:
+    """Multiplier of the peak learning rate after `step` optimizer steps out of `total_steps`.
+
+    - cyclic (Wong et al. 2020): linear 0 -> 1 over the first `cyclic_peak` of training, then 1 -> 0. Evaluated at
+      (step + 1) / total_steps, as fast_adversarial does, so the first update is not a zero step.
+    - piecewise (Rice et al. 2020): 1, then 0.1 from 50% and 0.01 from 75% of training.
+    - cosine: 0.5 * (1 + cos(pi * step / total_steps)).
+    - constant: 1.
+    """
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule={schedule!r} is not valid; choose one of {list(LR_SCHEDULES)}")
+    if total_steps < 1:
+        raise ValueError(f"total_steps={total_steps} must be >= 1")
+    if schedule == "cyclic":
+        if not 0.0 < cyclic_peak < 1.0:
+            raise ValueError(f"cyclic_peak={cyclic_peak} must be in (0, 1)")
+        t = min((step + 1) / total_steps, 1.0)
+        return t / cyclic_peak if t <= cyclic_peak else (1.0 - t) / (1.0 - cyclic_peak)
+    t = min(step / total_steps, 1.0)
+    if schedule == "piecewise":
+        return 1.0 if t < 0.5 else 0.1 if t < 0.75 else 0.01
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * t))
+    return 1.0
