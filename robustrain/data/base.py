@@ -1,0 +1,111 @@
+"""ImageDataModule: seeded train / held-out val / test splits and loaders shared by every robustrain dataset."""
+
+from abc import abstractmethod
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Base datamodule: images as float tensors in [0, 1], labels int64.
+
+    Subclasses build three datasets in `_build()`: the training set with augmentation, the same images without
+    augmentation, and the test set. The validation split is a seeded held-out subset of the training images (never
+    the test set), as Rice et al. select models on 1000 held-out training images.
+
+    Args:
+        batch_size: Images per training batch (and per evaluation batch unless eval_batch_size is set).
+        eval_batch_size: Images per validation / test batch; None = batch_size.
+        val_size: Training images held out for validation (model selection); 0 = no validation loop.
+        augment: Apply the dataset's standard training augmentation.
+        num_workers: DataLoader worker processes.
+        seed: Seed of the held-out split and of the probe sets.
+    """
+
+    num_classes: int
+    image_shape: tuple[int, int, int]
+
+    def __init__(
+        self,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        val_size: int = 1000,
+        augment: bool = True,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size or 1)):
+            if value < 1:
+                raise ValueError(f"{name}={value} must be >= 1")
+        if val_size < 0:
+            raise ValueError(f"val_size={val_size} must be >= 0")
+        if num_workers < 0:
+            raise ValueError(f"num_workers={num_workers} must be >= 0")
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.val_size = val_size
+        self.augment = augment
+        self.num_workers = num_workers
+        self.seed = seed
+        self.train_set: Dataset | None = None
+        self.train_eval_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    @abstractmethod
+    def _build(self) -> tuple[Dataset, Dataset, Dataset]:
+        """Returns (train with augmentation, train without augmentation, test)."""
+
+    def _check_val_size(self, n_train: int) -> None:
+        if self.val_size >= n_train:
+            raise ValueError(
+                f"val_size={self.val_size} leaves no training images: the training set has {n_train}; "
+                f"use 0 <= val_size < {n_train}"
+            )
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        train_aug, train_plain, test = self._build()
+        n = len(train_plain)
+        self._check_val_size(n)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed)).tolist()
+        val_idx, train_idx = order[: self.val_size], order[self.val_size :]
+        self.train_set = Subset(train_aug, train_idx)
+        self.train_eval_set = Subset(train_plain, train_idx)
+        self.val_set = Subset(train_plain, val_idx)
+        self.test_set = test
+
+    def probe_set(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """A fixed, seeded set of n un-augmented training images and labels (the aliasing paper's 100 probes)."""
+        self.setup()
+        total = len(self.train_eval_set)
+        if not 1 <= n <= total:
+            raise ValueError(f"probe size n={n} must be in 1..{total} (the training images available)")
+        idx = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n].tolist()
+        images, labels = zip(*(self.train_eval_set[i] for i in idx))
+        return torch.stack(images), torch.as_tensor(labels, dtype=torch.int64)
+
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader(self.val_set, self.eval_batch_size, shuffle=False) if self.val_size else []
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
