@@ -1,0 +1,281 @@
+"""Finding the downsampling layers of any nn.Module, re-running them at stride 1, and hooking the aliasing measure.
+
+A downsampling layer is a strided nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d or antialiased_cnns BlurPool (blur and
+subsampling measured as one strided op; a stride-1 MaxPool or conv before it is not a downsampling layer).
+Subclasses count only when they keep the library's forward. For each of them
+stride_one_output(module, x)[..., ::sh, ::sw] == module(x), which is what the measure needs (paper section 3.1).
+"""
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from antialiased_cnns.blurpool import BlurPool
+from torch import Tensor, nn
+from torch.nn.modules.utils import _pair
+
+from robustrain.aliasing.measure import aliasing_measure, output_size
+
+_DOWNSAMPLING_TYPES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, BlurPool)
+
+
+def layer_stride(module: nn.Module) -> tuple[int, int]:
+    """The (sh, sw) stride of a downsampling layer type (Conv2d, MaxPool2d, AvgPool2d, BlurPool)."""
+    for kind in _DOWNSAMPLING_TYPES:
+        if isinstance(module, kind) and type(module).forward is kind.forward:
+            stride = module.stride if module.stride is not None else module.kernel_size
+            return _pair(stride)
+    names = ", ".join(kind.__name__ for kind in _DOWNSAMPLING_TYPES)
+    raise ValueError(f"module must be one of {names} with its own forward, got {type(module).__name__}")
+
+
+def find_downsampling_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """All layers of the model that subsample with a stride > 1 on some axis.
+
+    Args:
+        model: Any module; searched recursively.
+
+    Returns:
+        Module path (as in named_modules, "" for the model itself) -> module, in definition order.
+    """
+    found = {}
+    for name, module in model.named_modules():
+        try:
+            stride = layer_stride(module)
+        except ValueError:
+            continue
+        if max(stride) > 1:
+            found[name] = module
+    return found
+
+
+def _pool_geometry(
+    size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool
+) -> tuple[int, int]:
+    """(strided output size, right padding so a stride-1 pool covers every window), by PyTorch's size rule."""
+    span = dilation * (kernel - 1) + 1
+    out = (size + 2 * padding - span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out, max(padding, (out - 1) * stride + span - size - padding)
+
+
+def _stride_one_pool(module: nn.MaxPool2d | nn.AvgPool2d, x: Tensor) -> Tensor:
+    h, w = x.shape[-2:]
+    kernel, stride, padding = _pair(module.kernel_size), layer_stride(module), _pair(module.padding)
+    dilation = _pair(getattr(module, "dilation", 1))
+    (out_h, right_h), (out_w, right_w) = (
+        _pool_geometry(*args, module.ceil_mode) for args in zip((h, w), kernel, stride, padding, dilation)
+    )
+    pads = (padding[1], right_w, padding[0], right_h)
+    # keep the stride-1 positions 0 .. (out - 1) * s, the window starts of the strided pool
+    crop = (slice(None), slice(None), slice((out_h - 1) * stride[0] + 1), slice((out_w - 1) * stride[1] + 1))
+    if isinstance(module, nn.MaxPool2d):
+        # padded and clipped positions never win the max, as in PyTorch
+        return F.max_pool2d(F.pad(x, pads, value=-math.inf), kernel, stride=1, dilation=dilation)[crop]
+    sums = F.avg_pool2d(F.pad(x, pads), kernel, stride=1, divisor_override=1)
+    if module.divisor_override:
+        return sums[crop] / module.divisor_override
+    # PyTorch divides by the window's overlap with the padded input (count_include_pad) or with the input
+    counted = torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device)
+    if module.count_include_pad:
+        counted = F.pad(counted, (padding[1], padding[1], padding[0], padding[0]), value=1.0)
+        counted = F.pad(counted, (0, right_w - padding[1], 0, right_h - padding[0]))
+    else:
+        counted = F.pad(counted, pads)
+    divisor = F.avg_pool2d(counted, kernel, stride=1, divisor_override=1)  # (1, 1, H1, W1)
+    return sums[crop] / divisor[crop]
+
+
+def stride_one_output(module: nn.Module, x: Tensor) -> Tensor:
+    """The downsampling layer's op re-run at stride 1 on the same input: f_s1, with module(x) == f_s1[..., ::sh, ::sw].
+
+    Conv2d keeps weight, bias, padding (and padding_mode), dilation and groups; pools keep kernel, padding,
+    dilation, ceil_mode and divisor rules; BlurPool pads as it does and applies its filter depthwise. Parameters
+    and buffers are cast to x's dtype.
+
+    Args:
+        module: A layer that layer_stride accepts.
+        x: The layer's input, shape (B, C, H, W).
+
+    Returns:
+        f_s1 of shape (B, C_out, H1, W1) with ceil(H1 / sh), ceil(W1 / sw) equal to the layer's output size.
+    """
+    layer_stride(module)
+    if x.dim() != 4:
+        raise ValueError(f"x must have shape (B, C, H, W), got shape {tuple(x.shape)}")
+    if isinstance(module, nn.Conv2d):
+        bias = None if module.bias is None else module.bias.to(x.dtype)
+        padding = module.padding
+        if module.padding_mode != "zeros":
+            x, padding = F.pad(x, module._reversed_padding_repeated_twice, mode=module.padding_mode), 0
+        return F.conv2d(x, module.weight.to(x.dtype), bias, 1, padding, module.dilation, module.groups)
+    if isinstance(module, BlurPool):
+        if module.filt_size == 1:
+            return module.pad(x) if module.pad_off else x
+        return F.conv2d(module.pad(x), module.filt.to(x.dtype), groups=x.shape[1])
+    return _stride_one_pool(module, x)
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every submodule in eval mode and restore each one's own `training` flag on exit, even after errors."""
+    flags = {module: module.training for module in model.modules()}
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in flags.items():
+            module.training = training
+
+
+class _StopForward(Exception):
+    """Raised by the last monitored layer's hook to skip the rest of the forward pass."""
+
+
+class AliasingRecorder:
+    """Per-layer sums over samples and sample counts of the aliasing measure, filled by capture_aliasing's hooks.
+
+    Attributes:
+        layers: Monitored module path -> module.
+        sums: Module path -> float64 tensor, sum over samples of the per-sample measure (on the layer's device).
+        counts: Module path -> number of samples measured.
+    """
+
+    def __init__(self, layers: dict[str, nn.Module]) -> None:
+        self.layers = layers
+        self.sums: dict[str, Tensor] = {}
+        self.counts: dict[str, int] = {name: 0 for name in layers}
+
+    def add(self, name: str, per_sample: Tensor) -> None:
+        """Accumulate per-sample values of shape (B,) for one layer."""
+        total = per_sample.detach().double().sum()
+        self.sums[name] = self.sums[name] + total if name in self.sums else total
+        self.counts[name] += per_sample.numel()
+
+    def means(self) -> dict[str, float]:
+        """Mean over all measured samples per layer (layers never reached are left out)."""
+        return {name: self.sums[name].item() / self.counts[name] for name in self.sums}
+
+    def reset(self) -> None:
+        """Forget all accumulated values."""
+        self.sums.clear()
+        self.counts = {name: 0 for name in self.layers}
+
+
+def _select_layers(model: nn.Module, layer_names: list[str] | None) -> dict[str, nn.Module]:
+    found = find_downsampling_layers(model)
+    if layer_names is None:
+        if not found:
+            kinds = ", ".join(kind.__name__ for kind in _DOWNSAMPLING_TYPES)
+            raise ValueError(f"model has no downsampling layers (strided {kinds})")
+        return found
+    unknown = [name for name in layer_names if name not in found]
+    if unknown or not layer_names:
+        raise ValueError(
+            f"layer_names {layer_names!r} must be a non-empty subset of the downsampling layers {list(found)}"
+        )
+    return {name: found[name] for name in layer_names}
+
+
+@contextmanager
+def capture_aliasing(
+    model: nn.Module, layer_names: list[str] | None = None, stop_after_last: bool = False
+) -> Iterator[AliasingRecorder]:
+    """Measure aliasing in the model's downsampling layers during every forward pass inside the context.
+
+    Each hook re-runs its layer at stride 1 in float32 (autocast off, no grad) and adds the per-sample
+    aliasing_measure to the recorder. Hooks are removed on exit, also after an exception.
+
+    Args:
+        model: The model; called as model(x) inside the context.
+        layer_names: Module paths to monitor (see find_downsampling_layers); default all downsampling layers.
+        stop_after_last: Raise a private exception once every monitored layer has run in the current forward
+            pass, so the rest of the network is skipped; measure_model_aliasing catches it.
+
+    Yields:
+        The AliasingRecorder holding per-layer sums and counts.
+    """
+    layers = _select_layers(model, layer_names)
+    recorder = AliasingRecorder(layers)
+    fired: set[str] = set()
+
+    def make_hook(name: str):
+        def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor | tuple[Tensor, ...]) -> None:
+            x = inputs[0].detach()
+            with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
+                f_s1 = stride_one_output(module, x.float())
+            out = output[0] if isinstance(output, tuple) else output
+            sh, sw = layer_stride(module)
+            if tuple(out.shape[-2:]) != output_size(f_s1.shape[-2:], (sh, sw)):
+                shapes = f"stride-1 map {tuple(f_s1.shape)}, output {tuple(out.shape)}"
+                raise RuntimeError(f"{name}: the stride-1 re-run does not subsample to the output ({shapes})")
+            recorder.add(name, aliasing_measure(f_s1, (sh, sw)))
+            fired.add(name)
+            if stop_after_last and len(fired) == len(layers):
+                fired.clear()
+                raise _StopForward
+
+        return hook
+
+    handles = [model.register_forward_pre_hook(lambda module, args: fired.clear())]
+    try:
+        handles += [module.register_forward_hook(make_hook(name)) for name, module in layers.items()]
+        yield recorder
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def measure_model_aliasing(
+    model: nn.Module, images: Tensor, layer_names: list[str] | None = None, batch_size: int = 100
+) -> dict[str, float]:
+    """Mean aliasing measure per downsampling layer over a set of images, as in the paper (eval mode, no grad).
+
+    The forward pass stops after the last monitored layer. Every submodule's training flag is restored after.
+    For reductions across ranks use capture_aliasing's recorder (sums and counts) instead.
+
+    Args:
+        model: The model, on the images' device.
+        images: Inputs of shape (N, C, H, W) in the model's input range, e.g. 100 fixed training images.
+        layer_names: Module paths to monitor; default all downsampling layers.
+        batch_size: Images per forward pass, >= 1.
+
+    Returns:
+        Module path -> mean over the images of the per-sample measure.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if images.dim() != 4 or len(images) == 0:
+        raise ValueError(f"images must have shape (N, C, H, W) with N >= 1, got shape {tuple(images.shape)}")
+    with eval_mode(model), torch.no_grad(), capture_aliasing(model, layer_names, stop_after_last=True) as recorder:
+        for batch in images.split(batch_size):
+            try:
+                model(batch)
+            except _StopForward:
+                pass
+    return recorder.means()
+
+
+def group_layers(values: dict[str, float], prefixes: list[str]) -> dict[str, float]:
+    """Average the per-layer values under each module-path prefix (the paper's per-block value).
+
+    E.g. "layer2" of a ResNet-18 = mean of "layer2.0.conv1" and "layer2.0.downsample.0". A prefix matches a path
+    equal to it or starting with it followed by a dot, so "layer1" does not match "layer10".
+
+    Args:
+        values: Module path -> value, e.g. from measure_model_aliasing.
+        prefixes: Module-path prefixes, each matching at least one path.
+
+    Returns:
+        Prefix -> mean of its layers' values, in the order of prefixes.
+    """
+    grouped = {}
+    for prefix in prefixes:
+        members = [v for name, v in values.items() if name == prefix or name.startswith(prefix + ".")]
+        if not members:
+            raise ValueError(f"prefix {prefix!r} matches none of the layers {list(values)}")
+        grouped[prefix] = sum(members) / len(members)
+    return grouped

@@ -1,0 +1,170 @@
+"""The aliasing measure of Grabinski, Keuper & Keuper (2022), section 3.1, as pure tensor functions.
+
+A downsampling layer with stride s produces f_s2 = f_s1[..., ::s, ::s], where f_s1 is the same op run at
+stride 1. With unnormalised 2-D DFTs, X = fft2(f_s1) and Y = fft2(f_s2), Y is the mean of the s^2 copies of
+X folded onto the output grid; the alias-free reference keeps only the copy in the low band (the
+frequencies the output grid can represent). Y - reference is the sum of the other (aliased) copies.
+
+Sizes that are not multiples of the stride: f_s1 of size H1 gives an output of size N = ceil(H1 / s). We
+zero-pad f_s1 at the bottom/right to s * N (less than s extra rows) before the FFT. The padded map has the
+same subsampled values, so the folding identity Y = mean of the s^2 copies of fft2(f_pad) holds exactly and
+X is the DTFT of f_s1 sampled on the s * N grid. Cropping f_s1 instead would drop samples that f_s2 contains.
+
+Low band: on an output axis of size N, the frequencies -(N // 2) .. N - N // 2 - 1 (the centre crop of
+fftshift; -N/2 .. N/2 - 1 for even N, -(N-1)/2 .. (N-1)/2 for odd N).
+
+All spectra are computed in float32 / complex64, also for bf16/fp16 inputs and inside autocast.
+"""
+
+import torch
+from torch import Tensor
+
+Stride = int | tuple[int, int]
+
+
+def _check_stride(stride: Stride) -> tuple[int, int]:
+    pair = (stride, stride) if isinstance(stride, int) else tuple(stride)
+    if len(pair) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in pair):
+        raise ValueError(f"stride must be an int >= 1 or a pair of them, got {stride!r}")
+    return pair
+
+
+def _check_map(f_s1: Tensor, strides: tuple[int, int]) -> None:
+    if f_s1.dim() < 2:
+        raise ValueError(f"f_s1 must have shape (..., H1, W1), got shape {tuple(f_s1.shape)}")
+    if f_s1.is_complex():
+        raise ValueError(f"f_s1 must be a real feature map, got dtype {f_s1.dtype}")
+    h1, w1 = f_s1.shape[-2:]
+    if h1 < strides[0] or w1 < strides[1]:
+        raise ValueError(
+            f"f_s1 spatial size {(h1, w1)} is smaller than stride {strides}; allowed: H1 >= stride, W1 >= stride"
+        )
+
+
+def output_size(size: tuple[int, int], stride: Stride) -> tuple[int, int]:
+    """Spatial size of f_s1[..., ::s, ::s] for a stride-1 map of the given size.
+
+    Args:
+        size: (H1, W1) of the stride-1 map.
+        stride: The layer's stride, an int or (sh, sw).
+
+    Returns:
+        (ceil(H1 / sh), ceil(W1 / sw)).
+    """
+    sh, sw = _check_stride(stride)
+    return -(-size[0] // sh), -(-size[1] // sw)
+
+
+def low_band_mask(size: tuple[int, int], stride: Stride, device: torch.device | None = None) -> Tensor:
+    """Which of the s^2 folded copies holds the low-band (alias-free) frequency of each output bin.
+
+    Args:
+        size: (Nh, Nw), the output size.
+        stride: The layer's stride, an int or (sh, sw).
+        device: Device of the returned mask.
+
+    Returns:
+        Boolean mask of shape (sh, sw, Nh, Nw), True at exactly one copy per output bin: copy 0 for output
+        bins k < N - N // 2 (frequency k), copy s - 1 otherwise (frequency k - N).
+    """
+    masks = []
+    for n, s in zip(size, _check_stride(stride)):
+        k = torch.arange(n, device=device)
+        copy = torch.where(k < n - n // 2, 0, s - 1)  # (N,)
+        masks.append(torch.arange(s, device=device)[:, None] == copy[None, :])  # (s, N)
+    # (sh, Nh) x (sw, Nw) -> (sh, sw, Nh, Nw)
+    return masks[0][:, None, :, None] & masks[1][None, :, None, :]
+
+
+def folded_spectrum(f_s1: Tensor, stride: Stride) -> Tensor:
+    """The s^2 copies of the stride-1 spectrum that fold onto the output grid, each scaled by 1 / s^2.
+
+    Copy (i, j) at output bin (k, l) is X[k + i * Nh, l + j * Nw] / (sh * sw), with X the unnormalised fft2 of
+    f_s1 zero-padded to (sh * Nh, sw * Nw). Summing the copies gives exactly Y = fft2(f_s1[..., ::sh, ::sw]).
+
+    Args:
+        f_s1: Stride-1 feature maps, shape (..., H1, W1), any real float dtype.
+        stride: The layer's stride, an int or (sh, sw).
+
+    Returns:
+        complex64 tensor of shape (..., sh, sw, Nh, Nw) with (Nh, Nw) = output_size((H1, W1), stride).
+    """
+    sh, sw = _check_stride(stride)
+    _check_map(f_s1, (sh, sw))
+    h1, w1 = f_s1.shape[-2:]
+    nh, nw = output_size((h1, w1), (sh, sw))
+    with torch.autocast(device_type=f_s1.device.type, enabled=False):
+        f = torch.nn.functional.pad(f_s1.float(), (0, sw * nw - w1, 0, sh * nh - h1))  # (..., sh*Nh, sw*Nw)
+        x = torch.fft.fft2(f) / (sh * sw)
+    x = x.reshape(*x.shape[:-2], sh, nh, sw, nw)  # (..., sh*Nh, sw*Nw) -> (..., sh, Nh, sw, Nw)
+    return x.transpose(-3, -2)  # (..., sh, Nh, sw, Nw) -> (..., sh, sw, Nh, Nw)
+
+
+def alias_free_spectrum(f_s1: Tensor, stride: Stride) -> Tensor:
+    """Alias-free reference spectrum of the strided output: the low band of fft2(f_s1), scaled by 1 / s^2.
+
+    Equivalent to the four corner blocks (centre crop of fftshift) of X / s^2, as in the paper's Fig. 3.
+
+    Args:
+        f_s1: Stride-1 feature maps, shape (..., H1, W1), any real float dtype.
+        stride: The layer's stride, an int or (sh, sw).
+
+    Returns:
+        complex64 tensor of shape (..., ceil(H1 / sh), ceil(W1 / sw)), on the same (unnormalised) scale as
+        fft2(f_s1[..., ::sh, ::sw]).
+    """
+    copies = folded_spectrum(f_s1, stride)  # (..., sh, sw, Nh, Nw)
+    mask = low_band_mask(copies.shape[-2:], stride, device=copies.device)
+    return (copies * mask).sum(dim=(-4, -3))
+
+
+def aliased_residual(f_s1: Tensor, stride: Stride) -> Tensor:
+    """Y - reference: the spectrum of the strided output minus its alias-free reference.
+
+    Y is computed directly as fft2(f_s1[..., ::sh, ::sw]); the difference equals the sum of the s^2 - 1 aliased
+    copies up to float32 rounding.
+
+    Args:
+        f_s1: Stride-1 feature maps, shape (..., H1, W1), any real float dtype.
+        stride: The layer's stride, an int or (sh, sw).
+
+    Returns:
+        complex64 tensor of shape (..., ceil(H1 / sh), ceil(W1 / sw)).
+    """
+    sh, sw = _check_stride(stride)
+    reference = alias_free_spectrum(f_s1, (sh, sw))
+    with torch.autocast(device_type=f_s1.device.type, enabled=False):
+        y = torch.fft.fft2(f_s1[..., ::sh, ::sw].float())
+    return y - reference
+
+
+def aliasing_measure(f_s1: Tensor, stride: Stride, f_s2: Tensor | None = None) -> Tensor:
+    """Per-sample aliasing measure AM of one downsampling layer (Grabinski et al. 2022, eq. for AM).
+
+    AM = mean over the Nh * Nw output frequency bins of |Y - reference| (complex modulus, unnormalised DFTs as
+    in the paper), averaged over the C feature maps of each sample. Averaging per bin is the same as the L1 norm
+    of the forward-normalised residual spectrum (fft2(..., norm="forward"), whose coefficients are in the units
+    of the feature map). Why this normalisation: an aliased cosine of amplitude a contributes exactly a, and a
+    pattern of fixed extent (an edge, a spike) contributes about the same value on a map of any size, so layers with
+    different map sizes and inputs of different resolutions stay comparable. (White noise, which fills the whole
+    map, grows like sigma * sqrt(Nh * Nw): more map, more aliased content.) The paper's sum over bins is
+    Nh * Nw times our value.
+
+    Args:
+        f_s1: Stride-1 feature maps, shape (B, C, H1, W1), any real float dtype; computed in float32.
+        stride: The layer's stride, an int or (sh, sw).
+        f_s2: Optional real strided output (B, C, ceil(H1 / sh), ceil(W1 / sw)). Only its shape is checked: the
+            measure uses f_s1[..., ::sh, ::sw], which equals f_s2 for the layers of layers.py.
+
+    Returns:
+        float32 tensor of shape (B,). Average over samples (or sum and count across ranks) in the caller.
+    """
+    if f_s1.dim() != 4:
+        raise ValueError(f"f_s1 must have shape (B, C, H1, W1), got shape {tuple(f_s1.shape)}")
+    sh, sw = _check_stride(stride)
+    if f_s2 is not None:
+        expected = (*f_s1.shape[:2], *output_size(f_s1.shape[-2:], (sh, sw)))
+        if tuple(f_s2.shape) != expected:
+            raise ValueError(f"f_s2 must have shape {expected} (f_s1[..., ::{sh}, ::{sw}]), got {tuple(f_s2.shape)}")
+    residual = aliased_residual(f_s1, (sh, sw))  # (B, C, Nh, Nw)
+    return residual.abs().mean(dim=(-3, -2, -1))
