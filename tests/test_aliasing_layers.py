@@ -79,6 +79,25 @@ def test_blurpool_stride_one_output_subsamples_to_module_output(filt_size: int, 
     _assert_stride_one_subsamples_to_output(blur, torch.randn(2, 3, 9, 10, dtype=torch.float64))
 
 
+class _SmallMapBlurPool(BlurPool):
+    """A BlurPool subclass with its own forward, like robustrain.models.BlurPool: replicate pad on tiny maps."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if max(self.pad_sizes) >= min(x.shape[-2:]):
+            padded = nn.functional.pad(x, self.pad_sizes, mode="replicate")
+            return nn.functional.conv2d(padded, self.filt, stride=self.stride, groups=x.shape[1])
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("size", [(2, 2), (3, 2), (9, 10)])
+def test_blurpool_subclass_is_found_and_rerun_through_its_own_forward(size: tuple[int, int]) -> None:
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), _SmallMapBlurPool(3, filt_size=4)).double()
+    assert list(find_downsampling_layers(model)) == ["1"]
+    _assert_stride_one_subsamples_to_output(model[1], torch.randn(2, 3, *size, dtype=torch.float64))
+    assert model[1].stride == 2 and model[1].filt.dtype == torch.float64
+
+
 def test_finds_torchvision_resnet18_downsampling_layers() -> None:
     assert list(find_downsampling_layers(torchvision.models.resnet18(weights=None))) == RESNET18_DOWNSAMPLING
 

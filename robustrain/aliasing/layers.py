@@ -2,8 +2,10 @@
 
 A downsampling layer is a strided nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d or antialiased_cnns BlurPool (blur and
 subsampling measured as one strided op; a stride-1 MaxPool or conv before it is not a downsampling layer).
-Subclasses count only when they keep the library's forward. For each of them
-stride_one_output(module, x)[..., ::sh, ::sw] == module(x), which is what the measure needs (paper section 3.1).
+Conv and pool subclasses count only when they keep torch's forward; BlurPool subclasses (e.g. robustrain.models'
+small-map variant) always count, as they are re-run through their own forward with the stride set to 1.
+For each of them stride_one_output(module, x)[..., ::sh, ::sw] == module(x), which is what the measure needs
+(paper section 3.1).
 """
 
 import math
@@ -23,6 +25,8 @@ _DOWNSAMPLING_TYPES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, BlurPool)
 
 def layer_stride(module: nn.Module) -> tuple[int, int]:
     """The (sh, sw) stride of a downsampling layer type (Conv2d, MaxPool2d, AvgPool2d, BlurPool)."""
+    if isinstance(module, BlurPool):
+        return _pair(module.stride)
     for kind in _DOWNSAMPLING_TYPES:
         if isinstance(module, kind) and type(module).forward is kind.forward:
             stride = module.stride if module.stride is not None else module.kernel_size
@@ -89,12 +93,23 @@ def _stride_one_pool(module: nn.MaxPool2d | nn.AvgPool2d, x: Tensor) -> Tensor:
     return sums[crop] / divisor[crop]
 
 
+def _stride_one_blurpool(module: BlurPool, x: Tensor) -> Tensor:
+    # BlurPool's forward (and its subclasses') pads, blurs depthwise and reads self.stride when it subsamples:
+    # run that forward (without hooks) at stride 1, with the filter in x's dtype.
+    stride, filt = module.stride, module.filt
+    module.stride, module.filt = 1, filt.to(x.dtype)
+    try:
+        return type(module).forward(module, x)
+    finally:
+        module.stride, module.filt = stride, filt
+
+
 def stride_one_output(module: nn.Module, x: Tensor) -> Tensor:
     """The downsampling layer's op re-run at stride 1 on the same input: f_s1, with module(x) == f_s1[..., ::sh, ::sw].
 
     Conv2d keeps weight, bias, padding (and padding_mode), dilation and groups; pools keep kernel, padding,
-    dilation, ceil_mode and divisor rules; BlurPool pads as it does and applies its filter depthwise. Parameters
-    and buffers are cast to x's dtype.
+    dilation, ceil_mode and divisor rules; BlurPool runs its own forward with stride 1 (same padding and filter).
+    Parameters and buffers are cast to x's dtype.
 
     Args:
         module: A layer that layer_stride accepts.
@@ -113,9 +128,7 @@ def stride_one_output(module: nn.Module, x: Tensor) -> Tensor:
             x, padding = F.pad(x, module._reversed_padding_repeated_twice, mode=module.padding_mode), 0
         return F.conv2d(x, module.weight.to(x.dtype), bias, 1, padding, module.dilation, module.groups)
     if isinstance(module, BlurPool):
-        if module.filt_size == 1:
-            return module.pad(x) if module.pad_off else x
-        return F.conv2d(module.pad(x), module.filt.to(x.dtype), groups=x.shape[1])
+        return _stride_one_blurpool(module, x)
     return _stride_one_pool(module, x)
 
 
