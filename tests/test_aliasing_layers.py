@@ -8,7 +8,6 @@ from torch import nn
 
 from robustrain.aliasing.layers import (
     capture_aliasing,
-    eval_mode,
     find_downsampling_layers,
     group_layers,
     layer_stride,
@@ -16,6 +15,7 @@ from robustrain.aliasing.layers import (
     stride_one_output,
 )
 from robustrain.aliasing.measure import aliasing_measure
+from robustrain.modes import eval_mode
 
 RESNET18_DOWNSAMPLING = [
     "conv1",

@@ -4,7 +4,6 @@ from robustrain.aliasing.categories import CATEGORIES, category_fractions, class
 from robustrain.aliasing.layers import (
     AliasingRecorder,
     capture_aliasing,
-    eval_mode,
     find_downsampling_layers,
     group_layers,
     layer_stride,
@@ -29,7 +28,6 @@ __all__ = [
     "capture_aliasing",
     "category_fractions",
     "classify_bins",
-    "eval_mode",
     "find_downsampling_layers",
     "folded_spectrum",
     "group_layers",

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
 from robustrain.aliasing.measure import aliasing_measure, output_size
+from robustrain.modes import eval_mode
 
 _DOWNSAMPLING_TYPES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, BlurPool)
 
@@ -130,18 +131,6 @@ def stride_one_output(module: nn.Module, x: Tensor) -> Tensor:
     if isinstance(module, BlurPool):
         return _stride_one_blurpool(module, x)
     return _stride_one_pool(module, x)
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every submodule in eval mode and restore each one's own `training` flag on exit, even after errors."""
-    flags = {module: module.training for module in model.modules()}
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, training in flags.items():
-            module.training = training
 
 
 class _StopForward(Exception):
