@@ -3,5 +3,14 @@
 from robustrain.training.base import RobustClassifier
 from robustrain.training.modes import FGSMTraining, PGDTraining, StandardTraining
 from robustrain.training.schedules import LR_SCHEDULES, lr_factor
+from robustrain.training.spatial import WorstOfKSpatialTraining
 
-__all__ = ["FGSMTraining", "LR_SCHEDULES", "PGDTraining", "RobustClassifier", "StandardTraining", "lr_factor"]
+__all__ = [
+    "FGSMTraining",
+    "LR_SCHEDULES",
+    "PGDTraining",
+    "RobustClassifier",
+    "StandardTraining",
+    "WorstOfKSpatialTraining",
+    "lr_factor",
+]
