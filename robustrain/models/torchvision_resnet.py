@@ -69,12 +69,13 @@ class TorchvisionResNet(nn.Module):
         if weights_path is not None:
             state = load_state_dict_file(weights_path)
             state = {k.removeprefix("module.").removeprefix("net."): v for k, v in state.items()}
-            missing, unexpected = self.net.load_state_dict(state, strict=False)
-            if missing or unexpected:
+            try:
+                self.net.load_state_dict(state)
+            except RuntimeError as err:  # missing / unexpected keys or shape mismatches
                 raise ValueError(
-                    f"weights_path={weights_path!r} does not match {arch} (antialias={antialias}): "
-                    f"missing keys {missing[:5]}..., unexpected keys {unexpected[:5]}..."
-                )
+                    f"weights_path={weights_path!r} does not match {arch} (antialias={antialias}, "
+                    f"num_classes={num_classes}): {str(err)[:500]}"
+                ) from err
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.normalize(x))

@@ -1,0 +1,156 @@
+"""L-inf attacks: eps-ball and image range, stronger than clean, explicit modes, bf16, bad input."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustrain.attacks import fgsm, pgd
+from robustrain.models import PreActResNet18, SmallCNN
+from robustrain.modes import batchnorm_mode, eval_mode, preserved_modes
+from robustrain.training import FGSMTraining, PGDTraining
+
+ATTACKS = {
+    "fgsm_random": lambda m, x, y, eps: fgsm(m, x, y, eps, 1.25 * eps, "random"),
+    "fgsm_zero": lambda m, x, y, eps: fgsm(m, x, y, eps, eps, "zero"),
+    "pgd": lambda m, x, y, eps: pgd(m, x, y, eps, eps / 4, steps=5),
+    "pgd_restarts": lambda m, x, y, eps: pgd(m, x, y, eps, eps / 4, steps=3, restarts=3),
+}
+
+
+@pytest.fixture(scope="module")
+def trained_cnn(mnist_batch):
+    """A SmallCNN fitted for a few steps on real digits, so its loss surface is not flat."""
+    torch.manual_seed(0)
+    net = SmallCNN()
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    x, y = mnist_batch
+    for _ in range(30):
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+    return net.eval()
+
+
+@pytest.mark.parametrize("name", ATTACKS)
+@pytest.mark.parametrize("eps", [0.1, 0.3])
+def test_attack_stays_in_eps_ball_and_image_range(trained_cnn, mnist_batch, name, eps):
+    x, y = mnist_batch
+    adv = ATTACKS[name](trained_cnn, x, y, eps)
+    assert adv.shape == x.shape and adv.dtype == x.dtype
+    assert (adv - x).abs().max() <= eps + 1e-6
+    assert adv.min() >= 0.0 and adv.max() <= 1.0
+
+
+@pytest.mark.parametrize("name", ATTACKS)
+def test_attack_raises_loss_over_clean(trained_cnn, mnist_batch, name):
+    x, y = mnist_batch
+    adv = ATTACKS[name](trained_cnn, x, y, 0.2)
+    with torch.no_grad():
+        assert F.cross_entropy(trained_cnn(adv), y) > F.cross_entropy(trained_cnn(x), y) + 0.5
+
+
+def test_pgd_is_at_least_as_strong_as_fgsm(trained_cnn, mnist_batch):
+    x, y = mnist_batch
+    with torch.no_grad():
+        acc_fgsm = (trained_cnn(fgsm(trained_cnn, x, y, 0.2, 0.2, "zero")).argmax(1) == y).float().mean()
+        acc_pgd = (trained_cnn(pgd(trained_cnn, x, y, 0.2, 0.02, steps=20)).argmax(1) == y).float().mean()
+    assert acc_pgd <= acc_fgsm
+
+
+def test_eps_zero_returns_clean_images(trained_cnn, mnist_batch):
+    x, y = mnist_batch
+    assert torch.equal(pgd(trained_cnn, x, y, 0.0, 0.01, steps=3), x)
+
+
+def test_attack_in_inference_mode_raises_with_a_fix(trained_cnn, mnist_batch):
+    x, y = mnist_batch
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode=False"):
+        pgd(trained_cnn, x, y, 0.1, 0.01, steps=1)
+
+
+def test_attack_under_no_grad_still_computes_gradients(trained_cnn, mnist_batch):
+    x, y = mnist_batch
+    with torch.no_grad():
+        adv = fgsm(trained_cnn, x, y, 0.3, 0.3, "zero")
+    assert (adv - x).abs().max() > 0.29
+
+
+@pytest.mark.parametrize(
+    "call,kwargs,match",
+    [
+        (fgsm, {"eps": 1.5, "alpha": 0.1}, "eps=1.5"),
+        (fgsm, {"eps": -0.1, "alpha": 0.1}, "eps=-0.1"),
+        (fgsm, {"eps": 0.1, "alpha": 0.0}, "alpha=0.0"),
+        (fgsm, {"eps": 0.1, "alpha": 0.1, "init": "gaussian"}, "init='gaussian'"),
+        (pgd, {"eps": 0.1, "alpha": 0.1, "steps": 0}, "steps=0"),
+        (pgd, {"eps": 0.1, "alpha": 0.1, "steps": 2, "restarts": 0}, "restarts=0"),
+    ],
+)
+def test_bad_attack_parameters_raise_naming_the_value(trained_cnn, mnist_batch, call, kwargs, match):
+    x, y = mnist_batch
+    with pytest.raises(ValueError, match=match):
+        call(trained_cnn, x[:2], y[:2], **kwargs)
+
+
+@pytest.mark.parametrize("cls,kwargs", [(FGSMTraining, {"eps": 2.0}), (FGSMTraining, {"init": "none"}),
+                                        (PGDTraining, {"steps": 0}), (PGDTraining, {"alpha": -1.0}),
+                                        (FGSMTraining, {"attack_bn_mode": "frozen"})])
+def test_bad_training_arguments_raise_at_construction(cls, kwargs):
+    with pytest.raises(ValueError, match=str(list(kwargs.values())[0])):
+        cls(net=SmallCNN(), **kwargs)
+
+
+class _ModeRecorder(nn.Module):
+    """Records the BatchNorm modes seen during forward passes."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net, self.seen = net, []
+
+    def forward(self, x):
+        self.seen.append(tuple(m.training for m in self.net.modules() if isinstance(m, nn.BatchNorm2d)))
+        return self.net(x)
+
+
+@pytest.mark.parametrize("bn_mode", ["train", "eval"])
+@pytest.mark.parametrize("cls", [FGSMTraining, PGDTraining])
+def test_training_attack_uses_bn_policy_and_restores_every_mode(bn_mode, cls):
+    net = _ModeRecorder(PreActResNet18(num_classes=4, in_channels=1, normalization="mnist"))
+    module = cls(net=net, eps=0.1, alpha=0.05, attack_bn_mode=bn_mode)
+    module.train()
+    net.net.layer2.eval()  # a user-frozen block must stay frozen, the rest must stay in train mode
+    before = {name: m.training for name, m in module.named_modules()}
+    module.perturb(torch.rand(4, 1, 32, 32), torch.tensor([0, 1, 2, 3]))
+    assert {name: m.training for name, m in module.named_modules()} == before
+    layer2_bns = {i for i, (name, m) in enumerate((n, m) for n, m in net.net.named_modules()
+                                                   if isinstance(m, nn.BatchNorm2d)) if name.startswith("layer2")}
+    for modes in net.seen:  # every attack forward saw the requested policy
+        assert all(t == (bn_mode == "train") for i, t in enumerate(modes) if i not in layer2_bns or bn_mode == "eval")
+
+
+def test_mode_context_managers_restore_after_an_exception():
+    net = PreActResNet18(num_classes=2, in_channels=1)
+    net.layer3.eval()
+    before = [m.training for m in net.modules()]
+    for ctx in (eval_mode(net), batchnorm_mode(net, "train"), preserved_modes(net)):
+        with pytest.raises(KeyError), ctx:
+            net.train()
+            raise KeyError("boom")
+        assert [m.training for m in net.modules()] == before
+
+
+def test_pgd_direction_is_right_under_bf16_autocast(trained_cnn, mnist_batch):
+    x, y = mnist_batch
+    torch.manual_seed(0)
+    ref = fgsm(trained_cnn, x, y, 0.2, 0.2, "zero")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        adv = fgsm(trained_cnn, x, y, 0.2, 0.2, "zero")
+        adv_pgd = pgd(trained_cnn, x, y, 0.2, 0.05, steps=5)
+    assert adv.dtype == torch.float32
+    moved = (ref - x).abs() > 0
+    agree = ((adv - x).sign() == (ref - x).sign())[moved].float().mean()
+    assert agree > 0.95, f"bf16 FGSM agrees with fp32 on only {agree:.1%} of the moved pixels"
+    assert (adv_pgd - x).abs().max() <= 0.2 + 1e-6
+    with torch.no_grad():
+        assert F.cross_entropy(trained_cnn(adv_pgd), y) > F.cross_entropy(trained_cnn(x), y) + 0.5

@@ -1,0 +1,80 @@
+"""The CLI end to end: fit writes logs, checkpoints and the config; every config instantiates; resume; DDP."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from conftest import CONFIGS, REPO
+
+from robustrain.cli import main
+
+FAST = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1",
+        "--trainer.enable_progress_bar", "false", "--trainer.num_sanity_val_steps", "0",
+        "--model.init_args.eval_size", "20", "--model.init_args.eval_steps", "2"]
+
+
+def _data_on_disk(config: dict) -> bool:
+    return config.get("data", {}).get("class_path", "robustrain.data.MNIST5k").endswith("MNIST5k")
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_config_instantiates(path, in_tmp):
+    config = yaml.safe_load(path.read_text())
+    args = ["--config", str(path)]
+    if not _data_on_disk(config):
+        # CIFAR-10 / ImageNet are not on this machine: keep the config's model, trainer and callbacks, swap the data.
+        args += ["--data", "robustrain.data.MNIST5k"]
+    cli = main(args, run=False)
+    assert type(cli.model).__name__ == config["model"]["class_path"].rsplit(".", 1)[1]
+    assert cli.trainer.max_epochs == config["trainer"].get("max_epochs", cli.trainer.max_epochs)
+
+
+def test_fit_writes_tensorboard_logs_checkpoints_and_the_config(in_tmp):
+    main(["fit", "--config", str(REPO / "configs/mnist5k_fgsm.yaml"), *FAST])
+    run = in_tmp / "runs/mnist5k_fgsm"
+    version = run / "version_0"
+    assert list(version.glob("events.out.tfevents.*"))
+    saved = yaml.safe_load((version / "config.yaml").read_text())
+    assert saved["model"]["init_args"]["eps"] == 0.3 and saved["model"]["class_path"].endswith("FGSMTraining")
+    assert (run / "checkpoints/last.ckpt").is_file() and list(run.glob("checkpoints/best-*.ckpt"))
+    hparams = yaml.safe_load((version / "hparams.yaml").read_text())
+    assert hparams["eps"] == 0.3 and hparams["optimizer"] == "adam"
+
+
+def test_model_can_be_chosen_on_the_command_line(in_tmp):
+    cli = main(["--model", "PGDTraining", "--model.net", "robustrain.models.SmallCNN", "--model.steps", "3",
+                "--trainer.logger", "false"], run=False)
+    assert type(cli.model).__name__ == "PGDTraining" and cli.model.hparams.steps == 3
+    assert type(cli.datamodule).__name__ == "MNIST5k"  # the embedded default
+
+
+def test_resume_from_last_continues_from_the_saved_epoch(in_tmp):
+    config = str(REPO / "configs/mnist5k_standard.yaml")
+    main(["fit", "--config", config, *FAST])
+    first = torch.load(in_tmp / "runs/mnist5k_standard/checkpoints/last.ckpt", weights_only=False)
+    assert first["epoch"] == 0 and first["global_step"] == 3
+    resumed = main(["fit", "--config", config, *FAST, "--trainer.max_epochs", "2", "--ckpt_path", "last"])
+    assert resumed.trainer.current_epoch == 2 and resumed.trainer.global_step == 6
+    second = torch.load(in_tmp / "runs/mnist5k_standard/checkpoints/last.ckpt", weights_only=False)
+    assert second["epoch"] == 1 and second["global_step"] == 6
+
+
+def test_bad_values_fail_before_training_and_name_the_value(in_tmp):
+    with pytest.raises(ValueError, match="eps=1.5"):
+        main(["fit", "--config", str(REPO / "configs/mnist5k_fgsm.yaml"), "--model.init_args.eps", "1.5"])
+    with pytest.raises(ValueError, match="batch_size=0"):
+        main(["fit", "--config", str(REPO / "configs/mnist5k_fgsm.yaml"), "--data.init_args.batch_size", "0"])
+    assert not (in_tmp / "runs").exists()
+
+
+def test_ddp_with_two_cpu_processes_runs_an_epoch(in_tmp):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, str(REPO / "train.py"), "fit", "--config", str(REPO / "configs/mnist5k_fgsm.yaml"), *FAST,
+           "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    result = subprocess.run(cmd, cwd=in_tmp, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ckpt = torch.load(in_tmp / "runs/mnist5k_fgsm/checkpoints/last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 3

@@ -1,0 +1,70 @@
+"""Training modules: each lowers its own training loss on real digits within a few steps."""
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+
+from robustrain.attacks import fgsm, pgd
+from robustrain.data import MNIST5k
+from robustrain.models import SmallCNN
+from robustrain.training import FGSMTraining, PGDTraining, StandardTraining
+
+MODULES = {
+    "standard": (StandardTraining, {}, lambda net, x, y: x),
+    "fgsm": (FGSMTraining, {"eps": 0.1, "alpha": 0.125}, lambda net, x, y: fgsm(net, x, y, 0.1, 0.125, "zero")),
+    "pgd": (PGDTraining, {"eps": 0.1, "alpha": 0.04, "steps": 3}, lambda net, x, y: pgd(net, x, y, 0.1, 0.04, 3)),
+}
+
+
+def _fit(module, steps: int, tmp_path):
+    trainer = L.Trainer(
+        max_steps=steps, limit_val_batches=1, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", inference_mode=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, MNIST5k(batch_size=50, eval_batch_size=100))
+    return trainer
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_training_lowers_the_loss_it_trains_on(name, mnist_batch, tmp_path):
+    cls, kwargs, inputs = MODULES[name]
+    module = cls(net=SmallCNN(), optimizer="adam", lr=3e-3, lr_schedule="constant", weight_decay=0.0,
+                 eval_size=20, eval_eps=0.1, eval_alpha=0.05, eval_steps=2, **kwargs)
+    x, y = mnist_batch
+    module.net.eval()
+
+    def loss():
+        with torch.no_grad():
+            return F.cross_entropy(module.net(inputs(module.net, x, y)), y).item()
+
+    before = loss()
+    trainer = _fit(module, 40, tmp_path)
+    after = loss()
+    assert after < 0.8 * before, f"{name}: loss {before:.3f} -> {after:.3f}"
+    metrics = trainer.callback_metrics
+    for key in ("train/loss", "train/acc", "val/loss", "val/acc", "val/acc_pgd"):
+        assert key in metrics and torch.isfinite(metrics[key])
+    assert metrics["val/acc_pgd"] <= metrics["val/acc"] + 1e-6
+
+
+def test_cyclic_schedule_is_sized_from_the_trainer(tmp_path):
+    module = StandardTraining(net=SmallCNN(), optimizer="sgd", lr=0.2, lr_schedule="cyclic", eval_size=0)
+    lrs = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    trainer = L.Trainer(max_epochs=2, limit_train_batches=10, limit_val_batches=0, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, callbacks=[Record()])
+    trainer.fit(module, MNIST5k(batch_size=50))
+    assert len(lrs) == 20
+    assert lrs[0] == pytest.approx(0.2 / 8) and lrs[7] == pytest.approx(0.2) and lrs[-1] < lrs[10]
+
+
+def test_hparams_include_the_attack_and_optimiser():
+    module = FGSMTraining(net=SmallCNN(), eps=0.3, alpha=0.375, optimizer="adam", lr=5e-3)
+    assert {k: module.hparams[k] for k in ("eps", "alpha", "init", "optimizer", "lr")} == {
+        "eps": 0.3, "alpha": 0.375, "init": "random", "optimizer": "adam", "lr": 5e-3}
