@@ -27,6 +27,11 @@ def test_every_config_instantiates(path, in_tmp):
     if not _data_on_disk(config):
         # CIFAR-10 / ImageNet are not on this machine: keep the config's model, trainer and callbacks, swap the data.
         args += ["--data", "robustrain.data.MNIST5k"]
+    if config["model"]["init_args"].get("net", {}).get("init_args", {}).get("weights_path"):
+        # Pretrained ImageNet weights are a local file the user provides; loading them is tested in test_models.
+        override = in_tmp / "no_weights.yaml"
+        override.write_text("model:\n  init_args:\n    net:\n      init_args:\n        weights_path: null\n")
+        args += ["--config", str(override)]
     cli = main(args, run=False)
     assert type(cli.model).__name__ == config["model"]["class_path"].rsplit(".", 1)[1]
     assert cli.trainer.max_epochs == config["trainer"].get("max_epochs", cli.trainer.max_epochs)

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from robustrain.attacks import fgsm, pgd
 from robustrain.data import MNIST5k
 from robustrain.models import SmallCNN
+from robustrain.modes import eval_mode
 from robustrain.training import FGSMTraining, PGDTraining, StandardTraining
 
 MODULES = {
@@ -19,7 +20,7 @@ MODULES = {
 
 def _fit(module, steps: int, tmp_path):
     trainer = L.Trainer(
-        max_steps=steps, limit_val_batches=1, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
+        max_epochs=1, limit_train_batches=steps, limit_val_batches=1, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", inference_mode=False,
         default_root_dir=tmp_path,
     )
@@ -33,10 +34,9 @@ def test_training_lowers_the_loss_it_trains_on(name, mnist_batch, tmp_path):
     module = cls(net=SmallCNN(), optimizer="adam", lr=3e-3, lr_schedule="constant", weight_decay=0.0,
                  eval_size=20, eval_eps=0.1, eval_alpha=0.05, eval_steps=2, **kwargs)
     x, y = mnist_batch
-    module.net.eval()
 
     def loss():
-        with torch.no_grad():
+        with eval_mode(module.net), torch.no_grad():
             return F.cross_entropy(module.net(inputs(module.net, x, y)), y).item()
 
     before = loss()
