@@ -1,0 +1,277 @@
+"""RobustnessEvaluation: a test-time callback measuring robust accuracy (FGSM, PGD, AutoAttack, accuracy vs eps).
+
+Thin layers: `on_test_batch_end` attacks each test batch with the attacks of `robustrain.evaluation.robust` and adds
+per-batch sums, `_finish` reduces them across ranks, logs `test/acc_<key>` on every rank and writes the report and
+figures once (rank zero). Use it with `python train.py test --config configs/eval_robust_mnist5k.yaml --ckpt_path ...`.
+
+Report (`robustness.json` in the run's log dir, i.e. the TensorBoard version dir; accuracies are fractions in [0, 1]):
+    schema: "robustrain.robustness/1".
+    checkpoint: the tested checkpoint path (trainer.ckpt_path) or null.
+    model: the LightningModule class; net: its `net` class when it has one.
+    eps: the L-inf radius of the attacks (pixel units in [0, 1]).
+    accuracy: key -> accuracy: "clean", "fgsm", "pgd_<steps>x<restarts>", "autoattack" (the attacks that ran).
+    num_images: key -> images evaluated (all ranks together).
+    attacks: key -> the settings used (AttackSpec.describe(); AutoAttack lists its components and iterations).
+    seconds: key -> attack wall time summed over batches on rank zero.
+    accuracy_vs_eps: {"eps": [...], "accuracy": [...], "steps", "step_factor", "num_images"} or null.
+    perturbation_spectrum: key -> {"mean_abs_fft": (C, H, W) nested list, "num_images", "fft": "..."} for PGD and
+        AutoAttack: mean over the perturbed images (x_adv != x) of |fftshift(fft2(x_adv - x, norm="forward"))|.
+TensorBoard: scalars test/acc_<key>, figures robustness/accuracy_vs_eps and robustness/perturbation_spectrum (also
+saved as PNGs next to the report).
+"""
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+
+from robustrain.evaluation.figures import plot_accuracy_vs_eps, plot_spectra
+from robustrain.evaluation.robust import (
+    AUTOATTACK_STANDARD,
+    AttackSpec,
+    attack_batch,
+    check_eps_list,
+    curve_specs,
+    perturbation_spectrum,
+)
+
+EVAL_ATTACKS = ("fgsm", "pgd", "autoattack")
+
+
+def _check_budget(name: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name}={value!r} is not valid: use None (all test images) or an integer >= 1")
+
+
+def check_report_name(report_name: str) -> None:
+    """Raises ValueError unless report_name is a plain .json file name."""
+    if not report_name.endswith(".json") or Path(report_name).name != report_name:
+        raise ValueError(f"report_name={report_name!r} is not valid: a plain file name ending in .json")
+
+
+class RobustnessEvaluation(Callback):
+    """Robust accuracy of the tested model under FGSM, PGD (steps x restarts) and AutoAttack, plus accuracy vs eps.
+
+    Every attack runs with the whole model in eval mode (every submodule's flag restored) and gradients enabled;
+    the Trainer needs inference_mode=False. Budgets are totals over all ranks (each rank takes its share of the
+    first images of its test batches, so the evaluated subset is fixed for an unshuffled loader).
+
+    Args:
+        eps: L-inf radius in [0, 1] pixel units (CIFAR-10: 8/255; MNIST: 0.3).
+        attacks: Which of "fgsm", "pgd", "autoattack" to run; clean accuracy is always measured.
+        fgsm_alpha: FGSM step; None = eps (Goodfellow's FGSM from the clean image).
+        pgd: (steps, restarts) pairs, one PGD evaluation each; default Wong et al.'s PGD-50-10.
+        pgd_alpha: PGD step size; None = 2.5 * eps / steps. Default 2/255 (Wong et al., CIFAR-10).
+        pgd_random_start: PGD starts from a uniform point of the eps-ball.
+        pgd_early_stop: Stop attacking an example once it is misclassified (Wong et al.'s attack_pgd).
+        autoattack_steps: APGD / APGD-T / FAB iterations (original AutoAttack: 100; torchattacks' 'standard': 10).
+        autoattack_components: Components in order (robustrain.evaluation.robust.AUTOATTACK_COMPONENTS).
+        autoattack_n_target_classes: Targets of apgd-t / fab-t; None = all other classes.
+        autoattack_square_queries: Square attack queries (original: 5000).
+        autoattack_seed: Seed of AutoAttack's random starts (the global RNG is left as it was).
+        max_images: Images attacked by FGSM and PGD; None = the whole test set.
+        autoattack_max_images: Images attacked by AutoAttack; None = the whole test set.
+        eps_curve: Radii of the accuracy-vs-eps curve (PGD, Ribeiro & Schön); empty = no curve.
+        eps_curve_steps: PGD steps per curve point (Ribeiro & Schön: 100).
+        eps_curve_step_factor: Curve step size = factor * eps / steps (Ribeiro & Schön: 2.5).
+        eps_curve_max_images: Images of the curve; None = the whole test set.
+        spectrum: Record the mean |FFT| of PGD and AutoAttack perturbations.
+        report_name: File name of the JSON report in the log dir.
+    """
+
+    def __init__(
+        self,
+        eps: float = 8 / 255,
+        attacks: Sequence[str] = EVAL_ATTACKS,
+        fgsm_alpha: float | None = None,
+        pgd: Sequence[tuple[int, int]] = ((50, 10),),
+        pgd_alpha: float | None = 2 / 255,
+        pgd_random_start: bool = True,
+        pgd_early_stop: bool = False,
+        autoattack_steps: int = 100,
+        autoattack_components: Sequence[str] = AUTOATTACK_STANDARD,
+        autoattack_n_target_classes: int | None = None,
+        autoattack_square_queries: int = 5000,
+        autoattack_seed: int = 0,
+        max_images: int | None = None,
+        autoattack_max_images: int | None = None,
+        eps_curve: Sequence[float] = (),
+        eps_curve_steps: int = 100,
+        eps_curve_step_factor: float = 2.5,
+        eps_curve_max_images: int | None = None,
+        spectrum: bool = True,
+        report_name: str = "robustness.json",
+    ) -> None:
+        super().__init__()
+        unknown = [a for a in attacks if a not in EVAL_ATTACKS]
+        if unknown:
+            raise ValueError(f"attacks={list(attacks)!r}: unknown attack {unknown[0]!r}; choose from {list(EVAL_ATTACKS)}")
+        for name, value in (("max_images", max_images), ("autoattack_max_images", autoattack_max_images),
+                            ("eps_curve_max_images", eps_curve_max_images)):
+            _check_budget(name, value)
+        check_report_name(report_name)
+        specs = [AttackSpec("clean")]
+        if "fgsm" in attacks:
+            specs.append(AttackSpec("fgsm", eps, alpha=fgsm_alpha))
+        if "pgd" in attacks:
+            for pair in pgd:
+                if len(pair) != 2:
+                    raise ValueError(f"pgd={list(pgd)!r}: each entry must be a (steps, restarts) pair, got {pair!r}")
+                specs.append(AttackSpec("pgd", eps, alpha=pgd_alpha, steps=int(pair[0]), restarts=int(pair[1]),
+                                        random_start=pgd_random_start, early_stop=pgd_early_stop))
+        if "autoattack" in attacks:
+            specs.append(AttackSpec("autoattack", eps, steps=autoattack_steps, components=tuple(autoattack_components),
+                                    n_target_classes=autoattack_n_target_classes,
+                                    square_queries=autoattack_square_queries, seed=autoattack_seed))
+        keys = [spec.key for spec in specs]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"pgd={list(pgd)!r} repeats a (steps, restarts) pair: attack keys {keys} must be distinct")
+        self.eps = eps
+        self.specs = specs
+        self.budgets = {spec.key: autoattack_max_images if spec.name == "autoattack" else max_images for spec in specs}
+        self.eps_curve = check_eps_list(eps_curve) if len(eps_curve) else []
+        self.curve_specs = curve_specs(self.eps_curve, eps_curve_steps, eps_curve_step_factor) if self.eps_curve else []
+        self.eps_curve_steps, self.eps_curve_step_factor = eps_curve_steps, eps_curve_step_factor
+        self.eps_curve_max_images = eps_curve_max_images
+        self.spectrum = spectrum
+        self.report_name = report_name
+        self.report: dict[str, Any] | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._sums: dict[str, Tensor] = {}
+        self._seconds: dict[str, float] = {}
+        self._seen: dict[str, int] = {}
+
+    # --- hooks ----------------------------------------------------------------------------------------------------
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "test" and trainer.test_loop.inference_mode:
+            raise ValueError(
+                "RobustnessEvaluation attacks the model and needs gradients: set trainer.inference_mode: false"
+            )
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._reset()
+
+    def on_test_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        images, labels = batch[0], batch[1]
+        world = trainer.world_size
+        for spec in self.specs:
+            self._attack(pl_module, images, labels, spec, spec.key, self.budgets[spec.key], world, self.spectrum)
+        for eps, spec in zip(self.eps_curve, self.curve_specs):
+            self._attack(pl_module, images, labels, spec, f"curve_{eps!r}", self.eps_curve_max_images, world, False)
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._finish(trainer, pl_module)
+
+    # --- driver ---------------------------------------------------------------------------------------------------
+    def _attack(self, model: L.LightningModule, images: Tensor, labels: Tensor, spec: AttackSpec, key: str,
+                budget: int | None, world_size: int, spectrum: bool) -> None:
+        seen = self._seen.get(key, 0)
+        n = len(labels) if budget is None else min(len(labels), -(-budget // world_size) - seen)
+        if n <= 0:
+            return
+        start = time.perf_counter()
+        adv, correct = attack_batch(model, images[:n], labels[:n], spec)
+        self._seconds[key] = self._seconds.get(key, 0.0) + time.perf_counter() - start
+        self._seen[key] = seen + n
+        self._add(f"{key}/correct", correct.sum().double())
+        self._add(f"{key}/count", torch.tensor(float(n), dtype=torch.float64, device=correct.device))
+        if spectrum and spec.name in ("pgd", "autoattack"):
+            delta = adv - images[:n]  # (n, C, H, W)
+            perturbed = delta.flatten(1).abs().amax(1) > 0
+            if perturbed.any():
+                self._add(f"{key}/spectrum", perturbation_spectrum(delta[perturbed]).sum(0).double())
+            self._add(f"{key}/perturbed", perturbed.sum().double())
+
+    def _add(self, name: str, value: Tensor) -> None:
+        self._sums[name] = self._sums[name] + value if name in self._sums else value
+
+    def _finish(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Reduces the sums across ranks, logs on every rank and writes the report and figures on rank zero."""
+        device = pl_module.device
+        sums = {k: trainer.strategy.reduce(v.to(device), reduce_op="sum").cpu() for k, v in sorted(self._sums.items())}
+        report = self._report(trainer, pl_module, sums)
+        self.report = report
+        for key, value in report["accuracy"].items():
+            pl_module.log(f"test/acc_{key}", value, on_epoch=True, sync_dist=False)
+        if not trainer.is_global_zero:
+            return
+        log_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        (log_dir / self.report_name).write_text(json.dumps(report, indent=2))
+        self._write_figures(trainer, log_dir, report)
+        lines = [f"  {key:>14s}: {100 * acc:6.2f}% of {report['num_images'][key]}" for key, acc in report["accuracy"].items()]
+        rank_zero_info("Robust accuracy (eps=%g), report %s\n%s" % (self.eps, log_dir / self.report_name, "\n".join(lines)))
+
+    def _report(self, trainer: L.Trainer, pl_module: L.LightningModule, sums: dict[str, Tensor]) -> dict[str, Any]:
+        accuracy, counts, attacks, spectra = {}, {}, {}, {}
+        for spec in self.specs:
+            count = sums.get(f"{spec.key}/count")
+            if count is None or count.item() == 0:
+                continue
+            accuracy[spec.key] = sums[f"{spec.key}/correct"].item() / count.item()
+            counts[spec.key] = int(count.item())
+            attacks[spec.key] = spec.describe()
+            if f"{spec.key}/spectrum" in sums:
+                n = int(sums[f"{spec.key}/perturbed"].item())
+                spectra[spec.key] = {
+                    "mean_abs_fft": (sums[f"{spec.key}/spectrum"] / n).float().tolist(),
+                    "num_images": n,
+                    "fft": "mean over perturbed images of |fftshift(fft2(x_adv - x, norm='forward'))|, (C, H, W)",
+                }
+        curve = None
+        if self.eps_curve and all(f"curve_{e!r}/count" in sums for e in self.eps_curve):
+            curve = {
+                "eps": self.eps_curve,
+                "accuracy": [sums[f"curve_{e!r}/correct"].item() / sums[f"curve_{e!r}/count"].item()
+                             for e in self.eps_curve],
+                "steps": self.eps_curve_steps,
+                "step_factor": self.eps_curve_step_factor,
+                "num_images": int(sums[f"curve_{self.eps_curve[0]!r}/count"].item()),
+            }
+        net = getattr(pl_module, "net", None)
+        return {
+            "schema": "robustrain.robustness/1",
+            "checkpoint": str(trainer.ckpt_path) if trainer.ckpt_path else None,
+            "model": type(pl_module).__name__,
+            "net": type(net).__name__ if net is not None else None,
+            "eps": self.eps,
+            "accuracy": accuracy,
+            "num_images": counts,
+            "attacks": attacks,
+            "seconds": {k: round(v, 3) for k, v in self._seconds.items() if not k.startswith("curve_")},
+            "accuracy_vs_eps": curve,
+            "perturbation_spectrum": spectra,
+        }
+
+    def _write_figures(self, trainer: L.Trainer, log_dir: Path, report: dict[str, Any]) -> None:
+        import matplotlib.pyplot as plt
+
+        figures = {}
+        if report["accuracy_vs_eps"] is not None:
+            curve = report["accuracy_vs_eps"]
+            figures["robustness/accuracy_vs_eps"] = plot_accuracy_vs_eps(
+                {report["model"]: (curve["eps"], curve["accuracy"])},
+                title=f"PGD-{curve['steps']}, step {curve['step_factor']} * eps / {curve['steps']}",
+            )
+        if report["perturbation_spectrum"]:
+            figures["robustness/perturbation_spectrum"] = plot_spectra(
+                {k: v["mean_abs_fft"] for k, v in report["perturbation_spectrum"].items()}
+            )
+        experiment = getattr(trainer.logger, "experiment", None)
+        for tag, figure in figures.items():
+            figure.savefig(log_dir / f"{tag.split('/')[-1]}.png", dpi=100)
+            if hasattr(experiment, "add_figure"):
+                experiment.add_figure(tag, figure, global_step=trainer.global_step)
+            plt.close(figure)
