@@ -25,7 +25,7 @@ CONFIG = {
     "trainer": {"callbacks": [{"class_path": "robustrain.callbacks.PGDEarlyStopping"},
                               {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint"}]},
 }
-ALIASING = {"aliasing": {"net.conv1": 0.125, "net.conv2": 0.5}, "categories": None}
+ALIASING = {"aliasing": {"conv1": 0.125, "conv2": 0.5}, "categories": None}
 
 
 def _training_events(version_dir: Path, epochs: int, seconds: float) -> None:
@@ -80,7 +80,7 @@ def test_table_reproduces_the_numbers_computed_directly(runs, tmp_path) -> None:
     assert float(row["fgsm_acc"]) == direct["fgsm"]
     assert float(row["pgd_3x1_acc"]) == direct["pgd_3x1"]
     assert float(row["grid_acc"]) == 0.375
-    assert float(row["aliasing/net.conv1"]) == 0.125 and float(row["aliasing/net.conv2"]) == 0.5
+    assert float(row["aliasing/conv1"]) == 0.125 and float(row["aliasing/conv2"]) == 0.5
     assert int(row["epochs"]) == 3
     assert float(row["wall_time_s"]) == pytest.approx(60.0, abs=2.0)
     assert row["method"] == "FGSM + anti-aliased (filt 3) + PGD stop"

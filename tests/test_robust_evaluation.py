@@ -195,7 +195,7 @@ def test_cli_test_run_writes_reports_with_expected_keys(in_tmp) -> None:
     for key, value in report["accuracy"].items():
         assert cli.trainer.callback_metrics[f"test/acc_{key}"].item() == pytest.approx(value)
     aliasing = json.loads((log_dir / "aliasing.json").read_text())
-    assert set(aliasing["aliasing"]) == {"net.conv1", "net.conv2"}
+    assert set(aliasing["aliasing"]) == {"conv1", "conv2"}
     assert aliasing["categories"]["num_images"]["all"] == 30
     for name in ("accuracy_vs_eps", "perturbation_spectrum", "category_pies", "aliased_fraction_boxes"):
         assert (log_dir / f"{name}.png").is_file()
@@ -242,3 +242,16 @@ def test_every_new_config_instantiates(name, in_tmp) -> None:
     callbacks = [type(c).__name__ for c in cli.trainer.callbacks]
     assert "RobustnessEvaluation" in callbacks and "AliasingAnalysis" in callbacks
     assert cli.trainer.test_loop.inference_mode is False
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [("compare_mnist5k_fgsm_aliasing_stop.yaml", "AliasingMonitor"), ("compare_mnist5k_fgsm_pgd_stop.yaml",
+     "PGDEarlyStopping"), ("compare_mnist5k_antialiased.yaml", "BlurPool")],
+)
+def test_compare_configs_instantiate(name, expected, in_tmp) -> None:
+    from robustrain.cli import main
+
+    cli = main(["--config", str(REPO / "configs" / name)], run=False)
+    found = [type(c).__name__ for c in cli.trainer.callbacks] + [type(m).__name__ for m in cli.model.modules()]
+    assert expected in found and type(cli.model).__name__ == "FGSMTraining"

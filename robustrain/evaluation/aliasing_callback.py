@@ -36,6 +36,11 @@ from robustrain.evaluation.robustness_callback import check_report_name
 PROBE_SOURCES = ("train", "test")
 
 
+def _net(pl_module: L.LightningModule) -> torch.nn.Module:
+    """The module whose layers are named: `pl_module.net` when it has one (as AliasingMonitor), else pl_module."""
+    return getattr(pl_module, "net", pl_module)
+
+
 class AliasingAnalysis(Callback):
     """Per-layer aliasing on a probe set and spectral categories of the test images, split by correctness.
 
@@ -44,7 +49,8 @@ class AliasingAnalysis(Callback):
             100 random training images); "test": the test images this callback sees (up to max_images).
         probe_size: Probe images when probe_source is "train".
         probe_seed: Seed of the probe images.
-        layer_names: Downsampling layers to analyse (module paths); None = all of them.
+        layer_names: Downsampling layers to analyse, module paths inside `pl_module.net` (as AliasingMonitor names
+            them, e.g. "conv2", "layer2.0.conv1"); None = all of them.
         group_prefixes: Module-path prefixes to average layers over (e.g. ["layer2"] for a ResNet); None = none.
         threshold_db: Category threshold below each feature map's peak, in dB (Ribeiro & Schön: 20).
         max_images: Test images whose categories are computed (total over ranks); None = all.
@@ -103,7 +109,7 @@ class AliasingAnalysis(Callback):
                     "use probe_source='test' otherwise"
                 )
             images, _ = datamodule.probe_set(self.probe_size, seed=self.probe_seed)
-            self._aliasing = measure_model_aliasing(pl_module, images.to(pl_module.device), self.layer_names)
+            self._aliasing = measure_model_aliasing(_net(pl_module), images.to(pl_module.device), self.layer_names)
             self._probe_count = len(images)
 
     def on_test_batch_end(
@@ -116,7 +122,7 @@ class AliasingAnalysis(Callback):
         if n <= 0:
             return
         self._seen += n
-        logits, per_image = layer_categories(pl_module, images[:n], self.layer_names, self.threshold_db)
+        logits, per_image = layer_categories(_net(pl_module), images[:n], self.layer_names, self.threshold_db)
         correct = (logits.argmax(1) == labels[:n]).cpu()
         sums, counts = category_sums(per_image, correct)
         self._layers = list(per_image)
@@ -127,7 +133,7 @@ class AliasingAnalysis(Callback):
             for category, values in fractions.items():
                 self._per_image.setdefault(layer, {}).setdefault(category, []).append(values)
         if self.probe_source == "test":
-            for layer, mean in measure_model_aliasing(pl_module, images[:n], self.layer_names).items():
+            for layer, mean in measure_model_aliasing(_net(pl_module), images[:n], self.layer_names).items():
                 self._probe_sums[layer] = self._probe_sums.get(layer, 0.0) + mean * n
             self._probe_count += n
 
