@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
           f"torch {torch.__version__}")
     for model_name in args.models:
         small = model_name == "SmallCNN"
-        n_batches, batch_size = (10, 100) if small else ((4, 32) if device.type == "cpu" else (20, 128))
+        n_batches, batch_size = (10, 100) if small else ((2, 32) if device.type == "cpu" else (20, 128))
         times = bench_training(model_name, n_batches, batch_size, args.repeats, args.pgd_steps, device)
         _report(f"{model_name} ({n_batches} batches of {batch_size})", times, args.pgd_steps)
 

@@ -83,3 +83,19 @@ def test_ddp_with_two_cpu_processes_runs_an_epoch(in_tmp):
     assert result.returncode == 0, result.stderr[-3000:]
     ckpt = torch.load(in_tmp / "runs/mnist5k_fgsm/checkpoints/last.ckpt", weights_only=False)
     assert ckpt["global_step"] == 3
+
+
+def test_checkpoint_rebuilds_its_own_network_for_test_and_load(in_tmp):
+    from robustrain.training import FGSMTraining
+
+    main(["fit", "--config", str(REPO / "configs/mnist5k_fgsm.yaml"), *FAST,
+          "--model.init_args.net.init_args.antialias", "3"])
+    ckpt = in_tmp / "runs/mnist5k_fgsm/checkpoints/last.ckpt"
+    loaded = FGSMTraining.load_from_checkpoint(ckpt)
+    assert type(loaded.net.conv1).__name__ == "Sequential"  # stride-1 conv + BlurPool
+    # A config without anti-aliasing still evaluates the anti-aliased checkpoint: the network comes from the checkpoint.
+    cli = main(["test", "--config", str(REPO / "configs/mnist5k_standard.yaml"), "--ckpt_path", str(ckpt),
+                "--trainer.enable_progress_bar", "false", "--model.init_args.eval_size", "10",
+                "--model.init_args.eval_steps", "2"])
+    assert type(cli.model).__name__ == "FGSMTraining" and type(cli.model.net.conv1).__name__ == "Sequential"
+    assert 0.0 <= cli.trainer.callback_metrics["test/acc"] <= 1.0

@@ -18,6 +18,15 @@ from robustrain.modes import BATCHNORM_MODES, eval_mode
 from robustrain.training.schedules import LR_SCHEDULES, lr_factor
 
 OPTIMIZERS = ("sgd", "adam")
+
+
+def _built_from_config() -> bool:
+    """True while LightningCLI instantiates the module, handing save_hyperparameters the parsed config."""
+    try:  # private to Lightning; without it we simply don't record `net`
+        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+    except ImportError:
+        return False
+    return _given_hyperparameters.get() is not None
 STAGES = ("train", "val", "test")
 
 
@@ -73,7 +82,10 @@ class RobustClassifier(L.LightningModule):
             raise ValueError(f"eval_size={eval_size} must be >= 0 (0 disables PGD evaluation)")
         if attack_bn_mode not in BATCHNORM_MODES[:2]:
             raise ValueError(f"attack_bn_mode={attack_bn_mode!r} is not valid; choose one of {list(BATCHNORM_MODES[:2])}")
-        self.save_hyperparameters(ignore=["net"])
+        # Built by the CLI, `net` arrives with its config ({class_path, init_args}): keep it, so checkpoints rebuild
+        # their own network (`load_from_checkpoint`, `train.py test --ckpt_path`). Built in Python, it is a module
+        # object, which is no hyperparameter.
+        self.save_hyperparameters(ignore=None if _built_from_config() else ["net"])
         self.net = net
         self.metrics = nn.ModuleDict(
             {f"{stage}_{name}": MeanMetric() for stage in STAGES for name in ("loss", "acc", "acc_pgd")}
