@@ -1,0 +1,213 @@
+"""AliasingMonitor: measure aliasing during training and stop before catastrophic overfitting (Grabinski et al. 2022).
+
+Every `every_n_epochs` epochs the aliasing measure of the downsampling layers is computed on a fixed, seeded probe
+set of training images (the paper: 100), the network in eval mode under no_grad (every submodule's mode restored),
+the forward pass stopped after the last monitored layer. Optionally it is also computed "on the fly" on the clean
+training batch every `every_n_train_steps` steps. Algorithm 1 (robustrain.aliasing.stopping) decides on the probe
+series (or the batch series): stop when the monitored value exceeds the median of the preceding `window` values by
+more than `threshold`, after a warm-up. On a stop the weights of the last check that said "go on" are handed back
+(see RollbackEarlyStopping).
+
+Under DDP the probe is split across ranks (rank r takes images r, r + world_size, ...) and the per-layer sums and
+counts are all-reduced, so every rank sees the value of the whole probe set and takes the same decision.
+"""
+
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch import nn
+
+from robustrain.aliasing.layers import find_downsampling_layers, group_layers, measure_model_aliasing
+from robustrain.aliasing.stopping import (
+    DEFAULT_THRESHOLD,
+    DEFAULT_WARMUP_EPOCHS,
+    DEFAULT_WINDOW,
+    check_rule,
+    evaluate_stopping_criteria,
+    in_warmup,
+    reference_history,
+    stop_limit,
+)
+from robustrain.callbacks.rollback import RollbackEarlyStopping, current_lr
+
+DECIDE_ON = ("probe", "batch")
+MEAN = "mean"
+
+
+class AliasingMonitor(RollbackEarlyStopping):
+    """Aliasing measurement per layer / group on a fixed probe set, with the paper's median-filter early stop.
+
+    Logged (TensorBoard): `aliasing/<layer>`, `aliasing/<group>`, `aliasing/mean`, and for the monitored series
+    `aliasing/value`, `aliasing/filtered` (median of the preceding window), `aliasing/threshold` (the stop limit);
+    on-the-fly values under `aliasing/batch/...`. Files in the log dir: `aliasing_history.csv` (every check, replayable
+    with `python -m robustrain.aliasing.replay`), `aliasing_curves.png`, and on a stop `aliasing_stop.ckpt`.
+
+    Args:
+        layers: Module paths (inside `pl_module.net`, or the module itself if it has no `net`) of the downsampling
+            layers to measure; None = all of them (robustrain.aliasing.find_downsampling_layers).
+        groups: Module-path prefixes whose layers are averaged, e.g. ["layer2"] = mean of layer2.0.conv1 and
+            layer2.0.shortcut in PreActResNet18 (the paper's per-block value).
+        monitor: The series Algorithm 1 watches: a layer, a group, or "mean" (mean over the measured layers).
+        threshold: Relative increase over the median that stops (the paper: 0.33).
+        window: Preceding measurements the median is taken over (default 3, see docs/aliasing.md).
+        warmup_epochs: No decision in epochs 0 .. warmup_epochs - 1 (default 3, see docs/aliasing.md).
+        wait_for_lr_peak: Also no decision while the learning rate is still rising (e.g. the first 40% of a cyclic
+            schedule), when aliasing rises in healthy runs too.
+        probe_size: Number of probe images (the paper: 100), from `trainer.datamodule.probe_set(probe_size, probe_seed)`.
+        probe_seed: Seed choosing the probe images.
+        probe_batch_size: Probe images per forward pass.
+        every_n_epochs: Measure on the probe set at the end of every n-th epoch; 0 = never (then decide_on="batch").
+        every_n_train_steps: Also measure on the clean training batch after every n-th optimizer step; 0 = never.
+        decide_on: "probe" (the epoch-end probe series) or "batch" (the on-the-fly series, median over its window).
+        monitor_only, restore, save_checkpoint, verbose: See RollbackEarlyStopping.
+    """
+
+    name = "aliasing"
+
+    def __init__(
+        self,
+        layers: list[str] | None = None,
+        groups: list[str] | None = None,
+        monitor: str = MEAN,
+        threshold: float = DEFAULT_THRESHOLD,
+        window: int = DEFAULT_WINDOW,
+        warmup_epochs: int = DEFAULT_WARMUP_EPOCHS,
+        wait_for_lr_peak: bool = True,
+        probe_size: int = 100,
+        probe_seed: int = 0,
+        probe_batch_size: int = 100,
+        every_n_epochs: int = 1,
+        every_n_train_steps: int = 0,
+        decide_on: Literal["probe", "batch"] = "probe",
+        monitor_only: bool = False,
+        restore: bool = True,
+        save_checkpoint: bool = True,
+        verbose: bool = False,
+    ) -> None:
+        super().__init__(monitor_only=monitor_only, restore=restore, save_checkpoint=save_checkpoint, verbose=verbose)
+        check_rule(threshold, window, warmup_epochs)
+        for arg, value, low in (
+            ("probe_size", probe_size, 1),
+            ("probe_batch_size", probe_batch_size, 1),
+            ("every_n_epochs", every_n_epochs, 0),
+            ("every_n_train_steps", every_n_train_steps, 0),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{arg}={value!r} must be an int >= {low}")
+        if decide_on not in DECIDE_ON:
+            raise ValueError(f"decide_on={decide_on!r} is not valid; choose one of {list(DECIDE_ON)}")
+        if decide_on == "probe" and every_n_epochs == 0:
+            raise ValueError("decide_on='probe' needs every_n_epochs >= 1 (the probe is measured at epoch ends)")
+        if decide_on == "batch" and every_n_train_steps == 0:
+            raise ValueError("decide_on='batch' needs every_n_train_steps >= 1 (the on-the-fly measurements)")
+        if layers is not None and not layers:
+            raise ValueError("layers=[] measures nothing; give module paths or None for all downsampling layers")
+        self.layers = list(layers) if layers is not None else None
+        self.groups = list(groups or [])
+        self.monitor = monitor
+        self.threshold = threshold
+        self.window = window
+        self.warmup_epochs = warmup_epochs
+        self.wait_for_lr_peak = wait_for_lr_peak
+        self.probe_size = probe_size
+        self.probe_seed = probe_seed
+        self.probe_batch_size = probe_batch_size
+        self.every_n_epochs = every_n_epochs
+        self.every_n_train_steps = every_n_train_steps
+        self.decide_on = decide_on
+        self._layer_names: list[str] = []
+        self._probe: torch.Tensor | None = None  # this rank's share of the probe images
+        self._start_lr = float("nan")
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(layers=self.layers, groups=self.groups, monitor=self.monitor)
+
+    # --- setup ----------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _net(pl_module: "L.LightningModule") -> nn.Module:
+        return getattr(pl_module, "net", pl_module)
+
+    def setup(self, trainer: "L.Trainer", pl_module: "L.LightningModule", stage: str) -> None:
+        if stage != "fit":
+            return
+        found = list(find_downsampling_layers(self._net(pl_module)))
+        names = found if self.layers is None else self.layers
+        unknown = [name for name in names if name not in found]
+        if unknown or not names:
+            raise ValueError(f"layers={self.layers!r} must be a non-empty subset of the downsampling layers {found}")
+        self._layer_names = names
+        group_layers(dict.fromkeys(names, 0.0), self.groups)  # raises naming a group that matches no layer
+        valid = [*names, *self.groups, MEAN]
+        if self.monitor not in valid:
+            raise ValueError(f"monitor={self.monitor!r} is not valid; choose one of {valid}")
+        if self.every_n_epochs:
+            datamodule = trainer.datamodule
+            if not hasattr(datamodule, "probe_set"):
+                raise ValueError(
+                    "AliasingMonitor needs trainer.datamodule.probe_set(n, seed) (robustrain.data.ImageDataModule) for "
+                    f"its fixed probe images; got datamodule {type(datamodule).__name__}"
+                )
+            images, _ = datamodule.probe_set(self.probe_size, self.probe_seed)
+            self._probe = images[trainer.global_rank :: trainer.world_size]  # this rank's share
+
+    # --- hooks ----------------------------------------------------------------------------------------------------
+    def on_train_start(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
+        super().on_train_start(trainer, pl_module)
+        self._start_lr = current_lr(trainer)  # the lr before the first check, for lr_rising
+
+    def on_train_batch_end(
+        self, trainer: "L.Trainer", pl_module: "L.LightningModule", outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        n = self.every_n_train_steps
+        if not n or self._should_skip(trainer) or trainer.global_step % n != 0:
+            return
+        values = self._measure(trainer, pl_module, batch[0])
+        self._run_check(trainer, pl_module, "batch", values, decide=self.decide_on == "batch")
+
+    def on_train_epoch_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
+        if self._should_skip(trainer) or self.stopped_epoch == trainer.current_epoch:
+            return  # a batch-level stop this epoch was decided already
+        n = self.every_n_epochs
+        if n and (trainer.current_epoch + 1) % n == 0:
+            values = self._measure(trainer, pl_module, self._probe)
+            if self._run_check(trainer, pl_module, "probe", values, decide=self.decide_on == "probe"):
+                return
+            self._keep_weights(trainer, pl_module)
+        elif self.decide_on == "batch":
+            self._keep_weights(trainer, pl_module)
+
+    # --- measurement ----------------------------------------------------------------------------------------------
+    def _measure(self, trainer: "L.Trainer", pl_module: "L.LightningModule", images: torch.Tensor) -> dict[str, float]:
+        """Per-layer, per-group and mean aliasing over the images of all ranks (eval mode, no grad, modes restored)."""
+        net = self._net(pl_module)
+        device = pl_module.device
+        sums = torch.zeros(len(self._layer_names) + 1, dtype=torch.float64, device=device)
+        if len(images):
+            images = images.to(device)
+            means = measure_model_aliasing(net, images, self._layer_names, self.probe_batch_size)
+            sums[:-1] = torch.tensor([means[name] for name in self._layer_names], dtype=torch.float64) * len(images)
+            sums[-1] = len(images)
+        # (L + 1,) per-layer sums over this rank's images and the image count -> sums over all ranks
+        sums = trainer.strategy.reduce(sums, reduce_op="sum")
+        layer_values = dict(zip(self._layer_names, (sums[:-1] / sums[-1]).tolist()))
+        values = dict(layer_values)
+        values.update(group_layers(layer_values, self.groups))
+        values[MEAN] = sum(layer_values.values()) / len(layer_values)
+        return values
+
+    # --- decision -------------------------------------------------------------------------------------------------
+    def _evaluate(self, record: dict[str, Any], previous: list[dict]) -> tuple[bool, str | None]:
+        lr_before = previous[-1]["lr"] if previous else self._start_lr
+        record["lr_rising"] = bool(record["lr"] > lr_before)
+        record["warmup"] = in_warmup(record["epoch"], self.warmup_epochs, record["lr_rising"], self.wait_for_lr_peak)
+        history = reference_history([r["value"] for r in previous], [r["warmup"] for r in previous])
+        current = record["value"] = record[self.monitor]
+        record["filtered"], record["threshold"] = stop_limit(history, self.threshold, self.window)
+        return evaluate_stopping_criteria(
+            history, current, self.threshold, self.window, record["warmup"], name=f"aliasing/{self.monitor}"
+        )
+
+    def _plot_series(self) -> list[str]:
+        return [*self._layer_names, *[g for g in self.groups if g not in self._layer_names], "value", "filtered", "threshold"]

@@ -1,0 +1,160 @@
+"""PGDEarlyStopping: Wong, Rice & Kolter (2020)'s check against catastrophic overfitting in FGSM training.
+
+Once per epoch, PGD (default 5 steps of 2/255, 1 restart, eps 8/255) on the epoch's first training batch (or a fixed
+probe set); stop when the robust accuracy fell by more than `max_drop` (0.2) against the previous check and hand back
+the previous epoch's weights (locuslab/fast_adversarial, train_fgsm.py `--early-stop`).
+
+Differences from fast_adversarial, on purpose: the network is attacked in eval mode (running BatchNorm statistics, as
+robustrain's PGD evaluation; theirs stays in train mode), and the attack's random start draws from a generator seeded
+per epoch inside `torch.random.fork_rng`, so the check neither depends on nor changes the training's random stream:
+a run with the check trains exactly like one without it until it stops.
+"""
+
+import math
+from typing import Any, Literal
+
+import lightning as L
+import torch
+
+from robustrain.attacks import check_linf_params, pgd
+from robustrain.callbacks.rollback import RollbackEarlyStopping
+from robustrain.modes import eval_mode
+
+SOURCES = ("first_batch", "probe")
+
+
+def evaluate_pgd_stopping(
+    previous: float | None, current: float, max_drop: float = 0.2
+) -> tuple[bool, str | None]:
+    """Wong et al.'s rule: stop when the robust accuracy fell by more than max_drop since the previous check.
+
+    Args:
+        previous: Robust accuracy at the previous check, None at the first (fast_adversarial starts from 0: no stop).
+        current: Robust accuracy now, in [0, 1].
+        max_drop: Largest allowed fall in accuracy (absolute, 0.2 = 20 points).
+
+    Returns:
+        (should_stop, reason).
+    """
+    if not math.isfinite(current):
+        return True, f"pgd_es/acc = {current} is not finite"
+    if previous is None:
+        return False, None
+    if current - previous < -max_drop:
+        return True, f"PGD accuracy fell from {previous:.3f} to {current:.3f} ({current - previous:+.3f} < -{max_drop})"
+    return False, None
+
+
+class PGDEarlyStopping(RollbackEarlyStopping):
+    """The PGD-accuracy early stop of Wong et al. 2020, with robustrain's history, logging and weight hand-back.
+
+    Logged: `pgd_es/acc`, `pgd_es/value` (the same), `pgd_es/filtered` (the previous check's accuracy) and
+    `pgd_es/threshold` (previous - max_drop). Files: `pgd_es_history.csv`, `pgd_es_curves.png`, `pgd_es_stop.ckpt`.
+
+    Args:
+        eps: L-inf radius in [0, 1] pixel units (8/255 on CIFAR-10; 0.3 on MNIST).
+        alpha: PGD step size (2/255 on CIFAR-10; e.g. 0.1 on MNIST).
+        steps: PGD steps (5).
+        restarts: Random restarts (1); each example keeps its worst restart.
+        max_drop: Stop when the accuracy fell by more than this since the previous check (0.2).
+        source: "first_batch" (the epoch's first training batch, as fast_adversarial) or "probe" (a fixed set of
+            `probe_size` training images from `trainer.datamodule.probe_set`, the same at every check).
+        probe_size: Images of the fixed probe set.
+        probe_seed: Seed choosing the probe images.
+        seed: Seed of the attack's random start (combined with the epoch).
+        every_n_epochs: Check at the end of every n-th epoch.
+        monitor_only, restore, save_checkpoint, verbose: See RollbackEarlyStopping.
+    """
+
+    name = "pgd_es"
+
+    def __init__(
+        self,
+        eps: float = 8 / 255,
+        alpha: float = 2 / 255,
+        steps: int = 5,
+        restarts: int = 1,
+        max_drop: float = 0.2,
+        source: Literal["first_batch", "probe"] = "first_batch",
+        probe_size: int = 128,
+        probe_seed: int = 0,
+        seed: int = 0,
+        every_n_epochs: int = 1,
+        monitor_only: bool = False,
+        restore: bool = True,
+        save_checkpoint: bool = True,
+        verbose: bool = False,
+    ) -> None:
+        super().__init__(monitor_only=monitor_only, restore=restore, save_checkpoint=save_checkpoint, verbose=verbose)
+        check_linf_params(eps, alpha, steps, restarts)
+        if not (math.isfinite(max_drop) and 0.0 < max_drop <= 1.0):
+            raise ValueError(f"max_drop={max_drop} must be in (0, 1] (a fall in accuracy; Wong et al.: 0.2)")
+        if source not in SOURCES:
+            raise ValueError(f"source={source!r} is not valid; choose one of {list(SOURCES)}")
+        for arg, value in (("probe_size", probe_size), ("every_n_epochs", every_n_epochs)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{arg}={value!r} must be an int >= 1")
+        self.eps, self.alpha, self.steps, self.restarts = eps, alpha, steps, restarts
+        self.max_drop = max_drop
+        self.source = source
+        self.probe_size, self.probe_seed, self.seed = probe_size, probe_seed, seed
+        self.every_n_epochs = every_n_epochs
+        self._images: torch.Tensor | None = None  # this rank's images to attack at the next check
+        self._labels: torch.Tensor | None = None
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(eps=self.eps, steps=self.steps, source=self.source)
+
+    def setup(self, trainer: "L.Trainer", pl_module: "L.LightningModule", stage: str) -> None:
+        if stage != "fit" or self.source != "probe":
+            return
+        if not hasattr(trainer.datamodule, "probe_set"):
+            raise ValueError(
+                "PGDEarlyStopping(source='probe') needs trainer.datamodule.probe_set(n, seed); got datamodule "
+                f"{type(trainer.datamodule).__name__}; use source='first_batch'"
+            )
+        images, labels = trainer.datamodule.probe_set(self.probe_size, self.probe_seed)
+        rank, world = trainer.global_rank, trainer.world_size
+        self._images, self._labels = images[rank::world], labels[rank::world]  # this rank's share
+
+    def on_train_batch_start(
+        self, trainer: "L.Trainer", pl_module: "L.LightningModule", batch: Any, batch_idx: int
+    ) -> None:
+        if self.source == "first_batch" and batch_idx == 0:
+            images, labels = batch[0], batch[1]
+            self._images, self._labels = images.detach().clone(), labels.detach().clone()
+
+    def on_train_epoch_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
+        if self._should_skip(trainer) or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        values = {"acc": self._robust_accuracy(trainer, pl_module)}
+        if not self._run_check(trainer, pl_module, self.source, values, decide=True):
+            self._keep_weights(trainer, pl_module)
+
+    def _robust_accuracy(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> float:
+        """PGD accuracy over the images of all ranks (network in eval mode, modes restored, RNG stream untouched)."""
+        net = getattr(pl_module, "net", pl_module)
+        device = pl_module.device
+        counts = torch.zeros(2, dtype=torch.float64, device=device)  # (correct, total)
+        if self._images is not None and len(self._images):
+            images, labels = self._images.to(device), self._labels.to(device)
+            devices = [device] if device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices), eval_mode(net):
+                torch.manual_seed(self.seed + 1000003 * trainer.current_epoch + trainer.global_rank)
+                adv = pgd(net, images, labels, self.eps, self.alpha, self.steps, restarts=self.restarts)
+                with torch.no_grad():
+                    counts[0] = (net(adv).argmax(1) == labels).sum()
+            counts[1] = len(labels)
+        counts = trainer.strategy.reduce(counts, reduce_op="sum")
+        return (counts[0] / counts[1]).item() if counts[1] > 0 else math.nan
+
+    def _evaluate(self, record: dict[str, Any], previous: list[dict]) -> tuple[bool, str | None]:
+        before = previous[-1]["value"] if previous else None
+        record["value"] = record["acc"]
+        record["filtered"] = math.nan if before is None else before
+        record["threshold"] = math.nan if before is None else before - self.max_drop
+        return evaluate_pgd_stopping(before, record["acc"], self.max_drop)
+
+    def _plot_series(self) -> list[str]:
+        return ["value", "threshold"]

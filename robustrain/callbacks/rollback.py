@@ -1,0 +1,214 @@
+"""RollbackEarlyStopping: the machinery shared by robustrain's early-stopping callbacks.
+
+A subclass measures something (aliasing, PGD accuracy) and decides with a pure rule; this base class
+- keeps a CPU copy of the weights from the last check that said "go on" (or from the start of training),
+- agrees on the decision across ranks (`trainer.strategy.reduce_boolean_decision`),
+- logs every value under `<name>/<key>`, records it in `history` and rewrites `<log_dir>/<name>_history.csv`,
+- on a stop: sets `trainer.should_stop` and logs why, at which epoch, with the values; when training has ended
+  (`on_train_end`) it loads the kept weights back into the LightningModule and saves them to
+  `<log_dir>/<name>_stop.ckpt`,
+- at the end of fit: draws the curves to `<log_dir>/<name>_curves.png` and, with a TensorBoardLogger, `add_figure`,
+- keeps all resumable state in `state_dict` (the history, the stop), so a resumed run decides identically.
+
+With `monitor_only=True` it records and logs every decision but never stops and keeps no weights, so several of
+these callbacks can run side by side with only one allowed to stop the run.
+"""
+
+import copy
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+
+from robustrain.history import plot_history, write_history_csv
+
+
+def current_lr(trainer: "L.Trainer") -> float:
+    """Learning rate of the first parameter group of the first optimizer (nan without one)."""
+    if not trainer.optimizers:
+        return math.nan
+    return float(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+class RollbackEarlyStopping(L.Callback):
+    """Base class: check, decide, agree, log, record; on a stop hand back the previous check's weights.
+
+    Subclasses set `name` (metric prefix and file stem), call `_run_check` from their hooks with the measured values,
+    and implement `_evaluate(record, previous)`, which fills `value`, `filtered`, `threshold` and returns
+    (should_stop, reason) from a pure rule. `_plot_series` names the keys the end-of-fit figure draws.
+
+    Args:
+        monitor_only: Record and log every decision, never stop the run (and keep no copy of the weights).
+        restore: On a stop, load the weights of the last check that said "go on" back into the LightningModule.
+        save_checkpoint: On a stop, save the (restored) model to `<log_dir>/<name>_stop.ckpt` via
+            trainer.save_checkpoint; its epoch and global step are those of the stop, its weights the restored ones.
+        verbose: Log a line for every check (the stop is always logged).
+
+    Attributes:
+        history: One dict per check, oldest first (see robustrain.history).
+        stopped_epoch: Epoch at which the stop was decided, or None.
+        restored_epoch: Epoch whose end-of-epoch weights were restored (-1: the weights at the start of fit), or None.
+        stopping_reason_message: Why it stopped, or None.
+        stop_checkpoint_path: Where the restored model was saved, or None.
+    """
+
+    name = "rollback"
+
+    def __init__(
+        self, monitor_only: bool = False, restore: bool = True, save_checkpoint: bool = True, verbose: bool = False
+    ) -> None:
+        super().__init__()
+        self.monitor_only = monitor_only
+        self.restore = restore
+        self.save_checkpoint = save_checkpoint
+        self.verbose = verbose
+        self.history: list[dict] = []
+        self.stopped_epoch: int | None = None
+        self.restored_epoch: int | None = None
+        self.stopping_reason_message: str | None = None
+        self.stop_checkpoint_path: str | None = None
+        self._snapshot: dict[str, torch.Tensor] | None = None
+        self._snapshot_epoch: int | None = None
+        self._restore_pending = False
+        self._dir: Path | None = None
+
+    # --- resumable state ------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "history": copy.deepcopy(self.history),
+            "stopped_epoch": self.stopped_epoch,
+            "restored_epoch": self.restored_epoch,
+            "stopping_reason_message": self.stopping_reason_message,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = copy.deepcopy(state_dict.get("history", []))
+        self.stopped_epoch = state_dict.get("stopped_epoch")
+        self.restored_epoch = state_dict.get("restored_epoch")
+        self.stopping_reason_message = state_dict.get("stopping_reason_message")
+
+    # --- hooks ----------------------------------------------------------------------------------------------------
+    def _should_skip(self, trainer: "L.Trainer") -> bool:
+        return trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking or bool(trainer.fast_dev_run)
+
+    def on_train_start(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
+        # trainer.log_dir broadcasts from rank 0: resolve it here, on every rank, never inside rank-zero-only code
+        self._dir = Path(trainer.log_dir or trainer.default_root_dir)
+        if not self._should_skip(trainer):
+            # A stop at the first check hands back the weights training started from (fresh or resumed).
+            self._take_snapshot(pl_module, trainer.current_epoch - 1)
+
+    def on_fit_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
+        if self._should_skip(trainer) or not self.history:
+            return
+        self._draw_curves(trainer)
+
+    # --- driver ---------------------------------------------------------------------------------------------------
+    def _run_check(
+        self, trainer: "L.Trainer", pl_module: "L.LightningModule", kind: str, values: dict[str, float], decide: bool
+    ) -> bool:
+        """Evaluate, agree across ranks, record, log and (unless monitor-only) stop. Returns whether it stopped.
+
+        `values` must already be identical on every rank (reduced); `decide=False` records without a decision.
+        """
+        previous = [r for r in self.history if r["kind"] == kind]
+        record: dict[str, Any] = {"epoch": trainer.current_epoch, "step": trainer.global_step, "kind": kind}
+        record["lr"] = current_lr(trainer)
+        record.update(values)
+        should_stop, reason = self._evaluate(record, previous)
+        if not decide:  # recorded series that does not drive the decision
+            should_stop, reason = False, None
+        # every rank computed the same values; agree anyway, so one rank's non-finite value stops them all
+        should_stop = trainer.strategy.reduce_boolean_decision(bool(should_stop), all=False)
+        record["should_stop"] = should_stop
+        record["reason"] = reason or ""
+        self.history.append(record)
+        self._log_record(pl_module, record)
+        stopping = should_stop and not self.monitor_only
+        if stopping:
+            self._stop(trainer, pl_module, record)
+        elif reason and (self.verbose or should_stop):
+            prefix = "monitor only, would stop: " if should_stop else ""
+            rank_zero_info(f"{type(self).__name__} epoch {record['epoch']}: {prefix}{reason}")
+        self._write_history(trainer)
+        return stopping
+
+    def _evaluate(self, record: dict[str, Any], previous: list[dict]) -> tuple[bool, str | None]:
+        """Fill record["value"], ["filtered"], ["threshold"] and decide; `previous` are the earlier records of its kind."""
+        raise NotImplementedError
+
+    def _plot_series(self) -> list[str]:
+        return ["value", "filtered", "threshold"]
+
+    def _keep_weights(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
+        """Called by subclasses at an epoch end whose checks all said "go on": these weights become the fallback."""
+        self._take_snapshot(pl_module, trainer.current_epoch)
+
+    def _take_snapshot(self, pl_module: "L.LightningModule", epoch: int) -> None:
+        if self.monitor_only or not self.restore:
+            return
+        self._snapshot = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.state_dict().items()}
+        self._snapshot_epoch = epoch
+
+    def _stop(self, trainer: "L.Trainer", pl_module: "L.LightningModule", record: dict[str, Any]) -> None:
+        trainer.should_stop = True
+        self._restore_pending = True
+        self.stopped_epoch = record["epoch"]
+        self.stopping_reason_message = record["reason"]
+        rank_zero_info(
+            f"{type(self).__name__} stops training at epoch {record['epoch']} (step {record['step']}): {record['reason']}"
+        )
+
+    def on_train_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
+        # The weights are handed back here, after the last epoch's hooks, so that every other monitor of that epoch
+        # measured the model that was actually trained.
+        if self._should_skip(trainer) or not self._restore_pending:
+            return
+        self._restore_pending = False
+        restored = "kept the current weights"
+        if self.restore and self._snapshot is not None:
+            pl_module.load_state_dict(self._snapshot)
+            self.restored_epoch = self._snapshot_epoch
+            when = "the start of fit" if self._snapshot_epoch < 0 else f"the end of epoch {self._snapshot_epoch}"
+            restored = f"restored the weights from {when}"
+        if self.save_checkpoint:
+            path = self._log_dir(trainer) / f"{self.name}_stop.ckpt"
+            trainer.save_checkpoint(path)  # collective: every rank calls it, rank 0 writes
+            self.stop_checkpoint_path = str(path)
+            restored += f", saved to {path}"
+        rank_zero_info(f"{type(self).__name__} stopped at epoch {self.stopped_epoch}: {restored}")
+
+    # --- output ---------------------------------------------------------------------------------------------------
+    def _log_dir(self, trainer: "L.Trainer") -> Path:
+        return self._dir if self._dir is not None else Path(trainer.default_root_dir)
+
+    def _log_record(self, pl_module: "L.LightningModule", record: dict[str, Any]) -> None:
+        metrics = {
+            f"{self.name}/{k}" if record["kind"] != "batch" else f"{self.name}/batch/{k}": float(v)
+            for k, v in record.items()
+            if k not in ("epoch", "step", "kind", "lr", "reason") and isinstance(v, (int, float)) and v is not None
+        }
+        on_step = record["kind"] == "batch"
+        # values are identical on every rank (reduced before): averaging them changes nothing, and keeps Lightning quiet
+        pl_module.log_dict(metrics, on_step=on_step, on_epoch=not on_step, sync_dist=True)
+
+    @rank_zero_only
+    def _write_history(self, trainer: "L.Trainer") -> None:
+        write_history_csv(self.history, self._log_dir(trainer) / f"{self.name}_history.csv")
+
+    @rank_zero_only
+    def _draw_curves(self, trainer: "L.Trainer") -> None:
+        kinds = [r["kind"] for r in self.history]
+        kind = max(set(kinds), key=lambda k: (k != "batch", kinds.count(k)))  # epoch-level records first
+        records = [r for r in self.history if r["kind"] == kind]
+        x = "step" if kind == "batch" else "epoch"
+        fig = plot_history(records, self._plot_series(), f"{type(self).__name__} ({kind})", x=x)
+        fig.savefig(self._log_dir(trainer) / f"{self.name}_curves.png", dpi=120)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_figure(f"{self.name}/curves", fig, global_step=trainer.global_step)
