@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 DEFAULT_THRESHOLD = 0.33
 DEFAULT_WINDOW = 3
-DEFAULT_WARMUP_EPOCHS = 3
+DEFAULT_WARMUP_EPOCHS = 5
 
 
 def check_rule(threshold: float, window: int, warmup_epochs: int) -> None:

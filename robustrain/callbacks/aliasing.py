@@ -51,7 +51,7 @@ class AliasingMonitor(RollbackEarlyStopping):
         monitor: The series Algorithm 1 watches: a layer, a group, or "mean" (mean over the measured layers).
         threshold: Relative increase over the median that stops (the paper: 0.33).
         window: Preceding measurements the median is taken over (default 3, see docs/aliasing.md).
-        warmup_epochs: No decision in epochs 0 .. warmup_epochs - 1 (default 3, see docs/aliasing.md).
+        warmup_epochs: No decision in epochs 0 .. warmup_epochs - 1 (default 5, see docs/aliasing.md).
         wait_for_lr_peak: Also no decision while the learning rate is still rising (e.g. the first 40% of a cyclic
             schedule), when aliasing rises in healthy runs too.
         probe_size: Number of probe images (the paper: 100), from `trainer.datamodule.probe_set(probe_size, probe_seed)`.

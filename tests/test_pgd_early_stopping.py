@@ -1,0 +1,135 @@
+"""Tests of Wong et al.'s PGD early stopping, of its shared rollback machinery, and of the early-stopping configs."""
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from _stopping_fixtures import RandomDigits, WeightsPerEpoch, assert_same_weights, tiny_module, tiny_trainer
+
+from robustrain.aliasing import find_downsampling_layers
+from robustrain.callbacks import AliasingMonitor, PGDEarlyStopping, evaluate_pgd_stopping
+from robustrain.cli import main
+from robustrain.history import read_history_csv
+from robustrain.models import PreActResNet18
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _stop_epoch(accuracies: list[float], max_drop: float = 0.2) -> int | None:
+    previous = None
+    for epoch, acc in enumerate(accuracies):
+        if evaluate_pgd_stopping(previous, acc, max_drop)[0]:
+            return epoch
+        previous = acc
+    return None
+
+
+def test_stops_when_pgd_accuracy_falls_more_than_0_2() -> None:
+    assert _stop_epoch([0.1, 0.3, 0.45, 0.5, 0.29, 0.0]) == 4  # -0.21
+    assert _stop_epoch([0.1, 0.3, 0.45, 0.5, 0.31, 0.12]) is None  # -0.19 twice: a slow slide is not caught
+    assert _stop_epoch([0.5, 0.0]) == 1
+
+
+def test_first_check_never_stops_and_non_finite_stops() -> None:
+    assert evaluate_pgd_stopping(None, 0.0) == (False, None)
+    should_stop, reason = evaluate_pgd_stopping(0.5, float("nan"))
+    assert should_stop and "not finite" in reason
+
+
+class ScriptedPGD(PGDEarlyStopping):
+    """PGDEarlyStopping whose robust accuracy is scripted per epoch (training itself is real)."""
+
+    ACCURACIES = [0.1, 0.3, 0.5, 0.55, 0.2, 0.0]
+
+    def _robust_accuracy(self, trainer, pl_module) -> float:
+        return self.ACCURACIES[trainer.current_epoch]
+
+
+def test_restores_the_previous_epochs_weights_and_writes_the_history(tmp_path) -> None:
+    L.seed_everything(0)
+    weights, stopper = WeightsPerEpoch(), ScriptedPGD()
+    module = tiny_module(lr=0.05)
+    trainer = tiny_trainer(tmp_path, [weights, stopper])
+    trainer.fit(module, datamodule=RandomDigits())
+    assert stopper.stopped_epoch == 4 and stopper.restored_epoch == 3
+    assert_same_weights(module.state_dict(), weights.states[3])
+    saved = torch.load(Path(trainer.log_dir) / "pgd_es_stop.ckpt", map_location="cpu", weights_only=False)
+    assert_same_weights(saved["state_dict"], weights.states[3])
+    rows = read_history_csv(Path(trainer.log_dir) / "pgd_es_history.csv")
+    assert [r["acc"] for r in rows] == ScriptedPGD.ACCURACIES[:5]
+    assert [r["should_stop"] for r in rows] == [False] * 4 + [True]
+    assert rows[4]["threshold"] == pytest.approx(0.35)
+    assert (Path(trainer.log_dir) / "pgd_es_curves.png").exists()
+
+
+def test_side_by_side_only_the_non_monitor_only_callback_stops(tmp_path) -> None:
+    L.seed_everything(0)
+    weights = WeightsPerEpoch()
+    aliasing = AliasingMonitor(monitor="conv1", warmup_epochs=0, threshold=100.0, probe_size=32, monitor_only=True)
+    stopper = ScriptedPGD()
+    module = tiny_module(lr=0.05)
+    trainer = tiny_trainer(tmp_path, [weights, aliasing, stopper])
+    trainer.fit(module, datamodule=RandomDigits())
+    assert stopper.stopped_epoch == 4 and aliasing.stopped_epoch is None
+    # the aliasing monitor measured the model actually trained in epoch 4; the hand-back came after it
+    assert [r["epoch"] for r in aliasing.history] == [0, 1, 2, 3, 4]
+    assert_same_weights(module.state_dict(), weights.states[3])
+    assert not (Path(trainer.log_dir) / "aliasing_stop.ckpt").exists()
+
+
+def test_pgd_accuracy_with_zero_eps_is_the_clean_accuracy(tmp_path) -> None:
+    L.seed_everything(0)
+    module, data = tiny_module(lr=0.05), RandomDigits()
+    stopper = PGDEarlyStopping(eps=0.0, alpha=0.01, steps=2, source="probe", probe_size=40)
+    tiny_trainer(tmp_path, [stopper], max_epochs=1).fit(module, datamodule=data)
+    images, labels = data.probe_set(40, seed=0)
+    with torch.no_grad():
+        clean = (module.net.eval()(images).argmax(1) == labels).float().mean().item()
+    assert stopper.history[0]["acc"] == pytest.approx(clean)
+
+
+def test_check_leaves_the_training_random_stream_and_modes_untouched(tmp_path) -> None:
+    L.seed_everything(0)
+    module, data = tiny_module(lr=0.05), RandomDigits()
+    trainer = tiny_trainer(tmp_path, [], max_epochs=1)
+    trainer.fit(module, datamodule=data)
+    stopper = PGDEarlyStopping(eps=0.1, alpha=0.05, steps=2, source="probe", probe_size=16)
+    stopper.setup(trainer, module, "fit")
+    module.train()
+    module.net.fc2.eval()
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    stopper._robust_accuracy(trainer, module)
+    assert torch.equal(torch.rand(3), expected)
+    assert module.net.training and module.net.conv1.training and not module.net.fc2.training
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [({"eps": 2.0}, "eps"), ({"max_drop": 0.0}, "max_drop"), ({"source": "val"}, "source"), ({"probe_size": 0}, "probe_size")],
+)
+def test_invalid_arguments_raise_naming_the_parameter(kwargs: dict, name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        PGDEarlyStopping(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("name", "stopper"),
+    [("mnist5k_fgsm_aliasing", AliasingMonitor), ("cifar10_fgsm_aliasing", AliasingMonitor),
+     ("cifar10_fgsm_pgd_es", PGDEarlyStopping)],
+)
+def test_early_stopping_configs_instantiate_with_exactly_one_stopper(tmp_path, monkeypatch, name, stopper) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["--config", str(REPO / "configs" / f"{name}.yaml"), "--trainer.logger", "false"]
+    if name.startswith("cifar10"):
+        args += ["--data", "robustrain.data.MNIST5k"]  # CIFAR-10 is not on this machine; the rest is the config's
+    cli = main(args, run=False)
+    ours = [cb for cb in cli.trainer.callbacks if isinstance(cb, (AliasingMonitor, PGDEarlyStopping))]
+    assert {type(cb) for cb in ours} == {AliasingMonitor, PGDEarlyStopping}
+    assert [type(cb) for cb in ours if not cb.monitor_only] == [stopper]
+    aliasing = next(cb for cb in ours if isinstance(cb, AliasingMonitor))
+    if name.startswith("cifar10"):
+        assert set(aliasing.layers) <= set(find_downsampling_layers(PreActResNet18()))
+        assert aliasing.groups == ["layer2"] and aliasing.monitor == "layer2"
