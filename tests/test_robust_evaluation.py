@@ -255,3 +255,13 @@ def test_compare_configs_instantiate(name, expected, in_tmp) -> None:
     cli = main(["--config", str(REPO / "configs" / name)], run=False)
     found = [type(c).__name__ for c in cli.trainer.callbacks] + [type(m).__name__ for m in cli.model.modules()]
     assert expected in found and type(cli.model).__name__ == "FGSMTraining"
+
+
+def test_quick_eval_config_stacks_on_the_mnist_eval_config(in_tmp) -> None:
+    from robustrain.cli import main
+
+    cli = main(["--config", str(REPO / "configs" / "eval_robust_mnist5k.yaml"),
+                "--config", str(REPO / "scripts" / "compare_mnist5k_quick_eval.yaml")], run=False)
+    robust = next(c for c in cli.trainer.callbacks if isinstance(c, RobustnessEvaluation))
+    assert [s.key for s in robust.specs] == ["clean", "fgsm", "pgd_20x2", "autoattack"]
+    assert robust.specs[-1].steps == 20 and robust.specs[-1].square_queries == 1000
