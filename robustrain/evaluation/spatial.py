@@ -1,0 +1,459 @@
+"""SpatialEvaluation: a test-time callback measuring spatial robustness (Engstrom et al. 2019, Zhang 2019, blog 000).
+
+Thin layers: the hooks collect per-batch sums (`on_test_batch_end`), `_finish` reduces them across ranks and
+reports once, and all the math is in `robustrain.spatial` (grid, worst-of-k, first-order attack, loss surfaces)
+plus the two pure helpers below (`shift_consistency`, `summarize`).
+
+Report (`spatial_report.json` in the run's log dir; every accuracy is a fraction in [0, 1]):
+    n_images: test images evaluated (all ranks together).
+    clean_acc: accuracy on the untransformed images.
+    grid_acc: an image counts only if it is correct under every grid transform (Engstrom's robust accuracy).
+    per_transform_acc: accuracy over all n_images x n_transforms transformed copies (blog 000's measure).
+    per_transform_acc_grid: that accuracy per transform, nested [rotation][tx][ty] ("both") or [rotation][t].
+    random_acc: accuracy under one uniformly random transform per image.
+    worst_of_k_acc: accuracy under each image's worst of k random transforms (`selection_rule`); logged as
+        `spatial/worst_of_10_acc` when k = 10, `spatial/worst_of_{k}_acc` otherwise.
+    first_order_acc: accuracy under the first-order attack (PGD on rotation, tx, ty) on the first
+        `first_order_size` images; first_order_grid_acc: grid accuracy on those same images, so
+        first_order_acc > first_order_grid_acc means the first-order attack is weaker than the grid.
+    shift_consistency: fraction of pairs of random integer shifts of the same image with the same top-1 class
+        (Zhang 2019, adapted to small images: both shifts (tx, ty) are drawn uniformly from the integers in
+        [-floor(translation_px_range), floor(translation_px_range)] on the translated axes, zero fill, no
+        rotation; `shift_pairs` pairs per image).
+    smoothness: mean and std over images of the loss surfaces' gradient_mean, gradient_std, total_variation
+        (`robustrain.spatial.surface_smoothness`). A surface is the loss over rotation x translation along one
+        axis: with translation_axes "both" each ty value gives a rotation x tx surface and an image's value is the
+        mean over its ty surfaces; with "x" or "y" each image has one rotation x t surface (blog 000).
+    grid: the transforms (rotations_deg, translations_px, translation_axes, n_transforms); settings: the arguments.
+    Keys of disabled measures are null.
+"""
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor, nn
+
+from robustrain.modes import eval_mode
+from robustrain.spatial import (
+    SELECTION_RULES,
+    evaluate_transforms,
+    first_order_attack,
+    grid_parameters,
+    loss_surfaces,
+    plot_heatmap,
+    plot_surfaces,
+    random_parameters,
+    rotate_translate,
+    select_worst,
+    surface_smoothness,
+)
+
+TRANSLATION_AXES = ("both", "x", "y")
+SMOOTHNESS_FIELDS = ("gradient_mean", "gradient_std", "total_variation")
+
+
+def axis_mask(translation_axes: str) -> Tensor:
+    """(3,) multiplier of (rotation_deg, tx_px, ty_px) rows that zeroes the axes not translated."""
+    return torch.tensor([1.0, float(translation_axes in ("both", "x")), float(translation_axes in ("both", "y"))])
+
+
+def spatial_grid(
+    rotation_deg_range: float, n_rotations: int, translation_px_range: float, n_translations: int, translation_axes: str
+) -> Tensor:
+    """`grid_parameters` rows restricted to the translated axes: (R*N*N, 3) for "both", (R*N, 3) for "x" or "y"."""
+    params = grid_parameters(rotation_deg_range, n_rotations, translation_px_range, n_translations)
+    view = params.view(n_rotations, n_translations, n_translations, 3)  # (R*N*N, 3) -> (R, Ntx, Nty, 3)
+    middle = n_translations // 2  # the exact 0 of odd counts
+    if translation_axes == "x":
+        return view[:, :, middle].reshape(-1, 3).clone()  # ty = 0: (R, Ntx, 3) -> (R*Ntx, 3)
+    if translation_axes == "y":
+        return view[:, middle, :].reshape(-1, 3).clone()  # tx = 0: (R, Nty, 3) -> (R*Nty, 3)
+    return params
+
+
+def shift_consistency(model: nn.Module, x: Tensor, max_shift_px: int, pairs: int, mask: Tensor, generator) -> Tensor:
+    """Per image, the number of `pairs` pairs of random integer shifts with the same top-1 class; (B,) long.
+
+    Each shift (tx, ty) is uniform over the integers in [-max_shift_px, max_shift_px] on the axes `mask` keeps.
+    """
+    batch_size = x.shape[0]
+    shifts = torch.randint(-max_shift_px, max_shift_px + 1, (2, batch_size * pairs, 2), generator=generator,
+                           device=x.device).to(x.dtype) * mask[1:].to(x)  # (2, B*P, 2)
+    images = x.repeat_interleave(pairs, dim=0)  # (B, C, H, W) -> (B*P, C, H, W)
+    no_rotation = x.new_zeros(batch_size * pairs)
+    with torch.no_grad():
+        first = model(rotate_translate(images, no_rotation, shifts[0])).argmax(dim=1)  # (B*P,)
+        second = model(rotate_translate(images, no_rotation, shifts[1])).argmax(dim=1)  # (B*P,)
+    return (first == second).view(batch_size, pairs).sum(dim=1)  # (B*P,) -> (B,)
+
+
+def summarize(sums: dict[str, Tensor], k: int) -> dict[str, Any]:
+    """Turns the (rank-reduced) sums of `SpatialEvaluation` into the report's measures (fractions, or None)."""
+
+    def ratio(numerator: str, denominator: str) -> float | None:
+        total = float(sums[denominator])
+        return float(sums[numerator]) / total if total > 0 else None
+
+    n_images = int(sums["n_images"])
+    report: dict[str, Any] = {
+        "n_images": n_images,
+        "clean_acc": ratio("clean_correct", "n_images"),
+        "grid_acc": ratio("grid_correct", "n_images"),
+        "per_transform_acc": None,
+        "per_transform_acc_grid": None,
+        "random_acc": ratio("random_correct", "n_images"),
+        "worst_of_k_acc": ratio("worst_of_k_correct", "n_images"),
+        "worst_of_k": k,
+        "first_order_acc": ratio("first_order_correct", "first_order_images"),
+        "first_order_grid_acc": ratio("first_order_grid_correct", "first_order_images"),
+        "first_order_images": int(sums["first_order_images"]),
+        "shift_consistency": ratio("shift_consistent", "shift_pairs"),
+        "smoothness": None,
+    }
+    if "per_transform_correct" in sums and n_images > 0:
+        per_transform = sums["per_transform_correct"].double() / n_images  # (T,)
+        report["per_transform_acc"] = float(per_transform.mean())
+        report["per_transform_acc_grid"] = per_transform.tolist()
+    if "smooth_images" in sums and float(sums["smooth_images"]) > 0:
+        n = float(sums["smooth_images"])
+        report["smoothness"] = {}
+        for field in SMOOTHNESS_FIELDS:
+            mean = float(sums[f"{field}_sum"]) / n
+            variance = max(float(sums[f"{field}_sq_sum"]) / n - mean**2, 0.0)
+            report["smoothness"][field] = {"mean": mean, "std": math.sqrt(variance)}
+    return report
+
+
+class SpatialEvaluation(Callback):
+    """Grid, random, worst-of-k and first-order spatial attacks, loss-surface smoothness and shift consistency on
+    the test set (`trainer.test`, e.g. `python train.py test --config configs/eval_spatial_mnist5k.yaml --ckpt_path
+    ...`). Logs `spatial/*` scalars and figures, writes a JSON report (keys: module docstring) and logs a table, once.
+
+    The model is the LightningModule's forward (logits of [0, 1] images), run in eval mode (every submodule's mode
+    restored). Sums are reduced across ranks, so DDP gives the same numbers as one process on the same images.
+    The first-order attack needs autograd: run the Trainer with inference_mode=False (robustrain's CLI default).
+
+    Args:
+        rotation_deg_range: Grid rotations span [-range, range] degrees (linspace), default 30.
+        n_rotations: Grid rotations, default 31 (2 degree steps).
+        translation_px_range: Grid translations span [-range, range] px per axis, default 3 (CIFAR-10; 24 at 224).
+        n_translations: Grid translations per axis, default 5: 31 x 5 x 5 = 775 transforms.
+        translation_axes: "both" (Engstrom's grid), or only "x" / "y" (blog 000: 31 rotations x 5 translations).
+        chunk_size: Grid transforms per forward pass (batch x chunk_size images each), default 32.
+        accuracy_only: Only the grid accuracy from the grid (early exit: fooled images are dropped from later
+            chunks); per-transform accuracy, heatmap and loss surfaces are then not computed.
+        k: Random candidates of the worst-of-k attack (>= 1), default 10.
+        selection_rule: Worst-of-k rule: "misclassified_then_loss" (default) or "loss".
+        first_order_steps: Steps of the first-order attack, default 200; 0 = off. Needs translation_axes "both".
+        first_order_rotation_step_deg: Its rotation step per iteration, default 0.6 degrees.
+        first_order_translation_step_px: Its translation step per iteration and axis, default 0.25 px.
+        first_order_size: Test images attacked with it (the first ones), default 500.
+        shift_pairs: Random shift pairs per image for shift consistency, default 5; 0 = off.
+        max_images: Test images evaluated (the first ones, over all ranks); None = all.
+        n_example_surfaces: Loss surfaces plotted (the first images), default 4.
+        report_name: JSON report file name, written in the run's log dir.
+        seed: Seed of the random, worst-of-k and shift draws (offset by the global rank).
+    """
+
+    def __init__(
+        self,
+        rotation_deg_range: float = 30.0,
+        n_rotations: int = 31,
+        translation_px_range: float = 3.0,
+        n_translations: int = 5,
+        translation_axes: Literal["both", "x", "y"] = "both",
+        chunk_size: int = 32,
+        accuracy_only: bool = False,
+        k: int = 10,
+        selection_rule: str = "misclassified_then_loss",
+        first_order_steps: int = 200,
+        first_order_rotation_step_deg: float = 0.6,
+        first_order_translation_step_px: float = 0.25,
+        first_order_size: int = 500,
+        shift_pairs: int = 5,
+        max_images: int | None = None,
+        n_example_surfaces: int = 4,
+        report_name: str = "spatial_report.json",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        for name, value in (
+            ("rotation_deg_range", rotation_deg_range),
+            ("translation_px_range", translation_px_range),
+            ("first_order_rotation_step_deg", first_order_rotation_step_deg),
+            ("first_order_translation_step_px", first_order_translation_step_px),
+        ):
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name}={value!r} is not valid: it must be a finite number >= 0")
+        for name, value, low in (
+            ("n_rotations", n_rotations, 1),
+            ("n_translations", n_translations, 1),
+            ("chunk_size", chunk_size, 1),
+            ("k", k, 1),
+            ("first_order_steps", first_order_steps, 0),
+            ("first_order_size", first_order_size, 0),
+            ("shift_pairs", shift_pairs, 0),
+            ("n_example_surfaces", n_example_surfaces, 0),
+            ("max_images", 1 if max_images is None else max_images, 1),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name}={value!r} is not valid: it must be an integer >= {low}")
+        if translation_axes not in TRANSLATION_AXES:
+            raise ValueError(f"translation_axes={translation_axes!r} is not valid; choose one of {list(TRANSLATION_AXES)}")
+        if selection_rule not in SELECTION_RULES:
+            raise ValueError(f"selection_rule={selection_rule!r} is not valid; choose one of {list(SELECTION_RULES)}")
+        if first_order_steps > 0 and translation_axes != "both":
+            raise ValueError(
+                f"first_order_steps={first_order_steps} with translation_axes={translation_axes!r} is not valid: the "
+                "first-order attack searches both translation axes; set first_order_steps=0 or translation_axes='both'"
+            )
+        if not report_name or Path(report_name).name != report_name:
+            raise ValueError(f"report_name={report_name!r} is not valid: a plain file name such as 'spatial_report.json'")
+        self.rotation_deg_range, self.n_rotations = float(rotation_deg_range), n_rotations
+        self.translation_px_range, self.n_translations = float(translation_px_range), n_translations
+        self.translation_axes, self.chunk_size, self.accuracy_only = translation_axes, chunk_size, accuracy_only
+        self.k, self.selection_rule = k, selection_rule
+        self.first_order_steps, self.first_order_size = first_order_steps, first_order_size
+        self.first_order_rotation_step_deg = float(first_order_rotation_step_deg)
+        self.first_order_translation_step_px = float(first_order_translation_step_px)
+        self.shift_pairs, self.max_images, self.n_example_surfaces = shift_pairs, max_images, n_example_surfaces
+        self.report_name, self.seed = report_name, seed
+        self.params = spatial_grid(rotation_deg_range, n_rotations, translation_px_range, n_translations, translation_axes)
+        self.mask = axis_mask(translation_axes)
+        self.report: dict[str, Any] | None = None  # the last test epoch's report
+        self._reset()
+
+    # --- hooks ----------------------------------------------------------------------------------------------------
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        image_shape = getattr(trainer.datamodule, "image_shape", None)
+        if image_shape is not None and self.translation_px_range >= min(image_shape[-2:]):
+            raise ValueError(
+                f"translation_px_range={self.translation_px_range!r} is larger than the {tuple(image_shape[-2:])} "
+                f"images: it must be < {min(image_shape[-2:])} px"
+            )
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.first_order_steps > 0 and torch.is_inference_mode_enabled():
+            raise RuntimeError(
+                "SpatialEvaluation's first-order attack needs autograd but inference mode is on: run the Trainer "
+                "with inference_mode=False (robustrain's CLI default) or set first_order_steps=0"
+            )
+        self._reset()
+
+    def on_test_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if dataloader_idx != 0:
+            return
+        images, labels = batch[0], batch[1]
+        budget = self._rank_budget(self.max_images, trainer.world_size) - int(self._sums["n_images"])
+        if budget <= 0:
+            return
+        images, labels = images[:budget], labels[:budget]
+        if self._generator is None:
+            self._generator = torch.Generator(device=images.device).manual_seed(self.seed + trainer.global_rank)
+        with eval_mode(pl_module):
+            self._measure(pl_module, images, labels, trainer.world_size)
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._finish(trainer, pl_module)
+
+    # --- measurement ----------------------------------------------------------------------------------------------
+    def _reset(self) -> None:
+        self._sums: dict[str, Tensor] = {}
+        for key in ("n_images", "clean_correct", "grid_correct", "random_correct", "worst_of_k_correct",
+                    "first_order_images", "first_order_correct", "first_order_grid_correct", "shift_pairs",
+                    "shift_consistent"):
+            self._sums[key] = torch.zeros((), dtype=torch.float64)
+        # Every rank must hold the same keys and shapes, even one that saw no batch: they are all-reduced.
+        if not self.accuracy_only:
+            self._sums["per_transform_correct"] = torch.zeros(self.params.shape[0], dtype=torch.float64)
+            if self.n_rotations >= 2 and self.n_translations >= 2:
+                self._sums["smooth_images"] = torch.zeros((), dtype=torch.float64)
+                for field in SMOOTHNESS_FIELDS:
+                    self._sums[f"{field}_sum"] = torch.zeros((), dtype=torch.float64)
+                    self._sums[f"{field}_sq_sum"] = torch.zeros((), dtype=torch.float64)
+        self._surfaces: list[Tensor] = []  # example loss surfaces of this rank, (R, N) each
+        self._generator: torch.Generator | None = None
+
+    @staticmethod
+    def _rank_budget(total: int | None, world_size: int) -> int:
+        return sys.maxsize if total is None else -(-total // world_size)
+
+    def _add(self, key: str, value: Tensor) -> None:
+        self._sums[key] = self._sums[key] + value.detach().double().cpu()
+
+    def _measure(self, model: nn.Module, x: Tensor, y: Tensor, world_size: int) -> None:
+        """Adds one batch's counts to the sums (model already in eval mode)."""
+        batch_size, device = x.shape[0], x.device
+        params = self.params.to(device)  # (T, 3)
+        self._add("n_images", torch.tensor(float(batch_size)))
+        with torch.no_grad():
+            self._add("clean_correct", (model(x).argmax(dim=1) == y).sum())
+        grid = evaluate_transforms(model, x, y, params, chunk_size=self.chunk_size, early_exit=self.accuracy_only)
+        self._add("grid_correct", grid.robust_correct.sum())
+        if not self.accuracy_only:
+            self._add("per_transform_correct", grid.correct.sum(dim=0))  # (B, T) -> (T,)
+            self._add_surfaces(grid.loss)
+        self._add("random_correct", self._random_correct(model, x, y).sum())
+        self._add("worst_of_k_correct", self._worst_of_k_correct(model, x, y).sum())
+        first_order_budget = self._rank_budget(self.first_order_size, world_size)
+        n_attack = min(batch_size, first_order_budget - int(self._sums["first_order_images"]))
+        if self.first_order_steps > 0 and n_attack > 0:
+            attack = first_order_attack(
+                model, x[:n_attack], y[:n_attack], steps=self.first_order_steps,
+                rotation_step_deg=self.first_order_rotation_step_deg,
+                translation_step_px=self.first_order_translation_step_px,
+                rotation_deg_range=self.rotation_deg_range, translation_px_range=self.translation_px_range,
+            )
+            self._add("first_order_images", torch.tensor(float(n_attack)))
+            self._add("first_order_correct", (~attack.fooled).sum())
+            self._add("first_order_grid_correct", grid.robust_correct[:n_attack].sum())
+        if self.shift_pairs > 0:
+            max_shift_px = int(math.floor(self.translation_px_range))
+            consistent = shift_consistency(model, x, max_shift_px, self.shift_pairs, self.mask, self._generator)
+            self._add("shift_consistent", consistent.sum())
+            self._add("shift_pairs", torch.tensor(float(batch_size * self.shift_pairs)))
+
+    def _random_params(self, n: int, device: torch.device) -> Tensor:
+        draws = random_parameters(n, self.rotation_deg_range, self.translation_px_range, self._generator, device)
+        return draws * self.mask.to(device)  # (n, 3), untranslated axes zeroed
+
+    def _random_correct(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        params = self._random_params(x.shape[0], x.device).unsqueeze(1)  # (B, 3) -> (B, 1, 3)
+        return evaluate_transforms(model, x, y, params, chunk_size=1).robust_correct  # (B,)
+
+    def _worst_of_k_correct(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        candidates = self._random_params(x.shape[0] * self.k, x.device).view(x.shape[0], self.k, 3)  # (B, k, 3)
+        result = evaluate_transforms(model, x, y, candidates, chunk_size=self.chunk_size)
+        index = select_worst(result.loss, result.correct, self.selection_rule)  # (B,)
+        return result.correct[torch.arange(x.shape[0], device=x.device), index]  # (B,)
+
+    def _surfaces_of(self, loss: Tensor) -> Tensor | None:
+        """(B, T) grid losses -> (B, S, R, N) loss surfaces (S = N ty slices for "both", else 1); None if too small."""
+        n_translations = self.n_translations
+        if self.n_rotations < 2 or n_translations < 2:
+            return None
+        surfaces = loss_surfaces(loss, self.n_rotations)  # (B, T) -> (B, R, T/R)
+        if self.translation_axes != "both":
+            return surfaces.unsqueeze(1)  # (B, R, N) -> (B, 1, R, N)
+        surfaces = surfaces.view(loss.shape[0], self.n_rotations, n_translations, n_translations)  # (B, R, Ntx, Nty)
+        return surfaces.permute(0, 3, 1, 2)  # (B, Nty, R, Ntx): one rotation x tx surface per ty
+
+    def _add_surfaces(self, loss: Tensor) -> None:
+        surfaces = self._surfaces_of(loss)
+        if surfaces is None:
+            return
+        batch_size, n_slices = surfaces.shape[:2]
+        smoothness = surface_smoothness(surfaces.flatten(0, 1))  # (B*S, R, N) -> fields of (B*S,)
+        self._add("smooth_images", torch.tensor(float(batch_size)))
+        for field in SMOOTHNESS_FIELDS:
+            per_image = getattr(smoothness, field).view(batch_size, n_slices).mean(dim=1)  # (B*S,) -> (B,)
+            self._add(f"{field}_sum", per_image.sum())
+            self._add(f"{field}_sq_sum", (per_image**2).sum())
+        missing = self.n_example_surfaces - len(self._surfaces)
+        if missing > 0:
+            middle = n_slices // 2  # ty = 0 for "both"
+            self._surfaces.extend(s.detach().cpu() for s in surfaces[:missing, middle])
+
+    # --- reporting ------------------------------------------------------------------------------------------------
+    def _finish(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Reduces the sums across ranks, then logs the scalars on every rank and writes files on rank zero."""
+        device = pl_module.device
+        sums = {key: trainer.strategy.reduce(value.to(device), reduce_op="sum").cpu()
+                for key, value in sorted(self._sums.items())}
+        report = summarize(sums, self.k)
+        report["grid"] = {
+            "rotations_deg": torch.unique(self.params[:, 0]).tolist(),
+            "translations_px": torch.unique(self.params[:, 1:][:, self.mask[1:].bool()]).tolist(),
+            "translation_axes": self.translation_axes,
+            "n_transforms": self.params.shape[0],
+        }
+        report["settings"] = self._settings()
+        heatmap = None
+        if report["per_transform_acc_grid"] is not None:
+            heatmap = torch.tensor(report["per_transform_acc_grid"], dtype=torch.float64).view(self.n_rotations, -1)  # (T,) -> (R, T/R)
+            shape = (self.n_rotations, self.n_translations, self.n_translations)
+            report["per_transform_acc_grid"] = heatmap.view(shape if self.translation_axes == "both" else
+                                                            heatmap.shape).tolist()
+        self.report = report
+        for name, value in self._scalars(report).items():
+            pl_module.log(name, value, on_epoch=True, sync_dist=False)
+        log_dir = Path(trainer.log_dir or trainer.default_root_dir)  # a collective: every rank must ask
+        if not trainer.is_global_zero:
+            return
+        log_dir.mkdir(parents=True, exist_ok=True)
+        (log_dir / self.report_name).write_text(json.dumps(report, indent=2))
+        self._write_figures(trainer, log_dir, heatmap)
+        rank_zero_info(format_table(report, log_dir / self.report_name))
+
+    def _settings(self) -> dict[str, Any]:
+        names = ("rotation_deg_range", "n_rotations", "translation_px_range", "n_translations", "translation_axes",
+                 "chunk_size", "accuracy_only", "k", "selection_rule", "first_order_steps",
+                 "first_order_rotation_step_deg", "first_order_translation_step_px", "first_order_size",
+                 "shift_pairs", "max_images", "seed")
+        return {name: getattr(self, name) for name in names}
+
+    def _scalars(self, report: dict[str, Any]) -> dict[str, float]:
+        scalars = {
+            "spatial/clean_acc": report["clean_acc"],
+            "spatial/grid_acc": report["grid_acc"],
+            "spatial/per_transform_acc": report["per_transform_acc"],
+            "spatial/random_acc": report["random_acc"],
+            f"spatial/worst_of_{self.k}_acc": report["worst_of_k_acc"],
+            "spatial/first_order_acc": report["first_order_acc"],
+            "spatial/first_order_grid_acc": report["first_order_grid_acc"],
+            "spatial/shift_consistency": report["shift_consistency"],
+        }
+        for field, stats in (report["smoothness"] or {}).items():
+            scalars[f"spatial/smoothness_{field}"] = stats["mean"]
+        return {name: float(value) for name, value in scalars.items() if value is not None}
+
+    def _write_figures(self, trainer: L.Trainer, log_dir: Path, heatmap: Tensor | None) -> None:
+        rotations_deg = torch.unique(self.params[:, 0])
+        figures = {}
+        if heatmap is not None:
+            figures["spatial/per_transform_acc_heatmap"] = plot_heatmap(
+                heatmap, rotations_deg, title=f"accuracy per transform ({self.translation_axes} translations)")
+        if self._surfaces:
+            titles = [f"test image {i}" for i in range(len(self._surfaces))]
+            figures["spatial/loss_surfaces"] = plot_surfaces(torch.stack(self._surfaces), titles, rotations_deg)
+        for tag, figure in figures.items():
+            figure.savefig(log_dir / f"{tag.split('/')[-1]}.png", dpi=100)
+            for logger in trainer.loggers:
+                if isinstance(logger, TensorBoardLogger):
+                    logger.experiment.add_figure(tag, figure, global_step=trainer.global_step)
+
+
+def format_table(report: dict[str, Any], path: Path | None = None) -> str:
+    """A plain-text table of the report's headline measures."""
+
+    def percent(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:6.2f}%"
+
+    rows = [
+        ("images", str(report["n_images"])),
+        ("clean accuracy", percent(report["clean_acc"])),
+        (f"grid accuracy ({report['grid']['n_transforms']} transforms)", percent(report["grid_acc"])),
+        ("per-transform accuracy", percent(report["per_transform_acc"])),
+        ("random accuracy", percent(report["random_acc"])),
+        (f"worst-of-{report['worst_of_k']} accuracy", percent(report["worst_of_k_acc"])),
+        (f"first-order accuracy ({report['first_order_images']} images)", percent(report["first_order_acc"])),
+        ("grid accuracy on those images", percent(report["first_order_grid_acc"])),
+        ("shift consistency", percent(report["shift_consistency"])),
+    ]
+    for field, stats in (report["smoothness"] or {}).items():
+        rows.append((f"loss surface {field}", f"{stats['mean']:.4f} +- {stats['std']:.4f}"))
+    width = max(len(name) for name, _ in rows)
+    lines = ["Spatial robustness" + (f" (report: {path})" if path else "")]
+    lines += [f"  {name:<{width}}  {value}" for name, value in rows]
+    return "\n".join(lines)

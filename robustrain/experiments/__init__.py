@@ -1,0 +1,1 @@
+"""Scripts that produce the tables and figures under docs/results."""
