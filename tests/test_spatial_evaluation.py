@@ -153,14 +153,18 @@ def test_torchvision_resnet_with_local_weights_over_an_image_folder(tmp_path, in
     params = spatial_grid(30.0, 3, 3.0, 5, "y")  # (15, 3): tx = 0
     correct = _brute_force(reference, x, y, params)
     assert report["n_images"] == 8 and report["grid"]["n_transforms"] == 15
-    assert report["grid"]["translation_axes"] == "y" and report["grid"]["translations_px"] == [-3.0, -1.5, 0.0, 1.5, 3.0]
+    assert report["grid"]["translation_axes"] == "y"
+    assert report["grid"]["translations_px"] == [-3.0, -1.5, 0.0, 1.5, 3.0]
     assert report["grid_acc"] == pytest.approx(correct.all(dim=1).double().mean().item(), abs=1e-12)
     assert report["per_transform_acc"] == pytest.approx(correct.double().mean().item(), abs=1e-12)
     assert len(report["per_transform_acc_grid"]) == 3 and len(report["per_transform_acc_grid"][0]) == 5
     assert report["first_order_acc"] is None and report["smoothness"]["gradient_mean"]["mean"] >= 0
 
 
-@pytest.mark.parametrize("name", ["eval_spatial_imagenet_resnet50.yaml", "eval_spatial_imagenet_resnet50_antialiased.yaml"])
+IMAGENET_CONFIGS = ["eval_spatial_imagenet_resnet50.yaml", "eval_spatial_imagenet_resnet50_antialiased.yaml"]
+
+
+@pytest.mark.parametrize("name", IMAGENET_CONFIGS)
 def test_imagenet_eval_configs_instantiate(name, tmp_path, in_tmp):
     _write_image_folder(tmp_path / "folder", per_class=1)
     config = yaml.safe_load((REPO / "configs" / name).read_text())

@@ -207,7 +207,7 @@ class SpatialEvaluation(Callback):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name}={value!r} is not valid: it must be an integer >= {low}")
         if translation_axes not in TRANSLATION_AXES:
-            raise ValueError(f"translation_axes={translation_axes!r} is not valid; choose one of {list(TRANSLATION_AXES)}")
+            raise ValueError(f"translation_axes={translation_axes!r} is not one of {list(TRANSLATION_AXES)}")
         if selection_rule not in SELECTION_RULES:
             raise ValueError(f"selection_rule={selection_rule!r} is not valid; choose one of {list(SELECTION_RULES)}")
         if first_order_steps > 0 and translation_axes != "both":
@@ -216,7 +216,7 @@ class SpatialEvaluation(Callback):
                 "first-order attack searches both translation axes; set first_order_steps=0 or translation_axes='both'"
             )
         if not report_name or Path(report_name).name != report_name:
-            raise ValueError(f"report_name={report_name!r} is not valid: a plain file name such as 'spatial_report.json'")
+            raise ValueError(f"report_name={report_name!r} must be a plain file name like 'spatial_report.json'")
         self.rotation_deg_range, self.n_rotations = float(rotation_deg_range), n_rotations
         self.translation_px_range, self.n_translations = float(translation_px_range), n_translations
         self.translation_axes, self.chunk_size, self.accuracy_only = translation_axes, chunk_size, accuracy_only
@@ -226,7 +226,9 @@ class SpatialEvaluation(Callback):
         self.first_order_translation_step_px = float(first_order_translation_step_px)
         self.shift_pairs, self.max_images, self.n_example_surfaces = shift_pairs, max_images, n_example_surfaces
         self.report_name, self.seed = report_name, seed
-        self.params = spatial_grid(rotation_deg_range, n_rotations, translation_px_range, n_translations, translation_axes)
+        self.params = spatial_grid(  # (T, 3) rows (rotation_deg, tx_px, ty_px)
+            rotation_deg_range, n_rotations, translation_px_range, n_translations, translation_axes
+        )
         self.mask = axis_mask(translation_axes)
         self.report: dict[str, Any] | None = None  # the last test epoch's report
         self._reset()
@@ -381,7 +383,8 @@ class SpatialEvaluation(Callback):
         report["settings"] = self._settings()
         heatmap = None
         if report["per_transform_acc_grid"] is not None:
-            heatmap = torch.tensor(report["per_transform_acc_grid"], dtype=torch.float64).view(self.n_rotations, -1)  # (T,) -> (R, T/R)
+            heatmap = torch.tensor(report["per_transform_acc_grid"], dtype=torch.float64)
+            heatmap = heatmap.view(self.n_rotations, -1)  # (T,) -> (R, T/R)
             shape = (self.n_rotations, self.n_translations, self.n_translations)
             report["per_transform_acc_grid"] = heatmap.view(shape if self.translation_axes == "both" else
                                                             heatmap.shape).tolist()

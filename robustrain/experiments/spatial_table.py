@@ -68,7 +68,8 @@ def markdown_table(reports: dict[str, dict]) -> str:
             f"| {MODELS[name][2]} | {pct(r['clean_acc'])} | {pct(r['random_acc'])} | {pct(r['worst_of_k_acc'])} "
             f"| {pct(r['grid_acc'])} | {pct(r['per_transform_acc'])} "
             f"| {pct(r['first_order_acc'])} ({pct(r['first_order_grid_acc'])}) | {pct(r['shift_consistency'])} "
-            f"| {s['gradient_mean']['mean']:.3f} | {s['gradient_std']['mean']:.3f} | {s['total_variation']['mean']:.1f} |"
+            f"| {s['gradient_mean']['mean']:.3f} | {s['gradient_std']['mean']:.3f} "
+            f"| {s['total_variation']['mean']:.1f} |"
         )
     return "\n".join(lines)
 

@@ -1,4 +1,4 @@
-"""Worst-of-k spatial training (Engstrom et al. 2019): train on each image's worst of k random rotation + translations."""
+"""Worst-of-k spatial training (Engstrom et al. 2019): train on each image's worst of k random rotation-translations."""
 
 import math
 
@@ -74,8 +74,9 @@ class WorstOfKSpatialTraining(RobustClassifier):
         check_spatial_ranges(rotation_deg_range, translation_px_range)
         if selection_rule not in SELECTION_RULES:
             raise ValueError(f"selection_rule={selection_rule!r} is not valid; choose one of {list(SELECTION_RULES)}")
-        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
-            raise ValueError(f"chunk_size={chunk_size!r} is not valid: use None (all candidates at once) or an integer >= 1")
+        bad_chunk = isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+        if chunk_size is not None and bad_chunk:
+            raise ValueError(f"chunk_size={chunk_size!r} must be None (all candidates at once) or an integer >= 1")
         check_linf_params(pgd_eps, pgd_alpha, pgd_steps)
         super().__init__(**kwargs)
 
@@ -102,7 +103,8 @@ class WorstOfKSpatialTraining(RobustClassifier):
                 chunk_size=hp.chunk_size or n_candidates,
             )  # (B, 3), (B,)
         if self._trainer is not None:
-            self.log("train/acc_worst_of_k", picked_correct.float().mean(), on_step=False, on_epoch=True, batch_size=len(labels))
+            accuracy = picked_correct.float().mean()
+            self.log("train/acc_worst_of_k", accuracy, on_step=False, on_epoch=True, batch_size=len(labels))
         picked = rotate_translate(images, params[:, 0], params[:, 1:]).detach()  # (B, C, H, W)
         if hp.pgd_eps > 0:
             with batchnorm_mode(self.net, hp.attack_bn_mode):

@@ -1,0 +1,141 @@
+"""Benchmark of the batched grid evaluation against the seed-000 loop, in image-transforms per second.
+
+    python -m robustrain.bench_spatial [--repeats 5] [--threads N]
+
+For each network (SmallCNN on MNIST5k digits, trained briefly so that early exit meets a realistic model, and
+PreActResNet18 at 32x32 with random weights on random images), it times, alternating within every repeat:
+  A  ours, full grid: `evaluate_transforms` over the 31 x 5 x 5 = 775 transforms (+-30 deg, +-3 px), loss and
+     correctness of every image-transform, `chunk_size` transforms per forward;
+  A' ours, early exit: the same grid in accuracy-only mode (fooled images leave after each chunk);
+  B  the seed-000 loop: one image and one transform per forward through
+     `torchvision.transforms.functional.affine` (on a few images and the first transforms of the grid; its cost
+     per image-transform is constant, so the rate extrapolates).
+It prints the median rate of each and the ratios A/B, A'/B with their spread (min..max of the per-repeat ratios).
+"""
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.functional as TF
+from torch import nn
+
+from robustrain.data import load_mnist5k
+from robustrain.models import PreActResNet18, SmallCNN
+from robustrain.spatial import evaluate_transforms, grid_parameters
+
+
+def seed_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Blog 000's evaluation: for each image, for each transform, affine() then one forward of one image."""
+    losses = torch.zeros(x.shape[0], params.shape[0], device=x.device)
+    correct = torch.zeros(x.shape[0], params.shape[0], dtype=torch.bool)
+    with torch.no_grad():
+        for i in range(x.shape[0]):
+            for t, (rotation_deg, tx_px, ty_px) in enumerate(params.tolist()):
+                # torchvision's positive angle is clockwise, ours counter-clockwise
+                image = TF.affine(x[i], angle=-rotation_deg, translate=[tx_px, ty_px], scale=1.0, shear=[0.0],
+                                  interpolation=TF.InterpolationMode.BILINEAR)
+                logits = model(image[None])
+                losses[i, t] = F.cross_entropy(logits, y[i : i + 1])
+                correct[i, t] = logits.argmax(dim=1).item() == y[i].item()
+    return losses, correct
+
+
+def _seconds(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def small_cnn_setup(n_images: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """SmallCNN after 200 Adam steps on MNIST5k (about 90% clean accuracy), and n held-out digits."""
+    torch.manual_seed(0)
+    images, labels = load_mnist5k()
+    order = torch.randperm(len(labels))
+    train, test = order[:4000], order[4000 : 4000 + n_images]
+    model = SmallCNN()
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    for step in range(200):
+        batch = train[(step * 50) % 4000 : (step * 50) % 4000 + 50]
+        loss = F.cross_entropy(model(images[batch]), labels[batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval(), images[test], labels[test]
+
+
+def preact_setup(n_images: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """PreActResNet18 with random weights on random 32x32 images labelled with its own clean predictions."""
+    torch.manual_seed(0)
+    model = PreActResNet18().eval()
+    x = torch.rand(n_images, 3, 32, 32)
+    with torch.no_grad():
+        y = model(x).argmax(dim=1)  # 100% clean accuracy, so early exit has something to drop
+    return model, x, y
+
+
+def bench(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace,
+          n_slow_images: int, n_slow_transforms: int) -> dict[str, float]:
+    grid = grid_parameters()  # (775, 3)
+    slow_x, slow_y, slow_grid = x[:n_slow_images], y[:n_slow_images], grid[:n_slow_transforms]
+    evaluate_transforms(model, x[:2], y[:2], grid[:64], chunk_size=args.chunk_size)  # warm-up
+    seed_loop(model, slow_x[:1], slow_y[:1], slow_grid[:5])
+    rates: dict[str, list[float]] = {"full": [], "early": [], "seed": []}
+    for _ in range(args.repeats):  # alternate A, A', B within each repeat
+        rates["full"].append(x.shape[0] * 775 / _seconds(
+            lambda: evaluate_transforms(model, x, y, grid, chunk_size=args.chunk_size)))
+        rates["early"].append(x.shape[0] * 775 / _seconds(
+            lambda: evaluate_transforms(model, x, y, grid, chunk_size=args.chunk_size, early_exit=True)))
+        rates["seed"].append(n_slow_images * n_slow_transforms / _seconds(
+            lambda: seed_loop(model, slow_x, slow_y, slow_grid)))
+    grid_acc = evaluate_transforms(model, x, y, grid, chunk_size=args.chunk_size, early_exit=True)
+    with torch.no_grad():
+        clean_acc = (model(x).argmax(1) == y).float().mean()
+    ratios = {key: [a / b for a, b in zip(rates[key], rates["seed"])] for key in ("full", "early")}
+    print(f"\n{name}: {x.shape[0]} images x 775 transforms (ours, chunk_size {args.chunk_size}); seed loop on "
+          f"{n_slow_images} images x {n_slow_transforms} transforms; {args.repeats} alternating repeats; "
+          f"clean acc {float(clean_acc):.2f}, "
+          f"grid acc {float(grid_acc.robust_correct.float().mean()):.2f}")
+    print(f"  {'method':<26}{'image-transforms/s (median, min..max)':<44}{'x seed loop (median, min..max)'}")
+    labels = {"seed": "seed-000 loop (B)", "full": "ours, full grid (A)", "early": "ours, early exit (A')"}
+    for key in ("seed", "full", "early"):
+        r = rates[key]
+        line = f"  {labels[key]:<26}{statistics.median(r):>10.0f}  ({min(r):.0f}..{max(r):.0f})"
+        if key != "seed":
+            q = ratios[key]
+            line = f"{line:<70}{statistics.median(q):>7.1f}x  ({min(q):.1f}..{max(q):.1f})"
+        print(line)
+    return {key: statistics.median(q) for key, q in ratios.items()}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating repeats (default 3)")
+    parser.add_argument("--chunk-size", dest="chunk_size", type=int, default=32, help="transforms per forward")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--small-cnn-images", type=int, default=50, help="images of our SmallCNN runs")
+    parser.add_argument("--preact-images", type=int, default=4, help="images of our PreActResNet18 runs")
+    parser.add_argument("--device", default="cpu", help="torch device of every run (default cpu)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    # A benchmark's result is its printout.
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
+    device = torch.device(args.device)
+    for name, setup, n_images, n_slow_images, n_slow_transforms in (
+        ("SmallCNN, MNIST5k 28x28", small_cnn_setup, args.small_cnn_images, 2, 100),
+        ("PreActResNet18, 32x32 (random weights)", preact_setup, args.preact_images, 1, 60),
+    ):
+        model, x, y = setup(n_images)
+        bench(name, model.to(device), x.to(device), y.to(device), args, n_slow_images, n_slow_transforms)
+
+
+if __name__ == "__main__":
+    main()
