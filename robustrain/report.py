@@ -19,6 +19,7 @@ import csv
 import json
 import math
 import re
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ import yaml
 
 MISSING = "—"
 REPORT_FILES = {"robustness": "robustness.json", "aliasing": "aliasing.json", "spatial": "spatial_report.json"}
+# AliasingMonitor's decision series (logged as aliasing/<name>): not per-layer measurements, left out of the plot
+MONITOR_BOOKKEEPING = {"value", "filtered", "threshold", "should_stop", "lr_rising", "warmup"}
 EARLY_STOPPING_CALLBACKS = {"AliasingMonitor": "aliasing stop", "PGDEarlyStopping": "PGD stop"}
 
 
@@ -190,7 +193,7 @@ def _fmt(column: str, value: Any) -> str:
 
 
 def _settings_notes(runs: Sequence[Run]) -> list[str]:
-    notes = []
+    notes: list[tuple[str, str]] = []
     for r in runs:
         rob = r.robustness or {}
         attacks = rob.get("attacks", {})
@@ -204,8 +207,11 @@ def _settings_notes(runs: Sequence[Run]) -> list[str]:
         if parts:
             counts = rob.get("num_images", {})
             parts.append(f"images: {sorted(set(counts.values()))}")
-            notes.append(f"- {r.name}: " + "; ".join(parts))
-    return notes
+            notes.append((r.name, "; ".join(parts)))
+    grouped: dict[str, list[str]] = {}
+    for name, text in notes:
+        grouped.setdefault(text, []).append(name)
+    return [f"- {', '.join(names) if len(names) < len(runs) else 'all runs'}: {text}" for text, names in grouped.items()]
 
 
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -263,7 +269,8 @@ def write_figures(runs: Sequence[Run], out: Path) -> list[Path]:
         ax.legend(fontsize=7)
         fig.tight_layout()
         save(fig, "category_fractions.png")
-    tags = sorted({t for r in runs for t in r.training_scalars if t.startswith("aliasing/")})
+    tags = sorted({t for r in runs for t in r.training_scalars
+                   if t.startswith("aliasing/") and t.split("/", 1)[1] not in MONITOR_BOOKKEEPING})
     if tags:
         fig, axes = plt.subplots(1, len(tags), figsize=(4 * len(tags), 3.2), squeeze=False)
         for ax, tag in zip(axes[0], tags):
@@ -284,6 +291,8 @@ def write_hparams(columns: Sequence[str], rows: Sequence[Sequence[Any]], out: Pa
     from torch.utils.tensorboard import SummaryWriter
 
     log_dir = out / "tensorboard"
+    if log_dir.is_dir():  # a re-run replaces the previous entries instead of adding duplicates
+        shutil.rmtree(log_dir)
     with SummaryWriter(log_dir=str(log_dir)) as writer:
         for row in rows:
             values = dict(zip(columns, row))

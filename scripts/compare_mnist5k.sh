@@ -7,7 +7,7 @@
 # configs' relative runs/<name>/ paths (logs and checkpoints) land in $WORK/runs/<name>, never in ./runs.
 #
 #   scripts/compare_mnist5k.sh                 # full settings: the configs' epochs and evaluation protocols
-#   QUICK=1 scripts/compare_mnist5k.sh         # the CPU evidence of docs/evaluation.md (short runs, lighter attacks)
+#   QUICK=1 scripts/compare_mnist5k.sh         # the CPU evidence of docs/evaluation.md (lighter attacks, 250 images)
 #
 # Environment: WORK (default runs/compare_mnist5k), OUT (default docs/results/comparison), EPOCHS (overrides
 # max_epochs), QUICK=1, SKIP_TRAIN=1 (re-evaluate existing checkpoints), SKIP_SPATIAL=1.
@@ -35,7 +35,8 @@ ROBUST_ARGS=()
 SPATIAL_ARGS=()
 if [[ -n "${EPOCHS:-}" ]]; then TRAIN_ARGS+=(--trainer.max_epochs "$EPOCHS"); fi
 if [[ "${QUICK:-0}" == 1 ]]; then
-  TRAIN_ARGS+=(--trainer.max_epochs "${EPOCHS:-6}" --model.init_args.eval_size 200 --model.init_args.eval_steps 10)
+  # the configs' epochs; validation PGD on 200 images with 10 steps of 0.03 (10 x 0.03 reaches eps 0.3)
+  TRAIN_ARGS+=(--model.init_args.eval_size 200 --model.init_args.eval_steps 10 --model.init_args.eval_alpha 0.03)
   # 250 of the 500 test images (limit_test_batches 0.5 of 2 batches: a float, as jsonargparse reads 1 as 1.0 = all);
   # PGD-20-2, AutoAttack with 20 iterations and 1000 Square queries, curve PGD-20 (scripts/compare_mnist5k_quick_eval.yaml).
   ROBUST_ARGS+=(--config "$REPO/scripts/compare_mnist5k_quick_eval.yaml" --trainer.limit_test_batches 0.5)
@@ -73,6 +74,15 @@ for row in "${RUN_TABLE[@]}"; do
   IFS='|' read -r name config _ <<<"$row"
   names+=("$name")
   dirs+=("runs/$(basename "$config" .yaml)")
+done
+# each run's own evaluation figures next to the table: $OUT/<name>/*.png (newest version that has them)
+for row in "${RUN_TABLE[@]}"; do
+  IFS='|' read -r name config _ <<<"$row"
+  mkdir -p "$OUT/$name"
+  for fig in accuracy_vs_eps perturbation_spectrum category_pies aliased_fraction_boxes per_transform_acc_heatmap; do
+    found=$(ls -t runs/"$(basename "$config" .yaml)"/version_*/"$fig.png" 2>/dev/null | head -n 1 || true)
+    if [[ -n "$found" ]]; then cp "$found" "$OUT/$name/"; fi
+  done
 done
 cd "$REPO"
 python -m robustrain.report "${dirs[@]/#/$WORK/}" --names "${names[@]}" --out "$OUT"
