@@ -99,3 +99,14 @@ def test_checkpoint_rebuilds_its_own_network_for_test_and_load(in_tmp):
                 "--model.init_args.eval_steps", "2"])
     assert type(cli.model).__name__ == "FGSMTraining" and type(cli.model.net.conv1).__name__ == "Sequential"
     assert 0.0 <= cli.trainer.callback_metrics["test/acc"] <= 1.0
+
+
+def test_evaluation_settings_come_from_the_command_line_not_the_checkpoint(in_tmp):
+    main(["fit", "--config", str(REPO / "configs/mnist5k_fgsm.yaml"), *FAST])
+    ckpt = in_tmp / "runs/mnist5k_fgsm/checkpoints/last.ckpt"
+    cli = main(["test", "--config", str(REPO / "configs/mnist5k_standard.yaml"), "--ckpt_path", str(ckpt),
+                "--model.init_args.eval_size", "0", "--trainer.limit_test_batches", "0.2", "--data.init_args.eval_batch_size", "100",
+                "--trainer.enable_progress_bar", "false"])
+    assert type(cli.model).__name__ == "FGSMTraining" and cli.model.hparams.eps == 0.3  # trained as it was
+    assert cli.model.hparams.eval_size == 0  # evaluated as asked
+    assert "test/acc" in cli.trainer.callback_metrics and "test/acc_pgd" not in cli.trainer.callback_metrics
