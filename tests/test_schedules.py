@@ -28,3 +28,20 @@ def test_cosine_and_constant():
 def test_bad_schedule_arguments_raise(args, match):
     with pytest.raises(ValueError, match=match):
         lr_factor(*args)
+
+
+def test_eps_warmup_ramps_linearly_then_holds():
+    from robustrain.training.schedules import warmup_factor
+
+    assert [warmup_factor(p, 5) for p in (0, 2.5, 5, 9)] == [0.0, 0.5, 1.0, 1.0]
+    assert warmup_factor(0, 0) == 1.0
+    with pytest.raises(ValueError, match="eps_warmup_epochs=-1"):
+        warmup_factor(0, -1)
+
+
+def test_training_module_rejects_negative_eps_warmup():
+    from robustrain.models import SmallCNN
+    from robustrain.training import PGDTraining
+
+    with pytest.raises(ValueError, match="eps_warmup_epochs=-2"):
+        PGDTraining(net=SmallCNN(), eps_warmup_epochs=-2)
