@@ -114,7 +114,7 @@ def bench(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, args: a
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="alternating repeats (default 3)")
-    parser.add_argument("--chunk-size", dest="chunk_size", type=int, default=32, help="transforms per forward")
+    parser.add_argument("--chunk-size", dest="chunk_size", type=int, default=8, help="transforms per forward")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--small-cnn-images", type=int, default=50, help="images of our SmallCNN runs")
     parser.add_argument("--preact-images", type=int, default=4, help="images of our PreActResNet18 runs")
