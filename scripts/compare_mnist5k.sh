@@ -10,7 +10,8 @@
 #   QUICK=1 scripts/compare_mnist5k.sh         # the CPU evidence of docs/evaluation.md (lighter attacks, 250 images)
 #
 # Environment: WORK (default runs/compare_mnist5k), OUT (default docs/results/comparison), EPOCHS (overrides
-# max_epochs), QUICK=1, SKIP_TRAIN=1 (re-evaluate existing checkpoints), SKIP_SPATIAL=1.
+# max_epochs), QUICK=1, SKIP_TRAIN=1 (re-evaluate existing checkpoints), SKIP_SPATIAL=1, ONLY=<name> (train and
+# evaluate that run only; the report still covers all runs).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mkdir -p "${WORK:-$REPO/runs/compare_mnist5k}" && cd "${WORK:-$REPO/runs/compare_mnist5k}" && pwd)
@@ -45,6 +46,7 @@ fi
 
 for row in "${RUN_TABLE[@]}"; do
   IFS='|' read -r name config eval_extra <<<"$row"
+  if [[ -n "${ONLY:-}" && "$name" != "$ONLY" ]]; then continue; fi
   logger_name=$(basename "$config" .yaml)
   ckpt="runs/$logger_name/checkpoints/last.ckpt"
   if [[ "${SKIP_TRAIN:-0}" != 1 ]]; then
