@@ -28,7 +28,8 @@ def check_linf_params(eps: float, alpha: float | None = None, steps: int | None 
         raise ValueError(f"restarts={restarts} must be >= 1")
 
 
-def _require_grad_mode() -> None:
+def require_grad_mode() -> None:
+    """Raises RuntimeError, saying how to fix it, when inference mode forbids the gradients attacks need."""
     if torch.is_inference_mode_enabled():
         raise RuntimeError(
             "adversarial attacks need gradients but inference mode is on: run the Trainer with inference_mode=False "
@@ -36,7 +37,8 @@ def _require_grad_mode() -> None:
         )
 
 
-def _device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's parameters (torchattacks must be told it at every call)."""
     return next(model.parameters()).device
 
 
@@ -57,13 +59,13 @@ def fgsm(
     check_linf_params(eps, alpha)
     if init not in FGSM_INITS:
         raise ValueError(f"init={init!r} is not valid; choose one of {list(FGSM_INITS)}")
-    _require_grad_mode()
+    require_grad_mode()
     with torch.enable_grad():
         if init == "random":
             attack = torchattacks.FFGSM(model, eps=eps, alpha=alpha)
         else:
             attack = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=1, random_start=False)
-        attack.set_device(_device(model))
+        attack.set_device(model_device(model))
         return attack.forward(images, labels).detach()
 
 
@@ -82,12 +84,12 @@ def pgd(
     With restarts > 1 each example keeps the restart with the highest loss (Wong et al.'s PGD-50-10 protocol).
     """
     check_linf_params(eps, alpha, steps, restarts)
-    _require_grad_mode()
+    require_grad_mode()
     best, best_loss = images.detach().clone(), None
     with torch.enable_grad():
         for _ in range(restarts):
             attack = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start)
-            attack.set_device(_device(model))
+            attack.set_device(model_device(model))
             adv = attack.forward(images, labels).detach()
             if restarts == 1:
                 return adv

@@ -28,25 +28,13 @@ import torch.nn.functional as F
 import torchattacks
 from torch import Tensor, nn
 
-from robustrain.attacks import check_linf_params, fgsm, pgd
+from robustrain.attacks import check_linf_params, fgsm, model_device, pgd, require_grad_mode
 from robustrain.modes import eval_mode
 
 ATTACK_NAMES = ("clean", "fgsm", "pgd", "autoattack")
 AUTOATTACK_COMPONENTS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
 AUTOATTACK_STANDARD = ("apgd-ce", "apgd-t", "fab-t", "square")  # Croce & Hein's 'standard' version, in its order
 _EPS_BALL_TOLERANCE = 1e-5
-
-
-def _check_grad_mode() -> None:
-    if torch.is_inference_mode_enabled():
-        raise RuntimeError(
-            "adversarial evaluation needs gradients but inference mode is on: run the Trainer with "
-            "inference_mode=False (set trainer.inference_mode: false in your config)"
-        )
-
-
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 def _fork_rng(device: torch.device):
@@ -158,7 +146,7 @@ def pgd_early_stop(
         Adversarial images (B, C, H, W) within eps of images and in [0, 1].
     """
     check_linf_params(eps, alpha, steps)
-    _check_grad_mode()
+    require_grad_mode()
     x = images.detach()
     adv = x.clone()
     if random_start:
@@ -196,7 +184,7 @@ def _autoattack_component(
         )
     else:
         attack = torchattacks.Square(model, n_queries=queries, n_restarts=1, **common)
-    attack.set_device(_device(model))
+    attack.set_device(model_device(model))
     return attack
 
 
@@ -233,7 +221,7 @@ def autoattack(
     """
     spec = AttackSpec("autoattack", eps, steps=steps, components=tuple(components), n_target_classes=n_target_classes,
                       square_queries=square_queries, seed=seed)
-    _check_grad_mode()
+    require_grad_mode()
     x, y = images.detach(), labels.detach()
     if len(x) == 0:
         return x.clone()
@@ -247,7 +235,7 @@ def autoattack(
     if needs_dlr and num_classes < 4:
         raise ValueError(f"components {sorted(needs_dlr)} use the DLR loss, which needs >= 4 classes; got {num_classes}")
     adv = x.clone()
-    device = _device(model)
+    device = model_device(model)
     with torch.enable_grad():
         for name in spec.components:
             todo = correct.nonzero().squeeze(1)
