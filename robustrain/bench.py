@@ -56,7 +56,7 @@ def bench_training(model_name: str, n_batches: int, batch_size: int, repeats: in
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
     modes = {
         "standard": lambda n, a, b: a,
-        "fgsm": lambda n, a, b: fgsm(n, a, b, eps, 1.25 * eps, "random"),
+        "fgsm": lambda n, a, b: fgsm(n, a, b, eps, 1.25 * eps, "random_clipped"),
         f"pgd{pgd_steps}": lambda n, a, b: pgd(n, a, b, eps, eps / 4, pgd_steps),
     }
     for perturb in modes.values():  # warm-up (allocator, kernels)

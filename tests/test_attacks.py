@@ -11,7 +11,8 @@ from robustrain.modes import batchnorm_mode, eval_mode, preserved_modes
 from robustrain.training import FGSMTraining, PGDTraining
 
 ATTACKS = {
-    "fgsm_random": lambda m, x, y, eps: fgsm(m, x, y, eps, 1.25 * eps, "random"),
+    "fgsm_random_clipped": lambda m, x, y, eps: fgsm(m, x, y, eps, 1.25 * eps, "random_clipped"),
+    "fgsm_random_unclipped": lambda m, x, y, eps: fgsm(m, x, y, eps, 1.25 * eps, "random_unclipped"),
     "fgsm_zero": lambda m, x, y, eps: fgsm(m, x, y, eps, eps, "zero"),
     "pgd": lambda m, x, y, eps: pgd(m, x, y, eps, eps / 4, steps=5),
     "pgd_restarts": lambda m, x, y, eps: pgd(m, x, y, eps, eps / 4, steps=3, restarts=3),
@@ -81,7 +82,9 @@ def test_attack_under_no_grad_still_computes_gradients(trained_cnn, mnist_batch)
     [
         (fgsm, {"eps": 1.5, "alpha": 0.1}, "eps=1.5"),
         (fgsm, {"eps": -0.1, "alpha": 0.1}, "eps=-0.1"),
-        (fgsm, {"eps": 0.1, "alpha": 0.0}, "alpha=0.0"),
+        (fgsm, {"eps": 0.1, "alpha": -0.1}, "alpha=-0.1"),
+        (fgsm, {"eps": float("nan"), "alpha": 0.1}, "eps=nan"),
+        (fgsm, {"eps": 0.1, "alpha": float("nan")}, "alpha=nan"),
         (fgsm, {"eps": 0.1, "alpha": 0.1, "init": "gaussian"}, "init='gaussian'"),
         (pgd, {"eps": 0.1, "alpha": 0.1, "steps": 0}, "steps=0"),
         (pgd, {"eps": 0.1, "alpha": 0.1, "steps": 2, "restarts": 0}, "restarts=0"),
@@ -154,3 +157,74 @@ def test_pgd_direction_is_right_under_bf16_autocast(trained_cnn, mnist_batch):
     assert (adv_pgd - x).abs().max() <= 0.2 + 1e-6
     with torch.no_grad():
         assert F.cross_entropy(trained_cnn(adv_pgd), y) > F.cross_entropy(trained_cnn(x), y) + 0.5
+
+
+def _hand_fgsm_rs(model, x, y, eps, alpha, clip_start, seed):
+    """FGSM-RS written out by hand, as fast_adversarial does (MNIST: clip_start=False; CIFAR-10: clip_start=True)."""
+    torch.manual_seed(seed)
+    if clip_start:  # torchattacks.FFGSM draws randn_like(x) and overwrites it with uniform_: the RNG advances twice
+        torch.randn_like(x)
+    delta = torch.empty_like(x).uniform_(-eps, eps)
+    start = (x + delta).clamp(0, 1) if clip_start else x + delta
+    start = start.detach().requires_grad_(True)
+    grad = torch.autograd.grad(F.cross_entropy(model(start), y), start)[0]
+    step = (start.detach() + alpha * grad.sign() - x).clamp(-eps, eps)
+    return (x + step).clamp(0, 1)
+
+
+@pytest.mark.parametrize("init,clip_start", [("random_unclipped", False), ("random_clipped", True)])
+def test_fgsm_random_starts_match_a_step_computed_by_hand(trained_cnn, mnist_batch, init, clip_start):
+    x, y = mnist_batch
+    expected = _hand_fgsm_rs(trained_cnn, x, y, 0.3, 0.375, clip_start, seed=7)
+    torch.manual_seed(7)
+    adv = fgsm(trained_cnn, x, y, 0.3, 0.375, init)
+    torch.testing.assert_close(adv, expected, atol=1e-6, rtol=0)
+
+
+def test_fgsm_unclipped_start_differs_from_the_clipped_one_on_black_background(trained_cnn, mnist_batch):
+    """On MNIST's zero background, clipping the start throws away the negative half of delta before the gradient."""
+    x, y = mnist_batch
+    torch.manual_seed(3)
+    unclipped = fgsm(trained_cnn, x, y, 0.3, 0.375, "random_unclipped")
+    torch.manual_seed(3)
+    clipped = fgsm(trained_cnn, x, y, 0.3, 0.375, "random_clipped")
+    assert (unclipped - clipped).abs().max() > 0.1
+
+
+def test_fgsm_with_zero_step_returns_the_projected_start(trained_cnn, mnist_batch):
+    x, y = mnist_batch
+    adv = fgsm(trained_cnn, x, y, 0.3, 0.0, "zero")
+    torch.testing.assert_close(adv, x)
+
+
+def test_pgd_restarts_count_an_example_broken_if_any_restart_fools_it(monkeypatch):
+    """Restart 1 fools example 0 at a low loss; restart 2 leaves it correct at a higher loss. It must count as broken
+    (the highest-loss rule would keep restart 2 and call it robust). Example 1 is never fooled: highest loss wins."""
+    import robustrain.attacks.linf as linf
+
+    fooled_low_loss = torch.tensor([0.45, 0.55, 0.0]).log()  # class 1 wins; CE for label 0 = 0.80
+    correct_high_loss = torch.tensor([0.40, 0.30, 0.30]).log()  # class 0 wins; CE = 0.92
+    correct_low_loss = torch.tensor([0.90, 0.05, 0.05]).log()
+    outputs = iter([
+        torch.stack([fooled_low_loss, correct_low_loss]),
+        torch.stack([correct_high_loss, correct_high_loss]),
+    ])
+
+    class ScriptedPGD:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def set_device(self, device):
+            pass
+
+        def forward(self, images, labels):
+            return next(outputs).clamp(min=-30)[:, None, None, :]  # "images" whose pixels are the logits
+
+    monkeypatch.setattr(linf.torchattacks, "PGD", ScriptedPGD)
+    logits_net = nn.Sequential(nn.Flatten(), nn.Identity())
+    logits_net.register_parameter("unused", nn.Parameter(torch.zeros(())))  # so the attack can find a device
+    x = torch.zeros(2, 1, 1, 3)
+    y = torch.zeros(2, dtype=torch.long)
+    adv = pgd(logits_net, x, y, eps=0.1, alpha=0.05, steps=1, restarts=2)
+    torch.testing.assert_close(adv[0, 0, 0], fooled_low_loss.clamp(min=-30))
+    torch.testing.assert_close(adv[1, 0, 0], correct_high_loss)

@@ -13,15 +13,19 @@ import torch.nn.functional as F
 import torchattacks
 from torch import nn
 
-FGSM_INITS = ("random", "zero")
+# FGSM starts, named for what they do (see `fgsm`):
+#   random_unclipped: delta ~ U[-eps, eps], gradient taken at the unclipped x + delta (Wong et al.'s MNIST code);
+#   random_clipped:   delta ~ U[-eps, eps], x + delta clipped to [0, 1] first (Wong et al.'s CIFAR code, torchattacks FFGSM);
+#   zero:             delta = 0 (plain FGSM, Goodfellow et al.).
+FGSM_INITS = ("random_unclipped", "random_clipped", "zero")
 
 
 def check_linf_params(eps: float, alpha: float | None = None, steps: int | None = None, restarts: int = 1) -> None:
     """Raises ValueError naming the first parameter outside its valid range."""
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"eps={eps} must be in [0, 1] (pixel units of images in [0, 1], e.g. 8/255 or 0.3)")
-    if alpha is not None and not alpha > 0.0:
-        raise ValueError(f"alpha={alpha} must be > 0 (step size in [0, 1] pixel units)")
+    if alpha is not None and not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha={alpha} must be in [0, 1] (step size in [0, 1] pixel units; 0 only leaves the start)")
     if steps is not None and steps < 1:
         raise ValueError(f"steps={steps} must be >= 1")
     if restarts < 1:
@@ -42,26 +46,46 @@ def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def check_fgsm_init(init: str) -> None:
+    """Raises ValueError naming `init` when it is not one of FGSM_INITS."""
+    if init not in FGSM_INITS:
+        raise ValueError(f"init={init!r} is not valid; choose one of {list(FGSM_INITS)}")
+
+
 def fgsm(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
     eps: float,
     alpha: float,
-    init: Literal["random", "zero"] = "random",
+    init: Literal["random_unclipped", "random_clipped", "zero"] = "random_unclipped",
 ) -> torch.Tensor:
-    """One signed-gradient step of size alpha from a random (FGSM-RS, Wong et al. 2020) or zero start.
+    """One signed-gradient step of size alpha from a random (FGSM-RS, Wong et al. 2020) or a zero start.
 
-    "random": delta ~ U[-eps, eps], clamped so x + delta is in [0, 1] (torchattacks.FFGSM); "zero": delta = 0
-    (torchattacks.PGD with one step and no random start). Then x + delta + alpha * sign(grad) is projected onto the
-    eps-ball around x and onto [0, 1].
+    The starts (delta is the perturbation, x the clean images):
+    - "random_unclipped": delta ~ U[-eps, eps]; the gradient is taken at x + delta *without* clipping it to [0, 1]
+      (locuslab/fast_adversarial MNIST/train_mnist.py). On MNIST's black background clipping would zero half of the
+      random start; without it the start keeps its full spread. torchattacks has no such attack, so it is written
+      here (three lines).
+    - "random_clipped": x + delta is clipped to [0, 1] before the gradient (fast_adversarial CIFAR10/train_fgsm.py,
+      and torchattacks.FFGSM, which is what runs).
+    - "zero": delta = 0, i.e. plain FGSM with step alpha (torchattacks.PGD with one step and no random start).
+
+    Every start then takes delta + alpha * sign(grad), projects it onto the eps-ball and x + delta onto [0, 1].
+    alpha = 0 (e.g. the first step of an eps warm-up) returns the projected start.
     """
     check_linf_params(eps, alpha)
-    if init not in FGSM_INITS:
-        raise ValueError(f"init={init!r} is not valid; choose one of {list(FGSM_INITS)}")
+    check_fgsm_init(init)
     require_grad_mode()
     with torch.enable_grad():
-        if init == "random":
+        if init == "random_unclipped":
+            images = images.detach()
+            delta = torch.empty_like(images).uniform_(-eps, eps).requires_grad_(True)
+            loss = F.cross_entropy(model(images + delta), labels)
+            (grad,) = torch.autograd.grad(loss, delta)
+            delta = (delta.detach() + alpha * grad.sign()).clamp_(-eps, eps)
+            return (images + delta).clamp_(0.0, 1.0)
+        if init == "random_clipped":
             attack = torchattacks.FFGSM(model, eps=eps, alpha=alpha)
         else:
             attack = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=1, random_start=False)
@@ -81,11 +105,13 @@ def pgd(
 ) -> torch.Tensor:
     """PGD (Madry et al. 2018): `steps` signed-gradient steps of size alpha, each projected to the eps-ball and [0, 1].
 
-    With restarts > 1 each example keeps the restart with the highest loss (Wong et al.'s PGD-50-10 protocol).
+    With restarts > 1 an example counts as broken if *any* restart fools the model (Wong et al.'s PGD-50-10 and
+    AutoAttack's rule): each example keeps the first restart that misclassifies it, else the one with the highest
+    loss.
     """
     check_linf_params(eps, alpha, steps, restarts)
     require_grad_mode()
-    best, best_loss = images.detach().clone(), None
+    best, best_loss, fooled = images.detach().clone(), None, None
     with torch.enable_grad():
         for _ in range(restarts):
             attack = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start)
@@ -94,10 +120,14 @@ def pgd(
             if restarts == 1:
                 return adv
             with torch.no_grad():
-                loss = F.cross_entropy(model(adv), labels, reduction="none")
+                logits = model(adv)
+                loss = F.cross_entropy(logits, labels, reduction="none")
+                wrong = logits.argmax(1) != labels
             if best_loss is None:
-                best, best_loss = adv, loss
-            else:
-                better = loss > best_loss
-                best[better], best_loss = adv[better], torch.where(better, loss, best_loss)
+                best, best_loss, fooled = adv, loss, wrong
+                continue
+            # an unfooled example takes a restart that fools it, or else one with a higher loss
+            take = ~fooled & (wrong | (loss > best_loss))
+            best[take], best_loss = adv[take], torch.where(take, loss, best_loss)
+            fooled = fooled | wrong
     return best
