@@ -150,3 +150,29 @@ def test_low_band_mask_picks_one_copy_per_bin() -> None:
 def test_bad_input_raises_value_error_naming_it(call, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_relative_measure_is_scale_free_and_a_fraction_of_the_output_energy() -> None:
+    from robustrain.aliasing import aliasing_measure, aliasing_measures, relative_aliasing_measure
+
+    torch.manual_seed(0)
+    f = torch.randn(3, 4, 14, 14)
+    absolute, relative = aliasing_measures(f, 2)
+    torch.testing.assert_close(absolute, aliasing_measure(f, 2))
+    torch.testing.assert_close(relative_aliasing_measure(5.0 * f, 2), relative, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(aliasing_measure(5.0 * f, 2), 5.0 * absolute, rtol=1e-5, atol=1e-6)
+    # brute force, per sample: sum over maps and bins of |Y - ref| / sum of |Y|
+    for b in range(len(f)):
+        parts = [_brute_force(m.double().numpy(), 2, 2) for m in f[b]]
+        aliased = sum(np.abs(y - ref).sum() for y, ref, _ in parts)
+        energy = sum(np.abs(y).sum() for y, _, _ in parts)
+        assert relative[b].item() == pytest.approx(aliased / energy, rel=1e-4)
+
+
+def test_relative_measure_of_a_band_limited_map_is_zero_and_of_a_zero_map_is_zero() -> None:
+    from robustrain.aliasing import relative_aliasing_measure
+
+    n = torch.arange(16.0)
+    smooth = torch.cos(2 * math.pi * 2 * n / 16)[None, :] * torch.cos(2 * math.pi * 1 * n / 16)[:, None]
+    assert relative_aliasing_measure(smooth[None, None], 2).item() < 1e-6
+    assert relative_aliasing_measure(torch.zeros(1, 2, 8, 8), 2).item() == 0.0

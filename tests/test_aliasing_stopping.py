@@ -41,14 +41,17 @@ def test_no_stop_when_the_jump_stays_under_the_threshold() -> None:
 
 def test_no_stop_during_warmup_even_for_a_large_jump() -> None:
     values = [0.3, 0.6, 0.9, 0.95, 1.0]  # +100% at epoch 1, +50% at epoch 2
-    assert _stop_epoch(values, threshold=0.33, window=3, warmup_epochs=3) is None
+    assert _stop_epoch(values, threshold=0.33, window=3, warmup_epochs=5) is None
     assert _stop_epoch(values, threshold=0.33, window=3, warmup_epochs=1) == 1
 
 
 def test_no_decision_while_the_learning_rate_rises() -> None:
     values = [0.3, 0.3, 0.3, 0.3, 0.6, 0.6, 0.6, 1.2]
     rising = [True] * 5 + [False] * 3
-    assert _stop_epoch(values, rising, warmup_epochs=0, wait_for_lr_peak=True) == 7
+    # the first decision (epoch 5) compares 0.6 with the median 0.3 of epochs 2-4 ...
+    assert _stop_epoch(values, rising, warmup_epochs=0, wait_for_lr_peak=True) == 5
+    # ... unless the reference restarts at the last warm-up value (0.6): then only the jump at epoch 7 stops
+    assert _stop_epoch(values, rising, warmup_epochs=0, wait_for_lr_peak=True, reference="restart") == 7
     assert _stop_epoch(values, rising, warmup_epochs=0, wait_for_lr_peak=False) == 4
 
 
@@ -65,15 +68,38 @@ def test_window_sets_how_far_back_the_median_looks() -> None:
     values = [1.12**k for k in range(10)]
     assert _stop_epoch(values, threshold=0.33, window=1, warmup_epochs=3) is None  # 1.12 < 1.33
     assert _stop_epoch(values, threshold=0.33, window=3, warmup_epochs=3) is None  # 1.12^2 = 1.25
-    assert _stop_epoch(values, threshold=0.33, window=5, warmup_epochs=3) == 7  # 1.12^3 = 1.40 once 5 values since the warm-up exist
+    # 1.12^3 = 1.40 once 5 values precede the new one (epoch 5); at epoch 4 the median of 4 values lags 1.5 steps
+    assert _stop_epoch(values, threshold=0.33, window=5, warmup_epochs=3) == 5
+    assert _stop_epoch(values, threshold=0.33, window=5, warmup_epochs=3, reference="restart") == 7
 
 
-def test_reference_restarts_at_the_last_warmup_value() -> None:
-    # fast healthy growth during the warm-up must not lift the first decisions after it into a false stop
+def test_reference_restart_is_an_option() -> None:
+    # "restart": fast growth during the warm-up does not lift the first decisions after it into a stop ...
     values = [0.3, 0.6, 0.9, 0.95, 1.0]
-    assert reference_history(values[:3], [True, True, True]) == [0.9]
-    assert reference_history([1.0, 2.0, 3.0], [False, False, False]) == [1.0, 2.0, 3.0]
-    assert _stop_epoch(values, threshold=0.33, window=3, warmup_epochs=3) is None  # 0.95 vs 0.9, not vs 0.6
+    assert reference_history(values[:3], [True, True, True], "restart") == [0.9]
+    assert reference_history(values[:3], [True, True, True], "window") == [0.3, 0.6, 0.9]
+    assert reference_history([1.0, 2.0, 3.0], [False, False, False], "restart") == [1.0, 2.0, 3.0]
+    assert reference_history([1.0, 2.0, 3.0], [False, False, False], "window", window=2) == [2.0, 3.0]
+    assert _stop_epoch(values, threshold=0.33, window=3, warmup_epochs=3, reference="restart") is None
+    # ... while "window" compares 0.95 with the median 0.6 of (0.3, 0.6, 0.9): +58%
+    assert _stop_epoch(values, threshold=0.33, window=3, warmup_epochs=3, reference="window") == 3
+
+
+def test_a_step_in_the_last_warmup_epoch_that_persists_is_caught_by_window_and_missed_by_restart() -> None:
+    values = [1.0, 1.0, 1.0, 1.4, 1.4, 1.4, 1.4, 1.4]  # +40% at epoch 3, the last of 4 warm-up epochs
+    assert _stop_epoch(values, threshold=0.33, window=3, warmup_epochs=4, reference="window") == 4
+    assert _stop_epoch(values, threshold=0.33, window=3, warmup_epochs=4, reference="restart") is None
+
+
+@pytest.mark.parametrize("reference", ["window", "restart"])
+def test_steady_growth_of_16_percent_per_epoch(reference: str) -> None:
+    """The median of the last 3 values lags 2 behind: 1.16 ** 2 = 1.346 > 1.33 stops at the first decision that
+    has 3 reference values; a window of 1 compares with the previous value (1.16 < 1.33) and never stops."""
+    values = [1.16**k for k in range(12)]
+    first = 4 if reference == "window" else 6  # "restart": needs 2 values after the warm-up's last one
+    assert _stop_epoch(values, threshold=0.33, window=3, warmup_epochs=4, reference=reference) == first
+    assert _stop_epoch(values, threshold=0.33, window=1, warmup_epochs=4, reference=reference) is None
+    assert _stop_epoch(values, threshold=0.36, window=3, warmup_epochs=4, reference=reference) is None
 
 
 def test_non_finite_value_stops_with_a_reason_even_during_warmup() -> None:
@@ -107,6 +133,7 @@ def test_in_warmup_counts_epochs_and_optionally_the_lr_ramp() -> None:
         ({"window": 0}, "window"),
         ({"window": 2.5}, "window"),
         ({"warmup_epochs": -1}, "warmup_epochs"),
+        ({"reference": "last"}, "reference"),
     ],
 )
 def test_invalid_rule_raises_naming_the_parameter(kwargs: dict, name: str) -> None:

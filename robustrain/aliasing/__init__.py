@@ -8,15 +8,18 @@ from robustrain.aliasing.layers import (
     group_layers,
     layer_stride,
     measure_model_aliasing,
+    probe_aliasing,
     stride_one_output,
 )
 from robustrain.aliasing.measure import (
     alias_free_spectrum,
     aliased_residual,
     aliasing_measure,
+    aliasing_measures,
     folded_spectrum,
     low_band_mask,
     output_size,
+    relative_aliasing_measure,
 )
 
 __all__ = [
@@ -25,6 +28,7 @@ __all__ = [
     "alias_free_spectrum",
     "aliased_residual",
     "aliasing_measure",
+    "aliasing_measures",
     "capture_aliasing",
     "category_fractions",
     "classify_bins",
@@ -35,5 +39,7 @@ __all__ = [
     "low_band_mask",
     "measure_model_aliasing",
     "output_size",
+    "probe_aliasing",
+    "relative_aliasing_measure",
     "stride_one_output",
 ]

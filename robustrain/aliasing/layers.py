@@ -18,7 +18,7 @@ from antialiased_cnns.blurpool import BlurPool
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from robustrain.aliasing.measure import aliasing_measure, output_size
+from robustrain.aliasing.measure import aliasing_measures, output_size
 from robustrain.modes import eval_mode
 
 _DOWNSAMPLING_TYPES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, BlurPool)
@@ -143,27 +143,38 @@ class AliasingRecorder:
     Attributes:
         layers: Monitored module path -> module.
         sums: Module path -> float64 tensor, sum over samples of the per-sample measure (on the layer's device).
+        relative_sums: The same for relative_aliasing_measure (both come from the same FFTs).
         counts: Module path -> number of samples measured.
     """
 
     def __init__(self, layers: dict[str, nn.Module]) -> None:
         self.layers = layers
         self.sums: dict[str, Tensor] = {}
+        self.relative_sums: dict[str, Tensor] = {}
         self.counts: dict[str, int] = {name: 0 for name in layers}
 
-    def add(self, name: str, per_sample: Tensor) -> None:
-        """Accumulate per-sample values of shape (B,) for one layer."""
+    def add(self, name: str, per_sample: Tensor, relative: Tensor | None = None) -> None:
+        """Accumulate per-sample values of shape (B,) for one layer (and, optionally, its relative measure)."""
         total = per_sample.detach().double().sum()
         self.sums[name] = self.sums[name] + total if name in self.sums else total
+        if relative is not None:
+            rel = relative.detach().double().sum()
+            self.relative_sums[name] = self.relative_sums[name] + rel if name in self.relative_sums else rel
         self.counts[name] += per_sample.numel()
 
-    def means(self) -> dict[str, float]:
-        """Mean over all measured samples per layer (layers never reached are left out)."""
-        return {name: self.sums[name].item() / self.counts[name] for name in self.sums}
+    def means(self, relative: bool = False) -> dict[str, float]:
+        """Mean over all measured samples per layer (layers never reached are left out).
+
+        Args:
+            relative: The relative measure's means instead of the paper's absolute one.
+        """
+        sums = self.relative_sums if relative else self.sums
+        return {name: sums[name].item() / self.counts[name] for name in sums}
 
     def reset(self) -> None:
         """Forget all accumulated values."""
         self.sums.clear()
+        self.relative_sums.clear()
         self.counts = {name: 0 for name in self.layers}
 
 
@@ -214,7 +225,7 @@ def capture_aliasing(
             if tuple(out.shape[-2:]) != output_size(f_s1.shape[-2:], (sh, sw)):
                 shapes = f"stride-1 map {tuple(f_s1.shape)}, output {tuple(out.shape)}"
                 raise RuntimeError(f"{name}: the stride-1 re-run does not subsample to the output ({shapes})")
-            recorder.add(name, aliasing_measure(f_s1, (sh, sw)))
+            recorder.add(name, *aliasing_measures(f_s1, (sh, sw)))
             fired.add(name)
             if stop_after_last and len(fired) == len(layers):
                 fired.clear()
@@ -232,7 +243,11 @@ def capture_aliasing(
 
 
 def measure_model_aliasing(
-    model: nn.Module, images: Tensor, layer_names: list[str] | None = None, batch_size: int = 100
+    model: nn.Module,
+    images: Tensor,
+    layer_names: list[str] | None = None,
+    batch_size: int = 100,
+    relative: bool = False,
 ) -> dict[str, float]:
     """Mean aliasing measure per downsampling layer over a set of images, as in the paper (eval mode, no grad).
 
@@ -244,10 +259,18 @@ def measure_model_aliasing(
         images: Inputs of shape (N, C, H, W) in the model's input range, e.g. 100 fixed training images.
         layer_names: Module paths to monitor; default all downsampling layers.
         batch_size: Images per forward pass, >= 1.
+        relative: Return relative_aliasing_measure's means instead of the paper's absolute measure.
 
     Returns:
         Module path -> mean over the images of the per-sample measure.
     """
+    return probe_aliasing(model, images, layer_names, batch_size).means(relative)
+
+
+def probe_aliasing(
+    model: nn.Module, images: Tensor, layer_names: list[str] | None = None, batch_size: int = 100
+) -> AliasingRecorder:
+    """The recorder of measure_model_aliasing (absolute and relative sums, counts), for callers that need both."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if images.dim() != 4 or len(images) == 0:
@@ -258,7 +281,7 @@ def measure_model_aliasing(
                 model(batch)
             except _StopForward:
                 pass
-    return recorder.means()
+    return recorder
 
 
 def group_layers(values: dict[str, float], prefixes: list[str]) -> dict[str, float]:

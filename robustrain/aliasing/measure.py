@@ -118,6 +118,15 @@ def alias_free_spectrum(f_s1: Tensor, stride: Stride) -> Tensor:
     return (copies * mask).sum(dim=(-4, -3))
 
 
+def _residual_and_output(f_s1: Tensor, strides: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """(Y - reference, Y) with Y = fft2(f_s1[..., ::sh, ::sw]), both complex64 of shape (..., Nh, Nw)."""
+    sh, sw = strides
+    reference = alias_free_spectrum(f_s1, (sh, sw))
+    with torch.autocast(device_type=f_s1.device.type, enabled=False):
+        y = torch.fft.fft2(f_s1[..., ::sh, ::sw].float())
+    return y - reference, y
+
+
 def aliased_residual(f_s1: Tensor, stride: Stride) -> Tensor:
     """Y - reference: the spectrum of the strided output minus its alias-free reference.
 
@@ -131,11 +140,49 @@ def aliased_residual(f_s1: Tensor, stride: Stride) -> Tensor:
     Returns:
         complex64 tensor of shape (..., ceil(H1 / sh), ceil(W1 / sw)).
     """
-    sh, sw = _check_stride(stride)
-    reference = alias_free_spectrum(f_s1, (sh, sw))
-    with torch.autocast(device_type=f_s1.device.type, enabled=False):
-        y = torch.fft.fft2(f_s1[..., ::sh, ::sw].float())
-    return y - reference
+    return _residual_and_output(f_s1, _check_stride(stride))[0]
+
+
+def _check_measure_input(f_s1: Tensor, strides: tuple[int, int], f_s2: Tensor | None) -> None:
+    if f_s1.dim() != 4:
+        raise ValueError(f"f_s1 must have shape (B, C, H1, W1), got shape {tuple(f_s1.shape)}")
+    sh, sw = strides
+    if f_s2 is not None:
+        expected = (*f_s1.shape[:2], *output_size(f_s1.shape[-2:], (sh, sw)))
+        if tuple(f_s2.shape) != expected:
+            raise ValueError(f"f_s2 must have shape {expected} (f_s1[..., ::{sh}, ::{sw}]), got {tuple(f_s2.shape)}")
+
+
+def aliasing_measures(f_s1: Tensor, stride: Stride) -> tuple[Tensor, Tensor]:
+    """(absolute, relative) per-sample aliasing of one layer from one pair of FFTs: see aliasing_measure and
+    relative_aliasing_measure. Both float32 of shape (B,)."""
+    strides = _check_stride(stride)
+    _check_measure_input(f_s1, strides, None)
+    residual, y = _residual_and_output(f_s1, strides)  # (B, C, Nh, Nw) each
+    aliased = residual.abs().sum(dim=(-2, -1))  # (B, C): L1 of the aliased part per feature map
+    energy = y.abs().sum(dim=(-2, -1)).sum(dim=-1)  # (B,): spectral L1 of the whole output
+    nbins = residual.shape[-2] * residual.shape[-1]
+    absolute = aliased.mean(dim=-1) / nbins
+    relative = torch.where(energy > 0, aliased.sum(dim=-1) / energy, torch.zeros_like(energy))
+    return absolute, relative
+
+
+def relative_aliasing_measure(f_s1: Tensor, stride: Stride) -> Tensor:
+    """Scale-free aliasing: the L1 of the aliased residual as a fraction of the output's spectral L1, per sample.
+
+    relative = sum over maps and bins |Y - reference| / sum over maps and bins |Y| (0 for an all-zero output). The
+    paper's measure (aliasing_measure) is an absolute L1 distance, so it grows with the scale of the weights and
+    activations; this ratio does not change when a layer's output is multiplied by a constant, so it tracks how
+    the *shape* of the spectrum changes during training. It is robustrain's option, not the paper's.
+
+    Args:
+        f_s1: Stride-1 feature maps, shape (B, C, H1, W1), any real float dtype; computed in float32.
+        stride: The layer's stride, an int or (sh, sw).
+
+    Returns:
+        float32 tensor of shape (B,), each value >= 0 (at most 1 + (s^2 - 1) for pathological maps).
+    """
+    return aliasing_measures(f_s1, stride)[1]
 
 
 def aliasing_measure(f_s1: Tensor, stride: Stride, f_s2: Tensor | None = None) -> Tensor:
@@ -159,12 +206,7 @@ def aliasing_measure(f_s1: Tensor, stride: Stride, f_s2: Tensor | None = None) -
     Returns:
         float32 tensor of shape (B,). Average over samples (or sum and count across ranks) in the caller.
     """
-    if f_s1.dim() != 4:
-        raise ValueError(f"f_s1 must have shape (B, C, H1, W1), got shape {tuple(f_s1.shape)}")
-    sh, sw = _check_stride(stride)
-    if f_s2 is not None:
-        expected = (*f_s1.shape[:2], *output_size(f_s1.shape[-2:], (sh, sw)))
-        if tuple(f_s2.shape) != expected:
-            raise ValueError(f"f_s2 must have shape {expected} (f_s1[..., ::{sh}, ::{sw}]), got {tuple(f_s2.shape)}")
-    residual = aliased_residual(f_s1, (sh, sw))  # (B, C, Nh, Nw)
+    strides = _check_stride(stride)
+    _check_measure_input(f_s1, strides, f_s2)
+    residual = aliased_residual(f_s1, strides)  # (B, C, Nh, Nw)
     return residual.abs().mean(dim=(-3, -2, -1))

@@ -16,6 +16,7 @@ from robustrain.aliasing.stopping import (
     DEFAULT_THRESHOLD,
     DEFAULT_WARMUP_EPOCHS,
     DEFAULT_WINDOW,
+    REFERENCES,
     check_rule,
     evaluate_stopping_criteria,
     in_warmup,
@@ -33,20 +34,22 @@ def replay(
     wait_for_lr_peak: bool = True,
     column: str = "value",
     kind: str = "probe",
+    reference: str = "window",
 ) -> list[dict]:
     """Algorithm 1's decision at every record of one kind, each against all the values before it.
 
     Args:
         records: An AliasingMonitor history (read_history_csv or AliasingMonitor.history); needs `epoch`, `step`,
             `kind`, `lr_rising` and the column.
-        threshold, window, warmup_epochs, wait_for_lr_peak: The rule's settings (see AliasingMonitor).
-        column: The series to decide on: "value" (what the run monitored), or any layer / group / "mean".
+        threshold, window, warmup_epochs, wait_for_lr_peak, reference: The rule's settings (see AliasingMonitor).
+        column: The series to decide on: "value" (what the run monitored), or any layer / group / "mean", or the
+            relative measure's "relative/<layer, group or mean>".
         kind: "probe" (epoch-end probe set) or "batch" (on the fly).
 
     Returns:
         One dict per record: epoch, step, value, filtered, threshold, warmup, should_stop, reason.
     """
-    check_rule(threshold, window, warmup_epochs)
+    check_rule(threshold, window, warmup_epochs, reference)
     series = [r for r in records if r["kind"] == kind]
     if not series:
         raise ValueError(f"the history has no records of kind={kind!r}; kinds found: {sorted({r['kind'] for r in records})}")
@@ -57,7 +60,7 @@ def replay(
         current = record[column]
         current = math.nan if current is None else current
         warmup = in_warmup(record["epoch"], warmup_epochs, bool(record.get("lr_rising")), wait_for_lr_peak)
-        history = reference_history(values, warmups)
+        history = reference_history(values, warmups, reference)
         median, limit = stop_limit(history, threshold, window)
         should_stop, reason = evaluate_stopping_criteria(history, current, threshold, window, warmup, name=column)
         decisions.append(
@@ -91,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-wait-for-lr-peak", dest="wait_for_lr_peak", action="store_false")
     parser.add_argument("--column", default="value", help="series to decide on: value, mean, a layer or a group")
     parser.add_argument("--kind", default="probe", choices=("probe", "batch"))
+    parser.add_argument("--reference", default="window", choices=REFERENCES)
     args = parser.parse_args(argv)
     decisions = replay(
         read_history_csv(args.history),
@@ -100,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         args.wait_for_lr_peak,
         args.column,
         args.kind,
+        args.reference,
     )
     print(f"{'epoch':>5} {'step':>7} {'value':>10} {'median':>10} {'limit':>10}  decision")
     for d in decisions:

@@ -18,11 +18,12 @@ import lightning as L
 import torch
 from torch import nn
 
-from robustrain.aliasing.layers import find_downsampling_layers, group_layers, measure_model_aliasing
+from robustrain.aliasing.layers import find_downsampling_layers, group_layers, probe_aliasing
 from robustrain.aliasing.stopping import (
     DEFAULT_THRESHOLD,
     DEFAULT_WARMUP_EPOCHS,
     DEFAULT_WINDOW,
+    REFERENCES,
     check_rule,
     evaluate_stopping_criteria,
     in_warmup,
@@ -32,7 +33,9 @@ from robustrain.aliasing.stopping import (
 from robustrain.callbacks.rollback import RollbackEarlyStopping, current_lr
 
 DECIDE_ON = ("probe", "batch")
+MEASURES = ("absolute", "relative")
 MEAN = "mean"
+RELATIVE = "relative/"  # prefix of the relative measure's series in the history and the logged tags
 
 
 class AliasingMonitor(RollbackEarlyStopping):
@@ -49,6 +52,12 @@ class AliasingMonitor(RollbackEarlyStopping):
         groups: Module-path prefixes whose layers are averaged, e.g. ["layer2"] = mean of layer2.0.conv1 and
             layer2.0.shortcut in PreActResNet18 (the paper's per-block value).
         monitor: The series Algorithm 1 watches: a layer, a group, or "mean" (mean over the measured layers).
+        measure: "absolute" (the paper's L1 distance, robustrain.aliasing.aliasing_measure) or "relative" (that
+            distance as a fraction of the output's spectral L1, relative_aliasing_measure; scale-free). Both are
+            always recorded (`<series>` and `relative/<series>`); this one is `value`, which decides.
+        reference: What the median looks at (robustrain.aliasing.stopping.reference_history): "window" (the last
+            `window` values before the new one, warm-up values included) or "restart" (only the values from the
+            last warm-up measurement on).
         threshold: Relative increase over the median that stops (the paper: 0.33).
         window: Preceding measurements the median is taken over (default 3, see docs/aliasing.md).
         warmup_epochs: No decision in epochs 0 .. warmup_epochs - 1 (default 5, see docs/aliasing.md).
@@ -70,6 +79,8 @@ class AliasingMonitor(RollbackEarlyStopping):
         layers: list[str] | None = None,
         groups: list[str] | None = None,
         monitor: str = MEAN,
+        measure: Literal["absolute", "relative"] = "absolute",
+        reference: Literal["window", "restart"] = "window",
         threshold: float = DEFAULT_THRESHOLD,
         window: int = DEFAULT_WINDOW,
         warmup_epochs: int = DEFAULT_WARMUP_EPOCHS,
@@ -86,7 +97,9 @@ class AliasingMonitor(RollbackEarlyStopping):
         verbose: bool = False,
     ) -> None:
         super().__init__(monitor_only=monitor_only, restore=restore, save_checkpoint=save_checkpoint, verbose=verbose)
-        check_rule(threshold, window, warmup_epochs)
+        check_rule(threshold, window, warmup_epochs, reference)
+        if measure not in MEASURES:
+            raise ValueError(f"measure={measure!r} is not valid; choose one of {list(MEASURES)}")
         for arg, value, low in (
             ("probe_size", probe_size, 1),
             ("probe_batch_size", probe_batch_size, 1),
@@ -106,6 +119,8 @@ class AliasingMonitor(RollbackEarlyStopping):
         self.layers = list(layers) if layers is not None else None
         self.groups = list(groups or [])
         self.monitor = monitor
+        self.measure = measure
+        self.reference = reference
         self.threshold = threshold
         self.window = window
         self.warmup_epochs = warmup_epochs
@@ -180,21 +195,27 @@ class AliasingMonitor(RollbackEarlyStopping):
 
     # --- measurement ----------------------------------------------------------------------------------------------
     def _measure(self, trainer: "L.Trainer", pl_module: "L.LightningModule", images: torch.Tensor) -> dict[str, float]:
-        """Per-layer, per-group and mean aliasing over the images of all ranks (eval mode, no grad, modes restored)."""
+        """Per-layer, per-group and mean aliasing (absolute, and relative under `relative/`) over the images of all
+        ranks (eval mode, no grad, modes restored)."""
         net = self._net(pl_module)
         device = pl_module.device
-        sums = torch.zeros(len(self._layer_names) + 1, dtype=torch.float64, device=device)
+        n = len(self._layer_names)
+        sums = torch.zeros(2 * n + 1, dtype=torch.float64, device=device)
         if len(images):
-            images = images.to(device)
-            means = measure_model_aliasing(net, images, self._layer_names, self.probe_batch_size)
-            sums[:-1] = torch.tensor([means[name] for name in self._layer_names], dtype=torch.float64) * len(images)
+            recorder = probe_aliasing(net, images.to(device), self._layer_names, self.probe_batch_size)
+            sums[:n] = torch.stack([recorder.sums[name] for name in self._layer_names])
+            sums[n:-1] = torch.stack([recorder.relative_sums[name] for name in self._layer_names])
             sums[-1] = len(images)
-        # (L + 1,) per-layer sums over this rank's images and the image count -> sums over all ranks
+        # (2L + 1,) per-layer sums over this rank's images and the image count -> sums over all ranks
         sums = trainer.strategy.reduce(sums, reduce_op="sum")
-        layer_values = dict(zip(self._layer_names, (sums[:-1] / sums[-1]).tolist()))
-        values = dict(layer_values)
-        values.update(group_layers(layer_values, self.groups))
-        values[MEAN] = sum(layer_values.values()) / len(layer_values)
+        means = (sums[:-1] / sums[-1]).tolist()
+        values: dict[str, float] = {}
+        for prefix, layer_means in (("", means[:n]), (RELATIVE, means[n:])):
+            layer_values = dict(zip(self._layer_names, layer_means))
+            series = dict(layer_values)
+            series.update(group_layers(layer_values, self.groups))
+            series[MEAN] = sum(layer_values.values()) / len(layer_values)
+            values.update({prefix + k: v for k, v in series.items()})
         return values
 
     # --- decision -------------------------------------------------------------------------------------------------
@@ -202,12 +223,19 @@ class AliasingMonitor(RollbackEarlyStopping):
         lr_before = previous[-1]["lr"] if previous else self._start_lr
         record["lr_rising"] = bool(record["lr"] > lr_before)
         record["warmup"] = in_warmup(record["epoch"], self.warmup_epochs, record["lr_rising"], self.wait_for_lr_peak)
-        history = reference_history([r["value"] for r in previous], [r["warmup"] for r in previous])
-        current = record["value"] = record[self.monitor]
+        history = reference_history([r["value"] for r in previous], [r["warmup"] for r in previous], self.reference)
+        current = record["value"] = record[self.series]
         record["filtered"], record["threshold"] = stop_limit(history, self.threshold, self.window)
         return evaluate_stopping_criteria(
-            history, current, self.threshold, self.window, record["warmup"], name=f"aliasing/{self.monitor}"
+            history, current, self.threshold, self.window, record["warmup"], name=f"aliasing/{self.series}"
         )
 
+    @property
+    def series(self) -> str:
+        """The history column that decides: the monitored layer/group/mean of the chosen measure."""
+        return (RELATIVE if self.measure == "relative" else "") + self.monitor
+
     def _plot_series(self) -> list[str]:
-        return [*self._layer_names, *[g for g in self.groups if g not in self._layer_names], "value", "filtered", "threshold"]
+        prefix = RELATIVE if self.measure == "relative" else ""
+        layers = [*self._layer_names, *[g for g in self.groups if g not in self._layer_names]]
+        return [*(prefix + name for name in layers), "value", "filtered", "threshold"]
