@@ -65,6 +65,6 @@ def test_cyclic_schedule_is_sized_from_the_trainer(tmp_path):
 
 
 def test_hparams_include_the_attack_and_optimiser():
-    module = FGSMTraining(net=SmallCNN(), eps=0.3, alpha=0.375, optimizer="adam", lr=5e-3)
+    module = FGSMTraining(net=SmallCNN(), eps=0.3, alpha=0.375, init="random_unclipped", optimizer="adam", lr=5e-3)
     assert {k: module.hparams[k] for k in ("eps", "alpha", "init", "optimizer", "lr")} == {
         "eps": 0.3, "alpha": 0.375, "init": "random_unclipped", "optimizer": "adam", "lr": 5e-3}

@@ -8,12 +8,15 @@ import functools
 from typing import Literal
 
 import lightning as L
+import math
+
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MeanMetric
 
-from robustrain.attacks import check_linf_params, pgd
+from robustrain.attacks import check_linf_params, fgsm, pgd
 from robustrain.modes import BATCHNORM_MODES, eval_mode
 from robustrain.training.schedules import LR_SCHEDULES, lr_factor
 
@@ -45,9 +48,13 @@ class RobustClassifier(L.LightningModule):
         eval_eps: L-inf radius of the PGD evaluation (val/acc_pgd, test/acc_pgd) in [0, 1] pixel units.
         eval_alpha: PGD evaluation step size.
         eval_steps: PGD evaluation steps.
-        eval_restarts: PGD evaluation random restarts (the worst-case restart per example is kept).
+        eval_restarts: PGD evaluation random restarts (an example counts as broken if any restart fools it).
         eval_size: Images per validation / test epoch attacked with PGD (the first ones of the loader, which is not
             shuffled, so the subset is fixed); 0 disables PGD evaluation.
+        eval_fgsm: Also log `<stage>/acc_fgsm`: plain FGSM (zero start, one step of eval_eps) on the same images.
+        masking_margin: Warn at a validation epoch whose FGSM accuracy exceeds its PGD accuracy by more than this
+            (fraction, 0.3 = 30 points): the classic sign of gradient masking / catastrophic overfitting. The gap is
+            logged as `val/masking_gap`. None disables the warning.
         attack_bn_mode: BatchNorm mode while training attacks are generated: "train" (batch statistics, Wong et al.)
             or "eval" (running statistics). Every submodule's mode is restored afterwards.
     """
@@ -67,6 +74,8 @@ class RobustClassifier(L.LightningModule):
         eval_steps: int = 10,
         eval_restarts: int = 1,
         eval_size: int = 1000,
+        eval_fgsm: bool = True,
+        masking_margin: float | None = 0.3,
         attack_bn_mode: Literal["train", "eval"] = "train",
     ) -> None:
         super().__init__()
@@ -80,6 +89,8 @@ class RobustClassifier(L.LightningModule):
         check_linf_params(eval_eps, eval_alpha, eval_steps, eval_restarts)
         if eval_size < 0:
             raise ValueError(f"eval_size={eval_size} must be >= 0 (0 disables PGD evaluation)")
+        if masking_margin is not None and not (math.isfinite(masking_margin) and 0.0 <= masking_margin <= 1.0):
+            raise ValueError(f"masking_margin={masking_margin} must be in [0, 1] (a gap in accuracy) or None")
         if attack_bn_mode not in BATCHNORM_MODES[:2]:
             raise ValueError(f"attack_bn_mode={attack_bn_mode!r} is not valid; choose one of {list(BATCHNORM_MODES[:2])}")
         # Built by the CLI, `net` arrives with its config ({class_path, init_args}): keep it, so checkpoints rebuild
@@ -88,7 +99,7 @@ class RobustClassifier(L.LightningModule):
         self.save_hyperparameters(ignore=None if _built_from_config() else ["net"])
         self.net = net
         self.metrics = nn.ModuleDict(
-            {f"{stage}_{name}": MeanMetric() for stage in STAGES for name in ("loss", "acc", "acc_pgd")}
+            {f"{stage}_{name}": MeanMetric() for stage in STAGES for name in ("loss", "acc", "acc_pgd", "acc_fgsm")}
         )
         self._eval_attacked = 0  # images attacked so far in this evaluation epoch, on this rank
 
@@ -124,6 +135,12 @@ class RobustClassifier(L.LightningModule):
                 correct = (self.net(adv).argmax(1) == labels[:n]).float()
             self.metrics[f"{stage}_acc_pgd"].update(correct)
             self.log(f"{stage}/acc_pgd", self.metrics[f"{stage}_acc_pgd"], on_epoch=True, sync_dist=False)
+            if self.hparams.get("eval_fgsm", False):
+                adv = self.attack_fgsm(images[:n], labels[:n])
+                with torch.no_grad():
+                    correct = (self.net(adv).argmax(1) == labels[:n]).float()
+                self.metrics[f"{stage}_acc_fgsm"].update(correct)
+                self.log(f"{stage}/acc_fgsm", self.metrics[f"{stage}_acc_fgsm"], on_epoch=True, sync_dist=False)
             self._eval_attacked += n
 
     def attack_pgd(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -131,6 +148,12 @@ class RobustClassifier(L.LightningModule):
         hp = self.hparams
         with eval_mode(self.net):
             return pgd(self.net, images, labels, hp.eval_eps, hp.eval_alpha, hp.eval_steps, restarts=hp.eval_restarts)
+
+    def attack_fgsm(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Plain FGSM (zero start, step eval_eps), the network in eval mode: the cheap attack a masked model resists."""
+        hp = self.hparams
+        with eval_mode(self.net):
+            return fgsm(self.net, images, labels, hp.eval_eps, hp.eval_eps, init="zero")
 
     def on_validation_epoch_start(self) -> None:
         self._eval_attacked = 0
@@ -154,6 +177,23 @@ class RobustClassifier(L.LightningModule):
         value = self.trainer.callback_metrics.get(key)
         if value is not None:
             self.log("hp_metric", value)
+        self._check_masking()
+
+    def _check_masking(self) -> None:
+        """Log val/masking_gap = acc_fgsm - acc_pgd and warn when it exceeds masking_margin."""
+        metrics = self.trainer.callback_metrics
+        acc_fgsm, acc_pgd = metrics.get("val/acc_fgsm"), metrics.get("val/acc_pgd")
+        if acc_fgsm is None or acc_pgd is None:
+            return
+        gap = float(acc_fgsm) - float(acc_pgd)
+        self.log("val/masking_gap", gap)
+        margin = self.hparams.get("masking_margin")
+        if margin is not None and gap > margin:
+            rank_zero_warn(
+                f"epoch {self.current_epoch}: val/acc_fgsm {float(acc_fgsm):.3f} exceeds val/acc_pgd "
+                f"{float(acc_pgd):.3f} by {gap:.3f} > masking_margin {margin}: the model resists the one-step attack "
+                "but not PGD, the sign of gradient masking / catastrophic overfitting (check it with AutoAttack)"
+            )
 
     def _update(self, stage: str, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
         loss_metric, acc_metric = self.metrics[f"{stage}_loss"], self.metrics[f"{stage}_acc"]
