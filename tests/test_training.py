@@ -68,3 +68,29 @@ def test_hparams_include_the_attack_and_optimiser():
     module = FGSMTraining(net=SmallCNN(), eps=0.3, alpha=0.375, init="random_unclipped", optimizer="adam", lr=5e-3)
     assert {k: module.hparams[k] for k in ("eps", "alpha", "init", "optimizer", "lr")} == {
         "eps": 0.3, "alpha": 0.375, "init": "random_unclipped", "optimizer": "adam", "lr": 5e-3}
+
+
+def test_masking_warning_fires_only_above_the_margin():
+    from robustrain.training.base import masking_warning
+
+    assert masking_warning(0.87, 0.20, 0.3) is not None and "0.670" in masking_warning(0.87, 0.20, 0.3)
+    assert masking_warning(0.85, 0.70, 0.3) is None
+    assert masking_warning(0.87, 0.20, None) is None
+
+
+def test_validation_logs_fgsm_beside_pgd_accuracy_and_the_gap():
+    module = FGSMTraining(net=SmallCNN(), eps=0.3, alpha=0.375, init="random_unclipped", optimizer="adam", lr=5e-3,
+                          eval_eps=0.3, eval_alpha=0.1, eval_steps=3, eval_size=50)
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, num_sanity_val_steps=0,
+                        inference_mode=False)
+    trainer.fit(module, MNIST5k(batch_size=50))
+    metrics = trainer.callback_metrics
+    assert {"val/acc_fgsm", "val/acc_pgd", "val/masking_gap"} <= set(metrics)
+    assert float(metrics["val/masking_gap"]) == pytest.approx(float(metrics["val/acc_fgsm"]) - float(metrics["val/acc_pgd"]))
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
+def test_bad_masking_margin_raises_naming_it(bad):
+    with pytest.raises(ValueError, match="masking_margin"):
+        FGSMTraining(net=SmallCNN(), masking_margin=bad)

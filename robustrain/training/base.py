@@ -33,6 +33,18 @@ def _built_from_config() -> bool:
 STAGES = ("train", "val", "test")
 
 
+def masking_warning(acc_fgsm: float, acc_pgd: float, margin: float | None) -> str | None:
+    """The warning when FGSM accuracy exceeds PGD accuracy by more than `margin` (None: never), else None."""
+    gap = acc_fgsm - acc_pgd
+    if margin is None or not gap > margin:
+        return None
+    return (
+        f"val/acc_fgsm {acc_fgsm:.3f} exceeds val/acc_pgd {acc_pgd:.3f} by {gap:.3f} > masking_margin {margin}: the "
+        "model resists the one-step attack but not PGD, the sign of gradient masking / catastrophic overfitting "
+        "(check it with AutoAttack: configs/eval_robust_mnist5k.yaml)"
+    )
+
+
 class RobustClassifier(L.LightningModule):
     """Image classifier trained with cross-entropy on (possibly perturbed) [0, 1] images.
 
@@ -185,15 +197,10 @@ class RobustClassifier(L.LightningModule):
         acc_fgsm, acc_pgd = metrics.get("val/acc_fgsm"), metrics.get("val/acc_pgd")
         if acc_fgsm is None or acc_pgd is None:
             return
-        gap = float(acc_fgsm) - float(acc_pgd)
-        self.log("val/masking_gap", gap)
-        margin = self.hparams.get("masking_margin")
-        if margin is not None and gap > margin:
-            rank_zero_warn(
-                f"epoch {self.current_epoch}: val/acc_fgsm {float(acc_fgsm):.3f} exceeds val/acc_pgd "
-                f"{float(acc_pgd):.3f} by {gap:.3f} > masking_margin {margin}: the model resists the one-step attack "
-                "but not PGD, the sign of gradient masking / catastrophic overfitting (check it with AutoAttack)"
-            )
+        self.log("val/masking_gap", float(acc_fgsm) - float(acc_pgd))
+        warning = masking_warning(float(acc_fgsm), float(acc_pgd), self.hparams.get("masking_margin"))
+        if warning:
+            rank_zero_warn(f"epoch {self.current_epoch}: {warning}")
 
     def _update(self, stage: str, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
         loss_metric, acc_metric = self.metrics[f"{stage}_loss"], self.metrics[f"{stage}_acc"]

@@ -1,0 +1,280 @@
+"""Does the aliasing stop end FGSM training before robustness is lost? Runs, replays and scores it on MNIST5k.
+
+Every run is FGSM adversarial training on the embedded MNIST5k digits with both early stops recording side by side
+(AliasingMonitor and PGDEarlyStopping, monitor-only, so no run is cut short) and the held-out PGD accuracy of every
+epoch (the oracle: PGD-20 at step 0.03 on the 500 validation digits); the weights of every epoch are kept. Each stop
+rule is then *replayed* on the recorded histories with the same pure functions the callbacks run
+(robustrain.aliasing.replay, robustrain.callbacks.pgd_early_stopping.evaluate_pgd_stopping), so any threshold can be
+scored without retraining, and the model each rule hands back is the recorded epoch before its stop.
+
+A run *overfits* when its held-out PGD accuracy ends more than 10 points below its best, *catastrophically* when it
+falls by 20 points or more within two epochs; otherwise it is *healthy*. The aliasing rule's settings are chosen on
+the tuning seeds and reported on the others. Then PGD-50-10 and AutoAttack are run on the models the rules hand back.
+
+    python -m robustrain.experiments.stop_study all --out runs/stop_study --docs docs/results/stop_study
+
+(steps: `train`, `select`, `evaluate`, `report`; `all` runs them in order and skips runs already trained.)
+"""
+
+import argparse
+import itertools
+import json
+import math
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from robustrain.aliasing.replay import first_stop, replay
+from robustrain.callbacks.pgd_early_stopping import evaluate_pgd_stopping
+from robustrain.history import read_history_csv
+
+EPS = 0.3
+OVERFIT_DROP = 0.10  # best - final held-out PGD accuracy above which a run overfits
+CATASTROPHIC_FALL = 0.20  # a fall of this much within two epochs makes the overfitting catastrophic
+WITHIN = 0.03  # "within 3 points of the oracle"
+TUNE_SEEDS = (0, 1)
+REPORT_SEEDS = (2, 3)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One training setting of the study; `seeds` runs of it are trained."""
+
+    name: str
+    description: str
+    model: dict[str, Any]
+    net: str = "SmallCNN"
+    net_args: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 30
+    series: str = "mean"  # the aliasing series the rule watches (absolute; relative/<series> for the relative measure)
+    seeds: tuple[int, ...] = TUNE_SEEDS + REPORT_SEEDS
+
+
+ADAM = {"optimizer": "adam", "lr": 5e-3, "weight_decay": 0.0}
+SETTINGS = {
+    s.name: s
+    for s in (
+        Setting("unclipped", "FGSM-RS, unclipped start, alpha 0.375, no eps warm-up, cyclic lr",
+                {"alpha": 0.375, "init": "random_unclipped", **ADAM, "lr_schedule": "cyclic"}),
+        Setting("unclipped_warmup", "the flagship: as unclipped, with a 5-epoch eps warm-up",
+                {"alpha": 0.375, "init": "random_unclipped", "eps_warmup_epochs": 5, **ADAM, "lr_schedule": "cyclic"}),
+        Setting("unclipped_flat", "FGSM-RS, unclipped start, alpha 0.375, constant lr 5e-3 (no decay)",
+                {"alpha": 0.375, "init": "random_unclipped", **ADAM, "lr_schedule": "constant"}),
+        Setting("clipped", "FGSM-RS, clipped start (torchattacks FFGSM), alpha 0.375, cyclic lr",
+                {"alpha": 0.375, "init": "random_clipped", **ADAM, "lr_schedule": "cyclic"}),
+        Setting("zero_init", "plain FGSM (zero start), alpha 0.3, cyclic lr",
+                {"alpha": 0.3, "init": "zero", **ADAM, "lr_schedule": "cyclic"}),
+        Setting("prn18_w8", "PreActResNet18 width 8 (BatchNorm), FGSM-RS unclipped, alpha 0.375, SGD cyclic lr 0.05",
+                {"alpha": 0.375, "init": "random_unclipped", "optimizer": "sgd", "lr": 0.05, "momentum": 0.9,
+                 "weight_decay": 5e-4, "lr_schedule": "cyclic"},
+                net="PreActResNet18", net_args={"in_channels": 1, "normalization": "none", "width": 8},
+                epochs=15, series="layer2", seeds=(0, 2)),
+    )
+}
+
+
+# --- training -------------------------------------------------------------------------------------------------------
+def _run_dir(out: Path, setting: str, seed: int) -> Path:
+    return out / "runs" / f"{setting}_seed{seed}"
+
+
+def train_run(setting: Setting, seed: int, out: Path) -> Path:
+    """Train one run with both stops monitor-only, the oracle's PGD every epoch, and the weights of every epoch."""
+    import lightning as L
+
+    from robustrain.callbacks import AliasingMonitor, PGDEarlyStopping
+    from robustrain.data import MNIST5k
+    from robustrain.models import PreActResNet18, SmallCNN
+    from robustrain.training import FGSMTraining
+
+    run = _run_dir(out, setting.name, seed)
+    run.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(seed, verbose=False)
+    net = {"SmallCNN": SmallCNN, "PreActResNet18": PreActResNet18}[setting.net](**setting.net_args)
+    module = FGSMTraining(net=net, eps=EPS, eval_eps=EPS, eval_alpha=0.03, eval_steps=20, eval_size=500,
+                          eval_fgsm=True, masking_margin=None, **setting.model)
+
+    class EveryEpochWeights(L.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            torch.save(pl_module.net.state_dict(), run / f"epoch{trainer.current_epoch:02d}.pt")
+
+    groups = ["layer2"] if setting.net == "PreActResNet18" else []
+    callbacks = [
+        AliasingMonitor(monitor=setting.series, groups=groups, monitor_only=True, probe_size=100),
+        PGDEarlyStopping(eps=EPS, alpha=0.1, steps=5, max_drop=0.2, monitor_only=True),
+        EveryEpochWeights(),
+    ]
+    logger = L.pytorch.loggers.CSVLogger(run, name="", version="")
+    trainer = L.Trainer(max_epochs=setting.epochs, accelerator="cpu", devices=1, inference_mode=False,
+                        logger=logger, callbacks=callbacks, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0)
+    start = time.perf_counter()
+    trainer.fit(module, MNIST5k(batch_size=100, val_size=500, test_size=500))
+    # the per-epoch oracle: val/acc_pgd and val/acc_fgsm from Lightning's metrics.csv, one row per epoch
+    rows = [r for r in _read_csv(run / "metrics.csv") if r.get("val/acc_pgd") not in (None, "")]
+    summary = {
+        "setting": setting.name, "seed": seed, "seconds": time.perf_counter() - start,
+        "val_acc": [float(r["val/acc"]) for r in rows],
+        "val_acc_pgd": [float(r["val/acc_pgd"]) for r in rows],
+        "val_acc_fgsm": [float(r["val/acc_fgsm"]) for r in rows],
+        "series": setting.series,
+    }
+    (run / "summary.json").write_text(json.dumps(summary, indent=1))
+    return run
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def load_run(run: Path) -> dict[str, Any]:
+    """The run's summary plus its aliasing and PGD-ES histories."""
+    summary = json.loads((run / "summary.json").read_text())
+    summary["aliasing"] = read_history_csv(run / "aliasing_history.csv")
+    summary["pgd_es"] = read_history_csv(run / "pgd_es_history.csv")
+    summary["dir"] = str(run)
+    return summary
+
+
+# --- classification and stops -----------------------------------------------------------------------------------
+def classify(acc_pgd: list[float]) -> str:
+    """'catastrophic', 'gradual' or 'healthy' from the held-out PGD accuracy per epoch (see the module docstring)."""
+    best, final = max(acc_pgd), acc_pgd[-1]
+    if best - final <= OVERFIT_DROP:
+        return "healthy"
+    peak = acc_pgd.index(best)
+    falls = [acc_pgd[e - k] - acc_pgd[e] for e in range(peak + 1, len(acc_pgd)) for k in (1, 2) if e - k >= peak]
+    return "catastrophic" if falls and max(falls) >= CATASTROPHIC_FALL else "gradual"
+
+
+def handed_back(stop_epoch: int | None, last_epoch: int) -> int:
+    """The epoch whose weights a rule hands back: the one before its stop (the start of training = -1), or the last."""
+    return last_epoch if stop_epoch is None else stop_epoch - 1
+
+
+def aliasing_stop(run: dict, rule: dict) -> int | None:
+    """Epoch at which Algorithm 1 with these settings stops the run (replayed), or None."""
+    column = ("relative/" if rule["measure"] == "relative" else "") + run["series"]
+    decisions = replay(run["aliasing"], rule["threshold"], rule["window"], rule["warmup_epochs"],
+                       rule["wait_for_lr_peak"], column=column, reference=rule["reference"])
+    stop = first_stop(decisions)
+    return None if stop is None else stop["epoch"]
+
+
+def pgd_es_stop(run: dict, max_drop: float = 0.2) -> int | None:
+    """Epoch at which Wong et al.'s PGD early stop fires (replayed from its recorded accuracies), or None."""
+    previous = None
+    for record in run["pgd_es"]:
+        stop, _ = evaluate_pgd_stopping(previous, record["acc"], max_drop)
+        if stop:
+            return record["epoch"]
+        previous = record["acc"]
+    return None
+
+
+def score_rule(runs: list[dict], rule: dict) -> dict[str, Any]:
+    """How a rule does on runs: hits (overfitting runs handed back within 3 points of the oracle) and false stops."""
+    hits = overfit = false_stops = healthy = 0
+    distances = []
+    for run in runs:
+        acc = run["val_acc_pgd"]
+        oracle = max(range(len(acc)), key=acc.__getitem__)
+        stop = aliasing_stop(run, rule)
+        back = handed_back(stop, len(acc) - 1)
+        back_acc = acc[back] if back >= 0 else 0.0
+        if run["kind"] == "healthy":
+            healthy += 1
+            false_stops += stop is not None
+        else:
+            overfit += 1
+            hits += back_acc >= acc[oracle] - WITHIN
+            distances.append(back - oracle)
+    return {"hits": hits, "overfit": overfit, "false_stops": false_stops, "healthy": healthy,
+            "mean_abs_distance": statistics.mean(abs(d) for d in distances) if distances else math.nan}
+
+
+RULE_GRID = {
+    "measure": ("absolute", "relative"),
+    "threshold": (0.1, 0.15, 0.2, 0.25, 0.33, 0.4, 0.5),
+    "window": (1, 3, 5),
+    "warmup_epochs": (0, 3, 5, 8),
+    "wait_for_lr_peak": (True, False),
+    "reference": ("window", "restart"),
+}
+PAPER_RULE = {"measure": "absolute", "threshold": 0.33, "window": 3, "warmup_epochs": 5, "wait_for_lr_peak": True,
+              "reference": "window"}
+
+
+def select_rule(runs: list[dict], grid: dict[str, tuple] = RULE_GRID) -> tuple[dict, list[dict]]:
+    """The grid's best rule on these runs: most hits minus two per false stop; ties go to the smallest distance,
+    then the rule closest to the paper's t = 0.33. Returns (best rule, every rule's score)."""
+    scored = []
+    for values in itertools.product(*grid.values()):
+        rule = dict(zip(grid, values))
+        scored.append({**rule, **score_rule(runs, rule)})
+    def key(r):
+        return (r["hits"] - 2 * r["false_stops"], -r["mean_abs_distance"] if math.isfinite(r["mean_abs_distance"]) else -99,
+                -abs(r["threshold"] - 0.33))
+    best = max(scored, key=key)
+    return {k: best[k] for k in grid}, scored
+
+
+# --- evaluation of handed-back models -------------------------------------------------------------------------------
+def evaluate_epoch(run: dict, epoch: int, n_images: int) -> dict[str, float]:
+    """Clean, PGD-50-10 (step 0.01) and AutoAttack (standard, 100 iterations) accuracy of one recorded epoch's
+    weights on the first n_images test digits."""
+    from robustrain.data import MNIST5k
+    from robustrain.evaluation.robust import AttackSpec, robust_accuracy
+    from robustrain.models import PreActResNet18, SmallCNN
+
+    setting = SETTINGS[run["setting"]]
+    net = {"SmallCNN": SmallCNN, "PreActResNet18": PreActResNet18}[setting.net](**setting.net_args)
+    if epoch >= 0:
+        net.load_state_dict(torch.load(Path(run["dir"]) / f"epoch{epoch:02d}.pt", weights_only=True))
+    data = MNIST5k(batch_size=100, eval_batch_size=n_images, val_size=500, test_size=500)
+    data.setup("test")
+    images, labels = next(iter(data.test_dataloader()))
+    specs = [AttackSpec("clean"), AttackSpec("pgd", EPS, alpha=0.01, steps=50, restarts=10),
+             AttackSpec("autoattack", EPS, steps=100)]
+    return robust_accuracy(net.eval(), [(images[:n_images], labels[:n_images])], specs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m robustrain.experiments.stop_study", description=__doc__.split("\n")[0])
+    parser.add_argument("step", choices=("train", "select", "evaluate", "report", "all"))
+    parser.add_argument("--out", type=Path, default=Path("runs/stop_study"))
+    parser.add_argument("--docs", type=Path, default=Path("docs/results/stop_study"))
+    parser.add_argument("--only", nargs="*", default=None, help="settings to train (default all)")
+    parser.add_argument("--shard", default="0/1", help="k/n: train only every n-th run starting at k (parallel jobs)")
+    parser.add_argument("--eval-images", type=int, default=100, help="test digits for PGD-50-10 and AutoAttack")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))  # one thread per job: run shards side by side
+    from robustrain.experiments import stop_study_report as report
+
+    if args.step in ("train", "all"):
+        k, n = (int(v) for v in args.shard.split("/"))
+        jobs = [(s, seed) for s in SETTINGS.values() if args.only is None or s.name in args.only for seed in s.seeds]
+        for i, (setting, seed) in enumerate(jobs):
+            if i % n != k or (_run_dir(args.out, setting.name, seed) / "summary.json").exists():
+                continue
+            print(f"training {setting.name} seed {seed}", flush=True)
+            train_run(setting, seed, args.out)
+    if args.step in ("select", "all"):
+        report.select(args.out)
+    if args.step in ("evaluate", "all"):
+        report.evaluate(args.out, args.eval_images, args.shard)
+    if args.step in ("report", "all"):
+        report.write(args.out, args.docs)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
