@@ -66,9 +66,33 @@ def test_plot_surfaces_draws_one_image_per_surface():
     images = [ax.images[0].get_array().shape for ax in figure.axes if ax.images]
     assert images == [(31, 5)] * 3
     assert figure.axes[1].get_title() == "b"
-    assert figure.axes[0].get_ylim() == pytest.approx((-31.0, 31.0))  # rows centred on -30 .. 30 deg
+    labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
+    assert labels[0] == "-30" and labels[-1] == "30"  # rows labelled in degrees
 
 
-def test_plot_heatmap_flattens_translations():
+def test_plot_surfaces_with_both_translation_axes_draws_a_panel_per_ty_in_pixels():
+    t = torch.tensor([-3.0, -1.5, 0.0, 1.5, 3.0])
+    figure = plot_surfaces(torch.rand(2, 31, 25), titles=["a", "b"], rotation_deg=torch.linspace(-30, 30, 31),
+                           translations_px=t)
+    panels = [ax for ax in figure.axes if ax.images]
+    assert len(panels) == 2 * 5 and panels[0].images[0].get_array().shape == (31, 5)
+    assert panels[1].get_title() == "a, ty = -1.5 px"
+    assert [x.get_text() for x in panels[0].get_xticklabels()] == ["-3", "-1.5", "0", "1.5", "3"]
+    assert panels[0].get_xlabel() == "tx (px)" and panels[0].get_ylabel() == "rotation (deg)"
+
+
+def test_plot_heatmap_has_a_panel_per_ty_with_tx_in_pixels_and_rotation_in_degrees():
+    acc = torch.rand(31, 5, 5)  # [rotation, tx, ty]
+    t = torch.tensor([-3.0, -1.5, 0.0, 1.5, 3.0])
+    figure = plot_heatmap(acc, torch.linspace(-30, 30, 31), translations_px=t)
+    panels = [ax for ax in figure.axes if ax.images]
+    assert len(panels) == 5 and [ax.get_title() for ax in panels][2] == "ty = 0 px"
+    # panel for ty index 3 shows acc[:, :, 3]: rotations down the rows, tx across
+    assert torch.allclose(torch.tensor(panels[3].images[0].get_array().data), acc[:, :, 3])
+    assert [x.get_text() for x in panels[0].get_xticklabels()] == ["-3", "-1.5", "0", "1.5", "3"]
+    assert panels[0].get_ylabel() == "rotation (deg)"
+
+
+def test_plot_heatmap_without_translations_keeps_the_flat_index():
     figure = plot_heatmap(torch.rand(31, 5, 5))
     assert figure.axes[0].images[0].get_array().shape == (31, 25)

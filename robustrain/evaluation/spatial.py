@@ -423,13 +423,16 @@ class SpatialEvaluation(Callback):
 
     def _write_figures(self, trainer: L.Trainer, log_dir: Path, heatmap: Tensor | None) -> None:
         rotations_deg = torch.unique(self.params[:, 0])
+        translations_px = torch.unique(self.params[:, 1:][:, self.mask[1:].bool()])
         figures = {}
         if heatmap is not None:
             figures["spatial/per_transform_acc_heatmap"] = plot_heatmap(
-                heatmap, rotations_deg, title=f"accuracy per transform ({self.translation_axes} translations)")
+                heatmap, rotations_deg, title=f"accuracy per transform ({self.translation_axes} translations)",
+                translations_px=translations_px)
         if self._surfaces:
             titles = [f"test image {i}" for i in range(len(self._surfaces))]
-            figures["spatial/loss_surfaces"] = plot_surfaces(torch.stack(self._surfaces), titles, rotations_deg)
+            figures["spatial/loss_surfaces"] = plot_surfaces(
+                torch.stack(self._surfaces), titles, rotations_deg, translations_px=translations_px)
         for tag, figure in figures.items():
             figure.savefig(log_dir / f"{tag.split('/')[-1]}.png", dpi=100)
             for logger in trainer.loggers:

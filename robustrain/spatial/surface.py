@@ -96,13 +96,42 @@ def surface_smoothness(z: Tensor) -> SurfaceSmoothness:
     )
 
 
-def _extent(rotation_deg: Tensor | None, n_columns: int) -> list[float] | None:
-    """imshow extent (origin="lower") that puts each row at its rotation in degrees."""
-    if rotation_deg is None:
-        return None
-    first_deg, last_deg = float(rotation_deg[0]), float(rotation_deg[-1])
-    half_step_deg = (last_deg - first_deg) / (2 * (len(rotation_deg) - 1)) if len(rotation_deg) > 1 else 0.5
-    return [-0.5, n_columns - 0.5, first_deg - half_step_deg, last_deg + half_step_deg]
+def _panels(values: Tensor, translations_px: Tensor | None) -> tuple[Tensor, list[float] | None, list[float] | None]:
+    """(values as (S, R, n_tx, n_ty), tx values, ty values) for values of shape (S, R, N).
+
+    N = n_tx * n_ty (ty fastest, grid_parameters' order) when both translation axes are in the grid, N = n_t for one
+    axis (then one panel, n_ty = 1). Without translations_px the columns keep their index (one panel).
+    """
+    if translations_px is None:
+        return values[..., None], None, None
+    t = [float(v) for v in translations_px]
+    n = values.shape[-1]
+    if n == len(t) ** 2:
+        return values.reshape(*values.shape[:-1], len(t), len(t)), t, t
+    if n == len(t):
+        return values[..., None], t, None
+    raise ValueError(f"{n} translations per rotation do not match translations_px of length {len(t)} (or its square)")
+
+
+def _draw_panel(ax, panel: Tensor, rotation_deg: Tensor | None, tx: list[float] | None, **imshow) -> object:
+    """One (R, n_tx) image: rotations up (degrees), tx across (pixels), ticks at the grid's values."""
+    image = ax.imshow(panel.numpy(), aspect="auto", origin="lower", **imshow)
+    if tx is not None:
+        ax.set_xticks(range(len(tx)), [f"{v:g}" for v in tx])
+        ax.set_xlabel("tx (px)")
+    else:
+        ax.set_xlabel("translation index")
+    if rotation_deg is not None:
+        rot = [float(v) for v in rotation_deg]
+        step = max(1, len(rot) // 6)
+        ticks = list(range(0, len(rot), step))
+        if ticks[-1] != len(rot) - 1:
+            ticks.append(len(rot) - 1)
+        ax.set_yticks(ticks, [f"{rot[i]:g}" for i in ticks])
+        ax.set_ylabel("rotation (deg)")
+    else:
+        ax.set_ylabel("rotation index")
+    return image
 
 
 def plot_surfaces(
@@ -110,37 +139,42 @@ def plot_surfaces(
     titles: list[str] | None = None,
     rotation_deg: Tensor | None = None,
     value_label: str = "loss",
+    translations_px: Tensor | None = None,
 ) -> Figure:
-    """Draws surfaces side by side as images sharing one colour scale (rows = rotations, first at the bottom).
+    """Draws loss surfaces as images sharing one colour scale: a row per surface, a panel per ty (pixels), rotations
+    up (degrees, first at the bottom) and tx across (pixels).
 
     Args:
-        surfaces: (S, M, N) surfaces, or (M, N) for one.
+        surfaces: (S, R, N) surfaces, or (R, N) for one (N translations per rotation, grid_parameters' order).
         titles: one title per surface.
-        rotation_deg: (M,) rotation of each row, to label the vertical axis in degrees.
+        rotation_deg: (R,) rotation of each row, to label the vertical axis in degrees.
         value_label: colour bar label.
+        translations_px: The grid's translation values in pixels (one axis' values); N = their number squared
+            (both axes: one panel per ty) or their number (one axis). None labels columns by index.
 
     Returns:
-        A matplotlib Figure (no pyplot state; save it with `fig.savefig`), one Axes per surface
-        followed by the colour bar's.
+        A matplotlib Figure (no pyplot state; save it with `fig.savefig`), the surfaces' Axes row by row, followed by
+        the colour bar's.
     """
     from matplotlib.figure import Figure
 
     surfaces = surfaces.detach().float().cpu()
     if surfaces.dim() == 2:
-        surfaces = surfaces.unsqueeze(0)  # (M, N) -> (1, M, N)
+        surfaces = surfaces.unsqueeze(0)  # (R, N) -> (1, R, N)
     if titles is not None and len(titles) != surfaces.shape[0]:
         raise ValueError(f"titles has {len(titles)} entries: {surfaces.shape[0]} (one per surface) are required.")
-    figure = Figure(figsize=(3.0 * surfaces.shape[0] + 1.0, 4.0), layout="constrained")
-    axes = figure.subplots(1, surfaces.shape[0], squeeze=False)[0]
+    panels, tx, ty = _panels(surfaces, translations_px)  # (S, R, n_tx, n_ty)
+    n_rows, n_cols = panels.shape[0], panels.shape[-1]
+    figure = Figure(figsize=(2.6 * n_cols + 1.2, 2.8 * n_rows), layout="constrained")
+    axes = figure.subplots(n_rows, n_cols, squeeze=False)
     value_min, value_max = float(surfaces.min()), float(surfaces.max())
-    extent = _extent(rotation_deg, surfaces.shape[2])
-    for index, (ax, surface) in enumerate(zip(axes, surfaces)):
-        image = ax.imshow(surface.numpy(), aspect="auto", origin="lower", vmin=value_min, vmax=value_max, extent=extent)
-        ax.set_xlabel("translation index")
-        ax.set_ylabel("rotation (deg)" if rotation_deg is not None else "rotation index")
-        if titles is not None:
-            ax.set_title(titles[index])
-    figure.colorbar(image, ax=list(axes), label=value_label)
+    for r in range(n_rows):
+        for c in range(n_cols):
+            ax = axes[r][c]
+            image = _draw_panel(ax, panels[r, :, :, c], rotation_deg, tx, vmin=value_min, vmax=value_max)
+            label = titles[r] if titles is not None else ""
+            ax.set_title(f"{label}{', ' if label and ty else ''}{f'ty = {ty[c]:g} px' if ty else ''}", fontsize=9)
+    figure.colorbar(image, ax=axes.ravel().tolist(), label=value_label)
     return figure
 
 
@@ -149,31 +183,37 @@ def plot_heatmap(
     rotation_deg: Tensor | None = None,
     title: str = "accuracy per transform",
     value_label: str = "accuracy",
+    translations_px: Tensor | None = None,
 ) -> Figure:
-    """Draws a per-transform value (e.g. accuracy) over rotations x translations.
+    """Draws a per-transform value (e.g. accuracy) as rotation (degrees) x tx (pixels), one panel per ty (pixels).
 
     Args:
-        accuracy: (n_rotations, n_translations) values, or (n_rotations, n_tx, n_ty), flattened
-            to (n_rotations, n_tx * n_ty) with ty fastest.
-        rotation_deg: (n_rotations,) rotation of each row, to label the vertical axis in degrees.
-        title: axes title.
+        accuracy: (R, n_tx, n_ty) values indexed [rotation, tx, ty], or (R, N) with N translations per rotation
+            (grid_parameters' order: ty fastest).
+        rotation_deg: (R,) rotation of each row, to label the vertical axis in degrees.
+        title: figure title.
         value_label: colour bar label.
+        translations_px: The grid's translation values in pixels (one axis' values). None labels columns by index.
 
     Returns:
-        A matplotlib Figure with the heatmap Axes first and the colour bar's second.
+        A matplotlib Figure with one Axes per ty panel, then the colour bar's.
     """
     from matplotlib.figure import Figure
 
     accuracy = accuracy.detach().float().cpu()
     if accuracy.dim() == 3:
-        accuracy = accuracy.flatten(1)  # (R, N, N) -> (R, N*N)
+        accuracy = accuracy.flatten(1)  # (R, n_tx, n_ty) -> (R, n_tx * n_ty), ty fastest
     if accuracy.dim() != 2:
         raise ValueError(f"accuracy has shape {tuple(accuracy.shape)}: (R, N) or (R, N, N) is required.")
-    figure = Figure(figsize=(5.0, 4.0), layout="constrained")
-    ax = figure.subplots()
-    image = ax.imshow(accuracy.numpy(), aspect="auto", origin="lower", extent=_extent(rotation_deg, accuracy.shape[1]))
-    ax.set_xlabel("translation index")
-    ax.set_ylabel("rotation (deg)" if rotation_deg is not None else "rotation index")
-    ax.set_title(title)
-    figure.colorbar(image, ax=ax, label=value_label)
+    panels, tx, ty = _panels(accuracy[None], translations_px)  # (1, R, n_tx, n_ty)
+    n_cols = panels.shape[-1]
+    figure = Figure(figsize=(2.6 * n_cols + 1.2, 3.6), layout="constrained")
+    axes = figure.subplots(1, n_cols, squeeze=False)[0]
+    vmin, vmax = float(accuracy.min()), float(accuracy.max())
+    for c, ax in enumerate(axes):
+        image = _draw_panel(ax, panels[0, :, :, c], rotation_deg, tx, vmin=vmin, vmax=vmax)
+        if ty:
+            ax.set_title(f"ty = {ty[c]:g} px", fontsize=9)
+    figure.suptitle(title)
+    figure.colorbar(image, ax=list(axes), label=value_label)
     return figure
