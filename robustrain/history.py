@@ -88,3 +88,60 @@ def plot_history(
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
+
+
+def plot_stop_figure(
+    history: Sequence[dict],
+    series: Sequence[str],
+    title: str,
+    stopped_epoch: int | None = None,
+    restored_epoch: int | None = None,
+    accuracy_key: str = "val_acc_pgd",
+) -> Figure:
+    """The stop as Grabinski et al. draw it (Fig. 14): the monitored curves and the robust accuracy on twin axes.
+
+    Left axis: the record keys in `series` ("value" thick, the median "filtered" and the stop limit "threshold"
+    dashed). Right axis: `accuracy_key` (the epoch's val/acc_pgd). The stop epoch (red) and the epoch whose weights
+    were handed back (green) are marked; monitor-only runs mark the epochs where a stop was decided. Integer epochs.
+
+    Args:
+        history: Records of one epoch-level kind, oldest first.
+        series: Keys drawn on the left axis.
+        title: Axes title.
+        stopped_epoch: Epoch the stop was decided, or None.
+        restored_epoch: Epoch whose weights were handed back (-1: the start of fit), or None.
+        accuracy_key: Record key of the robust accuracy drawn on the right axis.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.add_subplot()
+    epochs = [record["epoch"] for record in history]
+    style = {"threshold": dict(ls="--", c="r"), "filtered": dict(ls="--", c="k"), "value": dict(lw=2.5, c="C0")}
+    for key in series:
+        ys = [math.nan if record.get(key) is None else record[key] for record in history]
+        ax.plot(epochs, ys, marker=".", label=key, **style.get(key, {"alpha": 0.6}))
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    acc = [math.nan if record.get(accuracy_key) is None else record[accuracy_key] for record in history]
+    handles, labels = ax.get_legend_handles_labels()
+    if any(math.isfinite(a) for a in acc):
+        ax2 = ax.twinx()
+        ax2.plot(epochs, acc, c="tab:purple", marker="s", ms=3, label="val/acc_pgd")
+        ax2.set_ylabel("val/acc_pgd")
+        ax2.set_ylim(0, 1)
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    marks = [(stopped_epoch, "r", "stop decided")] if stopped_epoch is not None else [
+        (record["epoch"], "r", "stop decided (monitor only)") for record in history if record.get("should_stop")][:1]
+    if restored_epoch is not None:
+        marks.append((restored_epoch, "g", "weights handed back"))
+    for epoch, color, label in marks:
+        line = ax.axvline(epoch, c=color, alpha=0.6, lw=1.5, label=label)
+        handles.append(line)
+        labels.append(label)
+    ax.set_title(title)
+    ax.legend(handles, labels, fontsize=7, ncol=2, loc="upper left")
+    fig.tight_layout()
+    return fig

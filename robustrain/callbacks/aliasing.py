@@ -230,6 +230,15 @@ class AliasingMonitor(RollbackEarlyStopping):
             history, current, self.threshold, self.window, record["warmup"], name=f"aliasing/{self.series}"
         )
 
+    def _settings(self) -> dict[str, Any]:
+        return {
+            **super()._settings(), "layers": ",".join(self._layer_names or self.layers or []), "monitor": self.monitor,
+            "measure": self.measure, "reference": self.reference, "threshold": self.threshold, "window": self.window,
+            "warmup_epochs": self.warmup_epochs, "wait_for_lr_peak": self.wait_for_lr_peak,
+            "probe_size": self.probe_size, "every_n_epochs": self.every_n_epochs,
+            "every_n_train_steps": self.every_n_train_steps, "decide_on": self.decide_on,
+        }
+
     @property
     def series(self) -> str:
         """The history column that decides: the monitored layer/group/mean of the chosen measure."""

@@ -25,7 +25,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-from robustrain.history import plot_history, write_history_csv
+from robustrain.history import plot_history, plot_stop_figure, write_history_csv
 
 
 def current_lr(trainer: "L.Trainer") -> float:
@@ -120,6 +120,9 @@ class RollbackEarlyStopping(L.Callback):
         record: dict[str, Any] = {"epoch": trainer.current_epoch, "step": trainer.global_step, "kind": kind}
         record["lr"] = current_lr(trainer)
         record.update(values)
+        # this epoch's validation ran before on_train_epoch_end: keep its robust accuracy beside the check
+        acc_pgd = trainer.callback_metrics.get("val/acc_pgd")
+        record["val_acc_pgd"] = float(acc_pgd) if acc_pgd is not None and kind != "batch" else math.nan
         should_stop, reason = self._evaluate(record, previous)
         if not decide:  # recorded series that does not drive the decision
             should_stop, reason = False, None
@@ -144,6 +147,37 @@ class RollbackEarlyStopping(L.Callback):
 
     def _plot_series(self) -> list[str]:
         return ["value", "filtered", "threshold"]
+
+    # --- monitoring (TensorBoard custom scalars and hparams) --------------------------------------------------------
+    def tensorboard_charts(self) -> dict[str, dict[str, list]]:
+        """Custom-scalar charts (SummaryWriter.add_custom_scalars layout) of this callback's logged values."""
+        return {self.name: {f"{self.name}: value, median and stop limit": [
+            "Multiline", [f"^{self.name}/{key}$" for key in ("value", "filtered", "threshold")]]}}
+
+    def hparams(self) -> dict[str, Any]:
+        """This callback's settings, for the hparams record (keys prefixed with the callback's name)."""
+        return {f"{self.name}/{k}": v for k, v in self._settings().items()}
+
+    def _settings(self) -> dict[str, Any]:
+        return {"monitor_only": self.monitor_only, "restore": self.restore}
+
+    def outcome(self) -> dict[str, float]:
+        """How the run ended for this rule: the epoch of its (would-be, if monitor-only) stop, the epoch whose
+        weights it handed back (-1: the start of fit) and that epoch's val/acc_pgd; nan where there is none."""
+        decided = next((r for r in self.history if r.get("should_stop")), None)
+        stopped = math.nan if decided is None else float(decided["epoch"])
+        restored = math.nan
+        if self.restored_epoch is not None:
+            restored = float(self.restored_epoch)
+        elif decided is not None:  # monitor-only: the check before the stop
+            before = [r["epoch"] for r in self.history if r["epoch"] < decided["epoch"] and r["kind"] == decided["kind"]]
+            restored = float(before[-1]) if before else -1.0
+        acc = math.nan
+        if math.isfinite(restored):
+            hits = [r.get("val_acc_pgd", math.nan) for r in self.history if r["epoch"] == restored]
+            acc = float(hits[-1]) if hits and hits[-1] is not None else math.nan
+        return {f"{self.name}/stopped_epoch": stopped, f"{self.name}/restored_epoch": restored,
+                f"{self.name}/restored_val_acc_pgd": acc}
 
     def _keep_weights(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
         """Called by subclasses at an epoch end whose checks all said "go on": these weights become the fallback."""
@@ -207,7 +241,11 @@ class RollbackEarlyStopping(L.Callback):
         kind = max(set(kinds), key=lambda k: (k != "batch", kinds.count(k)))  # epoch-level records first
         records = [r for r in self.history if r["kind"] == kind]
         x = "step" if kind == "batch" else "epoch"
-        fig = plot_history(records, self._plot_series(), f"{type(self).__name__} ({kind})", x=x)
+        if x == "epoch":
+            fig = plot_stop_figure(records, self._plot_series(), f"{type(self).__name__} ({kind})",
+                                   self.stopped_epoch, self.restored_epoch)
+        else:
+            fig = plot_history(records, self._plot_series(), f"{type(self).__name__} ({kind})", x=x)
         fig.savefig(self._log_dir(trainer) / f"{self.name}_curves.png", dpi=120)
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):

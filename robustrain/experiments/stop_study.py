@@ -8,7 +8,8 @@ rule is then *replayed* on the recorded histories with the same pure functions t
 scored without retraining, and the model each rule hands back is the recorded epoch before its stop.
 
 A run *overfits* when its held-out PGD accuracy ends more than 10 points below its best, *catastrophically* when it
-falls by 20 points or more within two epochs; otherwise it is *healthy*. The aliasing rule's settings are chosen on
+falls by 20 points or more within two epochs; otherwise it is *healthy*, unless its best stays below 25% (*never
+robust*: nothing to lose, left out of the scores). The aliasing rule's settings are chosen on
 the tuning seeds and reported on the others. Then PGD-50-10 and AutoAttack are run on the models the rules hand back.
 
     python -m robustrain.experiments.stop_study all --out runs/stop_study --docs docs/results/stop_study
@@ -37,6 +38,7 @@ EPS = 0.3
 OVERFIT_DROP = 0.10  # best - final held-out PGD accuracy above which a run overfits
 CATASTROPHIC_FALL = 0.20  # a fall of this much within two epochs makes the overfitting catastrophic
 WITHIN = 0.03  # "within 3 points of the oracle"
+NEVER_ROBUST = 0.25  # best held-out PGD accuracy below which a run never became robust
 TUNE_SEEDS = (0, 1)
 REPORT_SEEDS = (2, 3)
 
@@ -69,6 +71,15 @@ SETTINGS = {
                 {"alpha": 0.375, "init": "random_clipped", **ADAM, "lr_schedule": "cyclic"}),
         Setting("zero_init", "plain FGSM (zero start), alpha 0.3, cyclic lr",
                 {"alpha": 0.3, "init": "zero", **ADAM, "lr_schedule": "cyclic"}),
+        Setting("zero_warmup", "plain FGSM (zero start), alpha 0.3, 5-epoch eps warm-up, cyclic lr",
+                {"alpha": 0.3, "init": "zero", "eps_warmup_epochs": 5, **ADAM, "lr_schedule": "cyclic"}),
+        Setting("unclipped_warmup_flat", "FGSM-RS unclipped, 5-epoch eps warm-up, constant lr 5e-3 (no decay)",
+                {"alpha": 0.375, "init": "random_unclipped", "eps_warmup_epochs": 5, **ADAM, "lr_schedule": "constant"}),
+        Setting("eps04_warmup", "FGSM-RS unclipped at training eps 0.4, alpha 0.5, 5-epoch eps warm-up, cyclic lr",
+                {"eps": 0.4, "alpha": 0.5, "init": "random_unclipped", "eps_warmup_epochs": 5, **ADAM,
+                 "lr_schedule": "cyclic"}),
+        Setting("alpha2x_warmup", "FGSM-RS unclipped, alpha 0.6 (= 2 eps), 5-epoch eps warm-up, cyclic lr",
+                {"alpha": 0.6, "init": "random_unclipped", "eps_warmup_epochs": 5, **ADAM, "lr_schedule": "cyclic"}),
         Setting("prn18_w8", "PreActResNet18 width 8 (BatchNorm), FGSM-RS unclipped, alpha 0.375, SGD cyclic lr 0.05",
                 {"alpha": 0.375, "init": "random_unclipped", "optimizer": "sgd", "lr": 0.05, "momentum": 0.9,
                  "weight_decay": 5e-4, "lr_schedule": "cyclic"},
@@ -96,8 +107,9 @@ def train_run(setting: Setting, seed: int, out: Path) -> Path:
     run.mkdir(parents=True, exist_ok=True)
     L.seed_everything(seed, verbose=False)
     net = {"SmallCNN": SmallCNN, "PreActResNet18": PreActResNet18}[setting.net](**setting.net_args)
-    module = FGSMTraining(net=net, eps=EPS, eval_eps=EPS, eval_alpha=0.03, eval_steps=20, eval_size=500,
-                          eval_fgsm=True, masking_margin=None, **setting.model)
+    model = {"eps": EPS, **setting.model}  # training eps; every evaluation is at EPS
+    module = FGSMTraining(net=net, eval_eps=EPS, eval_alpha=0.03, eval_steps=20, eval_size=500,
+                          eval_fgsm=True, masking_margin=None, **model)
 
     class EveryEpochWeights(L.Callback):
         def on_train_epoch_end(self, trainer, pl_module):
@@ -146,8 +158,12 @@ def load_run(run: Path) -> dict[str, Any]:
 
 # --- classification and stops -----------------------------------------------------------------------------------
 def classify(acc_pgd: list[float]) -> str:
-    """'catastrophic', 'gradual' or 'healthy' from the held-out PGD accuracy per epoch (see the module docstring)."""
+    """'catastrophic', 'gradual', 'healthy' or 'never_robust' from the held-out PGD accuracy per epoch (see the
+    module docstring); a run whose best PGD accuracy stays below NEVER_ROBUST never learned to resist the attack and
+    has no robustness to lose: it is left out of the scores."""
     best, final = max(acc_pgd), acc_pgd[-1]
+    if best < NEVER_ROBUST:
+        return "never_robust"
     if best - final <= OVERFIT_DROP:
         return "healthy"
     peak = acc_pgd.index(best)
@@ -190,6 +206,8 @@ def score_rule(runs: list[dict], rule: dict) -> dict[str, Any]:
         stop = aliasing_stop(run, rule)
         back = handed_back(stop, len(acc) - 1)
         back_acc = acc[back] if back >= 0 else 0.0
+        if run["kind"] == "never_robust":
+            continue
         if run["kind"] == "healthy":
             healthy += 1
             false_stops += stop is not None

@@ -169,7 +169,7 @@ def _summary(records: list[dict], selection: dict) -> dict[str, Any]:
     methods = ["pgd_es", *(f"aliasing_{m}" for m in selection["rules"]), "final"]
     summary: dict[str, Any] = {}
     for half in ("tune", "report", "all"):
-        for kind in ("catastrophic", "gradual", "healthy"):
+        for kind in ("catastrophic", "gradual", "healthy", "never_robust"):
             group = [r for r in records if r["kind"] == kind and (half == "all" or r["half"] == half)]
             entry = {"runs": len(group)}
             for method in methods:
@@ -203,7 +203,7 @@ def _figure_distance_vs_threshold(runs: list[dict], selection: dict, path: Path)
         ax = fig.add_subplot(1, 2, i + 1)
         rule = dict(selection["rules"][measure]["rule"])
         for run in runs:
-            if run["kind"] == "healthy":
+            if run["kind"] in ("healthy", "never_robust"):
                 continue
             acc = run["val_acc_pgd"]
             oracle = max(range(len(acc)), key=acc.__getitem__)
@@ -222,7 +222,7 @@ def _figure_distance_vs_threshold(runs: list[dict], selection: dict, path: Path)
 
 def _figure_curves(runs: list[dict], selection: dict, path: Path) -> None:
     """Held-out PGD accuracy and the monitored aliasing per epoch for every overfitting run, stops marked."""
-    chosen = [r for r in runs if r["kind"] != "healthy"][:8] or runs[:4]
+    chosen = [r for r in runs if r["kind"] in ("catastrophic", "gradual")][:12] or runs[:4]
     cols = 4
     rows = -(-len(chosen) // cols)
     fig = Figure(figsize=(4 * cols, 3 * rows))

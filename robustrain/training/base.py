@@ -17,6 +17,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from robustrain.attacks import check_linf_params, fgsm, pgd
+from robustrain.monitoring import log_run_hparams, log_run_outcome, write_layout
 from robustrain.modes import BATCHNORM_MODES, eval_mode
 from robustrain.training.schedules import LR_SCHEDULES, lr_factor
 
@@ -180,6 +181,23 @@ class RobustClassifier(L.LightningModule):
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self.net(batch[0]).argmax(1)
+
+    # --- monitoring -----------------------------------------------------------------------------------------------
+    def tensorboard_charts(self) -> dict[str, dict[str, list]]:
+        """This module's custom-scalar charts (see robustrain.monitoring)."""
+        return {"robustness": {
+            "val: clean, PGD and FGSM accuracy": ["Multiline", ["^val/acc$", "^val/acc_pgd$", "^val/acc_fgsm$"]],
+            "loss: train (on the training attack) and val (clean)": ["Multiline", ["^train/loss$", "^val/loss$"]],
+        }}
+
+    def setup(self, stage: str) -> None:
+        # before Lightning's own hparams record: TensorBoard's HPARAMS tab shows a run's first record
+        if stage == "fit" and self._trainer is not None:
+            write_layout(self.trainer, self.tensorboard_charts())
+            log_run_hparams(self.trainer, self)
+
+    def on_fit_end(self) -> None:
+        log_run_outcome(self.trainer)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
