@@ -97,6 +97,7 @@ def plot_stop_figure(
     stopped_epoch: int | None = None,
     restored_epoch: int | None = None,
     accuracy_key: str = "val_acc_pgd",
+    value_label: str = "value",
 ) -> Figure:
     """The stop as Grabinski et al. draw it (Fig. 14): the monitored curves and the robust accuracy on twin axes.
 
@@ -111,6 +112,7 @@ def plot_stop_figure(
         stopped_epoch: Epoch the stop was decided, or None.
         restored_epoch: Epoch whose weights were handed back (-1: the start of fit), or None.
         accuracy_key: Record key of the robust accuracy drawn on the right axis.
+        value_label: Label of the left axis.
     """
     from matplotlib.ticker import MaxNLocator
 
@@ -122,6 +124,7 @@ def plot_stop_figure(
         ys = [math.nan if record.get(key) is None else record[key] for record in history]
         ax.plot(epochs, ys, marker=".", label=key, **style.get(key, {"alpha": 0.6}))
     ax.set_xlabel("epoch")
+    ax.set_ylabel(value_label)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     acc = [math.nan if record.get(accuracy_key) is None else record[accuracy_key] for record in history]

@@ -243,7 +243,7 @@ class RollbackEarlyStopping(L.Callback):
         x = "step" if kind == "batch" else "epoch"
         if x == "epoch":
             fig = plot_stop_figure(records, self._plot_series(), f"{type(self).__name__} ({kind})",
-                                   self.stopped_epoch, self.restored_epoch)
+                                   self.stopped_epoch, self.restored_epoch, value_label=self.name)
         else:
             fig = plot_history(records, self._plot_series(), f"{type(self).__name__} ({kind})", x=x)
         fig.savefig(self._log_dir(trainer) / f"{self.name}_curves.png", dpi=120)
