@@ -176,3 +176,12 @@ def test_relative_measure_of_a_band_limited_map_is_zero_and_of_a_zero_map_is_zer
     smooth = torch.cos(2 * math.pi * 2 * n / 16)[None, :] * torch.cos(2 * math.pi * 1 * n / 16)[:, None]
     assert relative_aliasing_measure(smooth[None, None], 2).item() < 1e-6
     assert relative_aliasing_measure(torch.zeros(1, 2, 8, 8), 2).item() == 0.0
+
+
+@pytest.mark.parametrize(("size", "stride"), [((14, 14), 2), ((7, 7), 2), ((9, 12), 3), ((10, 7), (2, 3))])
+def test_sliced_reference_equals_the_masked_sum_of_folded_copies(size, stride) -> None:
+    torch.manual_seed(1)
+    f = torch.randn(2, 3, *size)
+    copies = folded_spectrum(f, stride)
+    masked = (copies * low_band_mask(copies.shape[-2:], stride)).sum(dim=(-4, -3))
+    torch.testing.assert_close(alias_free_spectrum(f, stride), masked, rtol=1e-5, atol=1e-4)
