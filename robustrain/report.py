@@ -226,8 +226,8 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 # --- figures and TensorBoard --------------------------------------------------------------------------------------
 def write_figures(runs: Sequence[Run], out: Path) -> list[Path]:
     """accuracy_vs_eps.png, aliasing_per_layer.png, category_fractions.png, training_aliasing.png (what exists)."""
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure
 
     from robustrain.aliasing import CATEGORIES
     from robustrain.evaluation.figures import CATEGORY_COLORS, plot_accuracy_vs_eps
@@ -236,7 +236,6 @@ def write_figures(runs: Sequence[Run], out: Path) -> list[Path]:
 
     def save(fig, name: str) -> None:
         fig.savefig(out / name, dpi=110)
-        plt.close(fig)
         written.append(out / name)
 
     curves = {r.name: (c["eps"], c["accuracy"]) for r in runs
@@ -246,7 +245,8 @@ def write_figures(runs: Sequence[Run], out: Path) -> list[Path]:
     layers = _layers(runs)
     with_alias = [r for r in runs if (r.aliasing or {}).get("aliasing")]
     if layers and with_alias:
-        fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(with_alias) * len(layers) / 2, 3.5))
+        fig = Figure(figsize=(1.5 + 1.2 * len(with_alias) * len(layers) / 2, 3.5))
+        ax = fig.subplots()
         width = 0.8 / len(with_alias)
         for i, r in enumerate(with_alias):
             values = [r.aliasing["aliasing"].get(layer, np.nan) for layer in layers]
@@ -258,7 +258,8 @@ def write_figures(runs: Sequence[Run], out: Path) -> list[Path]:
         save(fig, "aliasing_per_layer.png")
     with_cat = [r for r in runs if (r.aliasing or {}).get("categories")]
     if with_cat:
-        fig, ax = plt.subplots(figsize=(2 + 0.9 * len(with_cat), 3.5))
+        fig = Figure(figsize=(2 + 0.9 * len(with_cat), 3.5))
+        ax = fig.subplots()
         bottom = np.zeros(len(with_cat))
         for c in CATEGORIES:
             values = np.array([r.aliasing["categories"]["overall"]["all"][c] or 0.0 for r in with_cat])
@@ -272,7 +273,8 @@ def write_figures(runs: Sequence[Run], out: Path) -> list[Path]:
     tags = sorted({t for r in runs for t in r.training_scalars
                    if t.startswith("aliasing/") and t.split("/", 1)[1] not in MONITOR_BOOKKEEPING})
     if tags:
-        fig, axes = plt.subplots(1, len(tags), figsize=(4 * len(tags), 3.2), squeeze=False)
+        fig = Figure(figsize=(4 * len(tags), 3.2))
+        axes = fig.subplots(1, len(tags), squeeze=False)
         for ax, tag in zip(axes[0], tags):
             for r in runs:
                 if tag in r.training_scalars:

@@ -21,11 +21,11 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from robustrain.history import plot_history, plot_stop_figure, write_history_csv
+from robustrain.monitoring import tensorboard_loggers
 
 
 def current_lr(trainer: "L.Trainer") -> float:
@@ -247,6 +247,5 @@ class RollbackEarlyStopping(L.Callback):
         else:
             fig = plot_history(records, self._plot_series(), f"{type(self).__name__} ({kind})", x=x)
         fig.savefig(self._log_dir(trainer) / f"{self.name}_curves.png", dpi=120)
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_figure(f"{self.name}/curves", fig, global_step=trainer.global_step)
+        for logger in tensorboard_loggers(trainer):
+            logger.experiment.add_figure(f"{self.name}/curves", fig, global_step=trainer.global_step)

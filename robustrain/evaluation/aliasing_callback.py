@@ -32,6 +32,7 @@ from robustrain.aliasing import CATEGORIES, group_layers, measure_model_aliasing
 from robustrain.evaluation.aliasing_analysis import categories_from_sums, category_sums, layer_categories
 from robustrain.evaluation.figures import plot_category_boxes, plot_category_pies
 from robustrain.evaluation.robustness_callback import check_report_name
+from robustrain.monitoring import tensorboard_loggers
 
 PROBE_SOURCES = ("train", "test")
 
@@ -183,8 +184,6 @@ class AliasingAnalysis(Callback):
             self._write_figures(trainer, log_dir, categories)
 
     def _write_figures(self, trainer: L.Trainer, log_dir: Path, categories: dict[str, Any]) -> None:
-        import matplotlib.pyplot as plt
-
         per_image = {layer: {c: torch.cat(v[c]).tolist() for c in CATEGORIES} for layer, v in self._per_image.items()}
         figures = {
             "aliasing/category_pies": plot_category_pies(
@@ -192,9 +191,7 @@ class AliasingAnalysis(Callback):
             ),
             "aliasing/aliased_fraction_boxes": plot_category_boxes(per_image, torch.cat(self._correct).tolist()),
         }
-        experiment = getattr(trainer.logger, "experiment", None)
         for tag, figure in figures.items():
             figure.savefig(log_dir / f"{tag.split('/')[-1]}.png", dpi=100)
-            if hasattr(experiment, "add_figure"):
-                experiment.add_figure(tag, figure, global_step=trainer.global_step)
-            plt.close(figure)
+            for logger in tensorboard_loggers(trainer):
+                logger.experiment.add_figure(tag, figure, global_step=trainer.global_step)

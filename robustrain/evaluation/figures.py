@@ -5,14 +5,10 @@ Each function takes plain numbers (report values) and returns a Figure; callers 
 
 from collections.abc import Mapping, Sequence
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from robustrain.aliasing import CATEGORIES  # noqa: E402
+from robustrain.aliasing import CATEGORIES
 
 # Ribeiro & Schön's colour bar order: non-aliased, aliased, aliased-tangled, no-pass
 CATEGORY_COLORS = {"non_aliased": "#4c72b0", "aliased": "#c44e52", "tangled": "#dd8452", "no_pass": "#b0b0b0"}
@@ -20,7 +16,8 @@ CATEGORY_COLORS = {"non_aliased": "#4c72b0", "aliased": "#c44e52", "tangled": "#
 
 def plot_accuracy_vs_eps(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], title: str = "") -> Figure:
     """Accuracy (%) against eps for one or more models: name -> (eps list, accuracy fractions)."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     for name, (eps, acc) in curves.items():
         ax.plot(eps, 100 * np.asarray(acc, dtype=float), marker="o", label=name)
     ax.set_xlabel("eps (L-inf, pixel units in [0, 1])")
@@ -37,7 +34,8 @@ def plot_accuracy_vs_eps(curves: Mapping[str, tuple[Sequence[float], Sequence[fl
 def plot_category_pies(layers: Mapping[str, Mapping[str, float]], overall: Mapping[str, float]) -> Figure:
     """One pie per downsampling layer plus the equally weighted overall pie (fractions per category)."""
     panels = {"overall": overall, **layers}
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.0), squeeze=False)
+    fig = Figure(figsize=(2.6 * len(panels), 3.0))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (name, fractions) in zip(axes[0], panels.items()):
         values = [fractions[c] or 0.0 for c in CATEGORIES]
         ax.pie(values, colors=[CATEGORY_COLORS[c] for c in CATEGORIES], startangle=90,
@@ -52,7 +50,8 @@ def plot_category_boxes(per_image: Mapping[str, Mapping[str, Sequence[float]]], 
                         category: str = "aliased") -> Figure:
     """Box plots of one category's per-image fraction per layer, correctly vs incorrectly classified images."""
     correct = np.asarray(correct, dtype=bool)
-    fig, ax = plt.subplots(figsize=(1.8 + 1.4 * len(per_image), 3.5))
+    fig = Figure(figsize=(1.8 + 1.4 * len(per_image), 3.5))
+    ax = fig.subplots()
     data, positions, colors = [], [], []
     for i, fractions in enumerate(per_image.values()):
         values = np.asarray(fractions[category], dtype=float)
@@ -75,7 +74,8 @@ def plot_spectra(spectra: Mapping[str, np.ndarray], log: bool = True) -> Figure:
     """Mean |FFT| (fftshifted, DC in the centre) of perturbations: one image per attack and channel, shared scale."""
     arrays = {name: np.asarray(s, dtype=float) for name, s in spectra.items()}
     n_channels = max(a.shape[0] for a in arrays.values())
-    fig, axes = plt.subplots(n_channels, len(arrays), figsize=(2.8 * len(arrays), 2.6 * n_channels), squeeze=False)
+    fig = Figure(figsize=(2.8 * len(arrays), 2.6 * n_channels))
+    axes = fig.subplots(n_channels, len(arrays), squeeze=False)
     values = np.concatenate([a.ravel() for a in arrays.values()])
     tiny = max(values[values > 0].min(), 1e-12) if (values > 0).any() else 1e-12
     vmin, vmax = (np.log10(tiny), np.log10(max(values.max(), tiny))) if log else (0.0, values.max())

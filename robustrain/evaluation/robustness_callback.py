@@ -41,6 +41,7 @@ from robustrain.evaluation.robust import (
     curve_specs,
     perturbation_spectrum,
 )
+from robustrain.monitoring import tensorboard_loggers
 
 EVAL_ATTACKS = ("fgsm", "pgd", "autoattack")
 
@@ -256,8 +257,6 @@ class RobustnessEvaluation(Callback):
         }
 
     def _write_figures(self, trainer: L.Trainer, log_dir: Path, report: dict[str, Any]) -> None:
-        import matplotlib.pyplot as plt
-
         figures = {}
         if report["accuracy_vs_eps"] is not None:
             curve = report["accuracy_vs_eps"]
@@ -269,9 +268,7 @@ class RobustnessEvaluation(Callback):
             figures["robustness/perturbation_spectrum"] = plot_spectra(
                 {k: v["mean_abs_fft"] for k, v in report["perturbation_spectrum"].items()}
             )
-        experiment = getattr(trainer.logger, "experiment", None)
         for tag, figure in figures.items():
             figure.savefig(log_dir / f"{tag.split('/')[-1]}.png", dpi=100)
-            if hasattr(experiment, "add_figure"):
-                experiment.add_figure(tag, figure, global_step=trainer.global_step)
-            plt.close(figure)
+            for logger in tensorboard_loggers(trainer):
+                logger.experiment.add_figure(tag, figure, global_step=trainer.global_step)

@@ -37,7 +37,6 @@ from typing import Any, Literal
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
@@ -55,6 +54,7 @@ from robustrain.spatial import (
     select_worst,
     surface_smoothness,
 )
+from robustrain.monitoring import tensorboard_loggers
 
 TRANSLATION_AXES = ("both", "x", "y")
 SMOOTHNESS_FIELDS = ("gradient_mean", "gradient_std", "total_variation")
@@ -435,9 +435,8 @@ class SpatialEvaluation(Callback):
                 torch.stack(self._surfaces), titles, rotations_deg, translations_px=translations_px)
         for tag, figure in figures.items():
             figure.savefig(log_dir / f"{tag.split('/')[-1]}.png", dpi=100)
-            for logger in trainer.loggers:
-                if isinstance(logger, TensorBoardLogger):
-                    logger.experiment.add_figure(tag, figure, global_step=trainer.global_step)
+            for logger in tensorboard_loggers(trainer):
+                logger.experiment.add_figure(tag, figure, global_step=trainer.global_step)
 
 
 def format_table(report: dict[str, Any], path: Path | None = None) -> str:

@@ -281,8 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         k, n = (int(v) for v in args.shard.split("/"))
         jobs = [(s, seed) for s in SETTINGS.values() if args.only is None or s.name in args.only for seed in s.seeds]
         for i, (setting, seed) in enumerate(jobs):
-            if i % n != k or (_run_dir(args.out, setting.name, seed) / "summary.json").exists():
-                continue
+            if i % n != k or _run_dir(args.out, setting.name, seed).exists():
+                continue  # another shard's job, or trained (or being trained) already; delete a killed run's dir
             print(f"training {setting.name} seed {seed}", flush=True)
             train_run(setting, seed, args.out)
     if args.step in ("select", "all"):
