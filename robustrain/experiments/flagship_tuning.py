@@ -27,6 +27,7 @@ VARIANTS = {  # name -> CLI overrides of the flagship config
     "epochs_45": ["--trainer.max_epochs", "45"],
     "warmup_10": ["--model.init_args.eps_warmup_epochs", "10"],
     "alpha_0.3": ["--model.init_args.alpha", "0.3"],
+    "train_eps_0.4": ["--model.init_args.eps", "0.4", "--model.init_args.alpha", "0.5"],  # evaluated at 0.3
     # PreActResNet18 at width 8 (BatchNorm; layer2 is the paper's monitored block), SGD as Wong's CIFAR recipe
     "prn18_w8": ["--model.init_args.net", "robustrain.models.PreActResNet18",
                  "--model.init_args.net.init_args.in_channels", "1", "--model.init_args.net.init_args.normalization",

@@ -39,8 +39,8 @@ OVERFIT_DROP = 0.10  # best - final held-out PGD accuracy above which a run over
 CATASTROPHIC_FALL = 0.20  # a fall of this much within two epochs makes the overfitting catastrophic
 WITHIN = 0.03  # "within 3 points of the oracle"
 NEVER_ROBUST = 0.25  # best held-out PGD accuracy below which a run never became robust
-TUNE_SEEDS = (0, 1)
-REPORT_SEEDS = (2, 3)
+TUNE_SEEDS = (0, 1, 4, 5)  # rule settings are chosen on these seeds' runs ...
+REPORT_SEEDS = (2, 3, 6, 7)  # ... and reported on these
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class Setting:
     net_args: dict[str, Any] = field(default_factory=dict)
     epochs: int = 30
     series: str = "mean"  # the aliasing series the rule watches (absolute; relative/<series> for the relative measure)
-    seeds: tuple[int, ...] = TUNE_SEEDS + REPORT_SEEDS
+    seeds: tuple[int, ...] = (0, 1, 2, 3)
 
 
 ADAM = {"optimizer": "adam", "lr": 5e-3, "weight_decay": 0.0}
@@ -68,18 +68,20 @@ SETTINGS = {
         Setting("unclipped_flat", "FGSM-RS, unclipped start, alpha 0.375, constant lr 5e-3 (no decay)",
                 {"alpha": 0.375, "init": "random_unclipped", **ADAM, "lr_schedule": "constant"}),
         Setting("clipped", "FGSM-RS, clipped start (torchattacks FFGSM), alpha 0.375, cyclic lr",
-                {"alpha": 0.375, "init": "random_clipped", **ADAM, "lr_schedule": "cyclic"}),
+                {"alpha": 0.375, "init": "random_clipped", **ADAM, "lr_schedule": "cyclic"}, seeds=tuple(range(8))),
         Setting("zero_init", "plain FGSM (zero start), alpha 0.3, cyclic lr",
                 {"alpha": 0.3, "init": "zero", **ADAM, "lr_schedule": "cyclic"}),
         Setting("zero_warmup", "plain FGSM (zero start), alpha 0.3, 5-epoch eps warm-up, cyclic lr",
-                {"alpha": 0.3, "init": "zero", "eps_warmup_epochs": 5, **ADAM, "lr_schedule": "cyclic"}),
+                {"alpha": 0.3, "init": "zero", "eps_warmup_epochs": 5, **ADAM, "lr_schedule": "cyclic"},
+                seeds=tuple(range(8))),
         Setting("unclipped_warmup_flat", "FGSM-RS unclipped, 5-epoch eps warm-up, constant lr 5e-3 (no decay)",
                 {"alpha": 0.375, "init": "random_unclipped", "eps_warmup_epochs": 5, **ADAM, "lr_schedule": "constant"}),
         Setting("eps04_warmup", "FGSM-RS unclipped at training eps 0.4, alpha 0.5, 5-epoch eps warm-up, cyclic lr",
                 {"eps": 0.4, "alpha": 0.5, "init": "random_unclipped", "eps_warmup_epochs": 5, **ADAM,
                  "lr_schedule": "cyclic"}),
         Setting("alpha2x_warmup", "FGSM-RS unclipped, alpha 0.6 (= 2 eps), 5-epoch eps warm-up, cyclic lr",
-                {"alpha": 0.6, "init": "random_unclipped", "eps_warmup_epochs": 5, **ADAM, "lr_schedule": "cyclic"}),
+                {"alpha": 0.6, "init": "random_unclipped", "eps_warmup_epochs": 5, **ADAM, "lr_schedule": "cyclic"},
+                seeds=tuple(range(8))),
         Setting("prn18_w8", "PreActResNet18 width 8 (BatchNorm), FGSM-RS unclipped, alpha 0.375, SGD cyclic lr 0.05",
                 {"alpha": 0.375, "init": "random_unclipped", "optimizer": "sgd", "lr": 0.05, "momentum": 0.9,
                  "weight_decay": 5e-4, "lr_schedule": "cyclic"},

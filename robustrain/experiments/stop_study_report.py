@@ -93,6 +93,48 @@ def evaluate(out: Path, n_images: int, shard: str = "0/1") -> None:
                 path.write_text(json.dumps(evals, indent=1))
 
 
+def measure_cost(repeats: int = 15) -> dict[str, Any]:
+    """Seconds per check of the two stops as the study ran them, on SmallCNN: the aliasing probe (100 fixed training
+    digits, both measures) vs Wong's PGD-5 check (one training batch of 100). Alternated, median and spread."""
+    import time
+
+    import torch
+
+    from robustrain.aliasing import probe_aliasing
+    from robustrain.attacks import pgd
+    from robustrain.data import MNIST5k
+    from robustrain.models import SmallCNN
+    from robustrain.modes import eval_mode
+
+    data = MNIST5k(batch_size=100)
+    data.setup("fit")
+    probe = data.probe_set(100, 0)[0]
+    x, y = next(iter(data.train_dataloader()))
+    net = SmallCNN()
+
+    def aliasing_check() -> None:
+        probe_aliasing(net, probe)
+
+    def pgd_check() -> None:
+        with eval_mode(net):
+            adv = pgd(net, x, y, 0.3, 0.1, 5)
+            with torch.no_grad():
+                net(adv).argmax(1)
+
+    times: dict[str, list[float]] = {"aliasing": [], "pgd_es": []}
+    for i in range(repeats + 1):
+        for name, fn in (("aliasing", aliasing_check), ("pgd_es", pgd_check)):
+            start = time.perf_counter()
+            fn()
+            if i:
+                times[name].append(time.perf_counter() - start)
+    ratios = sorted(a / p for a, p in zip(times["aliasing"], times["pgd_es"]))
+    return {"threads": torch.get_num_threads(), "repeats": repeats,
+            "aliasing_ms": 1000 * statistics.median(times["aliasing"]),
+            "pgd_es_ms": 1000 * statistics.median(times["pgd_es"]),
+            "ratio_median": statistics.median(ratios), "ratio_min": ratios[0], "ratio_max": ratios[-1]}
+
+
 def _fmt(x: float | None) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.0f}"
 
@@ -129,8 +171,9 @@ def write(out: Path, docs: Path) -> None:
             f"| {_fmt(a['pgd_50x10'])} / {_fmt(a['autoattack'])} | {_fmt(acc[-1])} |"
         )
     summary = _summary(records, selection)
-    (docs / "stop_study.json").write_text(json.dumps({"selection": selection, "summary": summary, "runs": records},
-                                                     indent=1))
+    cost = measure_cost()
+    (docs / "stop_study.json").write_text(json.dumps({"selection": selection, "summary": summary, "cost": cost,
+                                                      "runs": records}, indent=1))
     _figure_distance_vs_threshold(runs, selection, docs / "distance_vs_threshold.png")
     _figure_curves(runs, selection, docs / "curves.png")
     rule = selection["rules"][selection["default_measure"]]["rule"]
@@ -149,6 +192,10 @@ def write(out: Path, docs: Path) -> None:
         "## Summary",
         "",
         *_summary_lines(summary),
+        "",
+        f"Cost per check (SmallCNN, {cost['threads']} thread(s), alternated, median of {cost['repeats']}): aliasing "
+        f"probe {cost['aliasing_ms']:.1f} ms, PGD-5 check {cost['pgd_es_ms']:.1f} ms, ratio {cost['ratio_median']:.2f} "
+        f"(spread {cost['ratio_min']:.2f}-{cost['ratio_max']:.2f}).",
         "",
         "## Every run",
         "",
