@@ -80,7 +80,8 @@ def evaluate(out: Path, n_images: int, shard: str = "0/1") -> None:
     """PGD-50-10 and AutoAttack of every handed-back model (unique epochs per run); cached in each run's evals.json."""
     selection = json.loads((out / "selection.json").read_text())
     k, n = (int(v) for v in shard.split("/"))
-    for i, run in enumerate(load_runs(out)):
+    runs = [r for r in load_runs(out) if r["kind"] != "never_robust"]  # no robustness to lose: not scored
+    for i, run in enumerate(runs):
         if i % n != k:
             continue
         path = Path(run["dir"]) / "evals.json"
