@@ -59,3 +59,52 @@ def test_select_rule_prefers_hits_without_false_stops():
     best, scored = select_rule([catastrophic, healthy], grid)
     assert best["threshold"] == 0.2  # 0.05 stops the healthy run too, 0.5 misses the collapse
     assert len(scored) == 3 and not math.isnan(scored[0]["mean_abs_distance"])
+
+
+def test_the_study_runs_end_to_end_on_real_digits(tmp_path, monkeypatch):
+    """train -> select -> evaluate -> report on two 2-epoch runs of a tiny setting (real MNIST5k digits)."""
+    import dataclasses
+    import json
+
+    import robustrain.experiments.stop_study as study
+    from robustrain.experiments import stop_study_report as report
+
+    tiny = dataclasses.replace(study.SETTINGS["unclipped_warmup"], name="tiny", epochs=2, seeds=(0, 2))
+    monkeypatch.setitem(study.SETTINGS, "tiny", tiny)
+    monkeypatch.setattr(study, "RULE_GRID", dict(study.RULE_GRID, threshold=(0.33,), window=(3,), warmup_epochs=(0,)))
+    monkeypatch.setattr(report, "RULE_GRID", study.RULE_GRID)
+    monkeypatch.setattr(report, "measure_cost", lambda: {"threads": 1, "repeats": 0, "aliasing_ms": 1.0,
+                                                          "pgd_es_ms": 2.0, "ratio_median": 0.5, "ratio_min": 0.5,
+                                                          "ratio_max": 0.5})
+    out, docs = tmp_path / "out", tmp_path / "docs"
+    for seed in tiny.seeds:
+        run = study.train_run(tiny, seed, out)
+        assert (run / "epoch01.pt").exists() and (run / "aliasing_history.csv").exists()
+    runs = report.load_runs(out)
+    assert [r["half"] for r in runs] == ["tune", "report"] and all(len(r["val_acc_pgd"]) == 2 for r in runs)
+    for run in runs:  # a 2-epoch run never becomes robust; score it as healthy so that it is evaluated
+        run["kind"] = "healthy"
+    monkeypatch.setattr(report, "load_runs", lambda _: runs)
+    selection = report.select(out)
+    assert set(selection["rules"]) == {"absolute", "relative", "paper"}
+    report.evaluate(out, n_images=10)
+    evals = json.loads((out / "runs" / "tiny_seed0" / "evals.json").read_text())
+    assert all({"clean", "pgd_50x10", "autoattack"} <= set(v) for v in evals.values())
+    report.write(out, docs)
+    assert (docs / "stop_study.md").read_text().count("| tiny |") == 2
+    assert (docs / "distance_vs_threshold.png").exists() and (docs / "curves.png").exists()
+
+
+def test_flagship_table_gives_median_and_spread(tmp_path):
+    import json
+
+    from robustrain.experiments.flagship_table import read_reports, table
+
+    for i, acc in enumerate([0.7, 0.8, 0.9]):
+        d = tmp_path / f"seed{i}" / "version_0"
+        d.mkdir(parents=True)
+        keys = {"clean": 0.98, "fgsm": 0.9, "pgd_50x10": acc, "autoattack": acc - 0.05}
+        (d / "robustness.json").write_text(json.dumps({"accuracy": keys}))
+    text = table(read_reports(sorted(tmp_path.iterdir())))
+    assert "| **median** | **98.0** | **90.0** | **80.0** | **75.0** |" in text
+    assert "| min-max | 98.0-98.0 | 90.0-90.0 | 70.0-90.0 | 65.0-85.0 |" in text
