@@ -56,6 +56,22 @@ def read_history_csv(path: str | Path) -> list[dict]:
         return [{key: _parse(key, text) for key, text in row.items()} for row in csv.DictReader(f)]
 
 
+_SERIES_STYLE = {"threshold": dict(ls="--", c="r"), "filtered": dict(ls="--", c="k"), "value": dict(lw=2.5, c="C0")}
+
+
+def _column(history: Sequence[dict], key: str) -> list[float]:
+    """The key's values over the records, nan where a record has none."""
+    return [math.nan if record.get(key) is None else record[key] for record in history]
+
+
+def _draw_series(ax, history: Sequence[dict], series: Sequence[str], x: str, other: dict | None = None) -> None:
+    """One line per key against `x`: "value" thick, the median "filtered" and the limit "threshold" dashed, the rest
+    drawn with `other`'s style."""
+    xs = [record[x] for record in history]
+    for key in series:
+        ax.plot(xs, _column(history, key), marker=".", label=key, **_SERIES_STYLE.get(key, other or {}))
+
+
 def plot_history(
     history: Sequence[dict], series: Sequence[str], title: str, x: str = "epoch", stop_key: str = "should_stop"
 ) -> Figure:
@@ -73,12 +89,7 @@ def plot_history(
     """
     fig = Figure(figsize=(8, 4.5))
     ax = fig.add_subplot()
-    xs = [record[x] for record in history]
-    for key in series:
-        ys = [record.get(key) for record in history]
-        ys = [math.nan if v is None else v for v in ys]
-        style = {"threshold": dict(ls="--", c="r"), "filtered": dict(ls="--", c="k"), "value": dict(lw=2.5, c="C0")}
-        ax.plot(xs, ys, marker=".", label=key, **style.get(key, {}))
+    _draw_series(ax, history, series, x)
     stops = [record[x] for record in history if record.get(stop_key)]
     for i, position in enumerate(stops):
         ax.axvline(position, c="r", alpha=0.4, lw=1, label="stop decided" if i == 0 else None)
@@ -119,15 +130,12 @@ def plot_stop_figure(
     fig = Figure(figsize=(8, 4.5))
     ax = fig.add_subplot()
     epochs = [record["epoch"] for record in history]
-    style = {"threshold": dict(ls="--", c="r"), "filtered": dict(ls="--", c="k"), "value": dict(lw=2.5, c="C0")}
-    for key in series:
-        ys = [math.nan if record.get(key) is None else record[key] for record in history]
-        ax.plot(epochs, ys, marker=".", label=key, **style.get(key, {"alpha": 0.6}))
+    _draw_series(ax, history, series, "epoch", other={"alpha": 0.6})
     ax.set_xlabel("epoch")
     ax.set_ylabel(value_label)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    acc = [math.nan if record.get(accuracy_key) is None else record[accuracy_key] for record in history]
+    acc = _column(history, accuracy_key)
     handles, labels = ax.get_legend_handles_labels()
     if any(math.isfinite(a) for a in acc):
         ax2 = ax.twinx()

@@ -58,11 +58,11 @@ def run_hparams(trainer: "L.Trainer") -> tuple[dict[str, Any], dict[str, float]]
 def log_run_hparams(trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
     """Write the module's hyperparameters and the callbacks' settings as the run's hparams record, declaring the
     callbacks' outcomes (nan until log_run_outcome) and hp_metric as its metrics."""
-    params, metrics = run_hparams(trainer)
-    metrics["hp_metric"] = math.nan
+    params, outcomes = run_hparams(trainer)
+    declared = dict.fromkeys([*outcomes, "hp_metric"], math.nan)  # the names only; the values come at the end
     if trainer.is_global_zero:
         for logger in tensorboard_loggers(trainer):
-            logger.log_hyperparams({**dict(pl_module.hparams), **params}, {k: math.nan for k in metrics})
+            logger.log_hyperparams({**dict(pl_module.hparams), **params}, declared)
 
 
 def log_run_outcome(trainer: "L.Trainer") -> dict[str, float]:

@@ -36,6 +36,11 @@ def check_rule(threshold: float, window: int, warmup_epochs: int, reference: str
         raise ValueError(f"window={window!r} must be an int >= 1 (measurements the median is taken over)")
     if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
         raise ValueError(f"warmup_epochs={warmup_epochs!r} must be an int >= 0")
+    check_reference(reference)
+
+
+def check_reference(reference: str) -> None:
+    """Raises ValueError naming `reference` when it is not one of REFERENCES."""
     if reference not in REFERENCES:
         raise ValueError(f"reference={reference!r} is not valid; choose one of {list(REFERENCES)}")
 
@@ -67,8 +72,7 @@ def reference_history(
     """
     if len(values) != len(warmups):
         raise ValueError(f"values and warmups must have the same length, got {len(values)} and {len(warmups)}")
-    if reference not in REFERENCES:
-        raise ValueError(f"reference={reference!r} is not valid; choose one of {list(REFERENCES)}")
+    check_reference(reference)
     start = 0
     if reference == "restart":
         start = max((i for i, warm in enumerate(warmups) if warm), default=0)

@@ -23,7 +23,6 @@ from robustrain.aliasing.stopping import (
     DEFAULT_THRESHOLD,
     DEFAULT_WARMUP_EPOCHS,
     DEFAULT_WINDOW,
-    REFERENCES,
     check_rule,
     evaluate_stopping_criteria,
     in_warmup,
