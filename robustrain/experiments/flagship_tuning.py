@@ -40,16 +40,14 @@ VARIANTS = {  # name -> CLI overrides of configs/mnist5k_fgsm_aliasing.yaml (whi
 
 
 def evaluate(module: torch.nn.Module, n_images: int) -> dict[str, float]:
-    """Clean, PGD-50-10 and AutoAttack accuracy on the first n validation digits."""
+    """Clean, PGD-50-10 and AutoAttack accuracy (the stop study's headline_accuracy) on the first n validation digits."""
     from robustrain.data import MNIST5k
-    from robustrain.evaluation.robust import AttackSpec, robust_accuracy
+    from robustrain.experiments.stop_study import headline_accuracy
 
     data = MNIST5k(batch_size=100, eval_batch_size=n_images, val_size=500, test_size=500)
     data.setup("fit")
     images, labels = next(iter(data.val_dataloader()))
-    specs = [AttackSpec("clean"), AttackSpec("pgd", 0.3, alpha=0.01, steps=50, restarts=10),
-             AttackSpec("autoattack", 0.3, steps=100)]
-    return robust_accuracy(module.net.eval(), [(images[:n_images], labels[:n_images])], specs)
+    return headline_accuracy(module.net, images[:n_images], labels[:n_images])
 
 
 def main(argv: list[str] | None = None) -> int:

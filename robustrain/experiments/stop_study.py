@@ -99,19 +99,41 @@ def _run_dir(out: Path, setting: str, seed: int) -> Path:
     return out / "runs" / f"{setting}_seed{seed}"
 
 
+def build_net(setting: Setting) -> torch.nn.Module:
+    """The setting's network, freshly initialised."""
+    from robustrain.models import PreActResNet18, SmallCNN
+
+    return {"SmallCNN": SmallCNN, "PreActResNet18": PreActResNet18}[setting.net](**setting.net_args)
+
+
+def oracle_epoch(acc_pgd: list[float]) -> int:
+    """The first epoch with the best held-out PGD accuracy."""
+    return max(range(len(acc_pgd)), key=acc_pgd.__getitem__)
+
+
+def headline_accuracy(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                      autoattack: bool = True) -> dict[str, float]:
+    """Clean, PGD-50-10 (step 0.01) and AutoAttack (standard, 100 iterations) accuracy at eps EPS."""
+    from robustrain.evaluation.robust import AttackSpec, robust_accuracy
+
+    specs = [AttackSpec("clean"), AttackSpec("pgd", EPS, alpha=0.01, steps=50, restarts=10)]
+    if autoattack:
+        specs.append(AttackSpec("autoattack", EPS, steps=100))
+    return robust_accuracy(net.eval(), [(images, labels)], specs)
+
+
 def train_run(setting: Setting, seed: int, out: Path) -> Path:
     """Train one run with both stops monitor-only, the oracle's PGD every epoch, and the weights of every epoch."""
     import lightning as L
 
     from robustrain.callbacks import AliasingMonitor, PGDEarlyStopping
     from robustrain.data import MNIST5k
-    from robustrain.models import PreActResNet18, SmallCNN
     from robustrain.training import FGSMTraining
 
     run = _run_dir(out, setting.name, seed)
     run.mkdir(parents=True, exist_ok=True)
     L.seed_everything(seed, verbose=False)
-    net = {"SmallCNN": SmallCNN, "PreActResNet18": PreActResNet18}[setting.net](**setting.net_args)
+    net = build_net(setting)
     model = {"eps": EPS, **setting.model}  # training eps; every evaluation is at EPS
     module = FGSMTraining(net=net, eval_eps=EPS, eval_alpha=0.03, eval_steps=20, eval_size=500,
                           eval_fgsm=True, masking_margin=None, **model)
@@ -207,7 +229,7 @@ def score_rule(runs: list[dict], rule: dict) -> dict[str, Any]:
     distances = []
     for run in runs:
         acc = run["val_acc_pgd"]
-        oracle = max(range(len(acc)), key=acc.__getitem__)
+        oracle = oracle_epoch(acc)
         stop = aliasing_stop(run, rule)
         back = handed_back(stop, len(acc) - 1)
         back_acc = acc[back] if back >= 0 else 0.0
@@ -256,23 +278,17 @@ def select_rule(runs: list[dict], grid: dict[str, tuple] = RULE_GRID) -> tuple[d
 
 # --- evaluation of handed-back models -------------------------------------------------------------------------------
 def evaluate_epoch(run: dict, epoch: int, n_images: int) -> dict[str, float]:
-    """Clean, PGD-50-10 (step 0.01) and AutoAttack (standard, 100 iterations) accuracy of one recorded epoch's
-    weights on the first n_images test digits."""
+    """headline_accuracy of one recorded epoch's weights (-1: the initial ones) on the first n_images test digits."""
     from robustrain.data import MNIST5k
-    from robustrain.evaluation.robust import AttackSpec, robust_accuracy
-    from robustrain.models import PreActResNet18, SmallCNN
 
     setting = SETTINGS[run["setting"]]
-    net = {"SmallCNN": SmallCNN, "PreActResNet18": PreActResNet18}[setting.net](**setting.net_args)
+    net = build_net(setting)
     if epoch >= 0:
         net.load_state_dict(torch.load(Path(run["dir"]) / f"epoch{epoch:02d}.pt", weights_only=True))
     data = MNIST5k(batch_size=100, eval_batch_size=n_images, val_size=500, test_size=500)
     data.setup("test")
     images, labels = next(iter(data.test_dataloader()))
-    specs = [AttackSpec("clean"), AttackSpec("pgd", EPS, alpha=0.01, steps=50, restarts=10)]
-    if setting.autoattack:
-        specs.append(AttackSpec("autoattack", EPS, steps=100))
-    return robust_accuracy(net.eval(), [(images[:n_images], labels[:n_images])], specs)
+    return headline_accuracy(net, images[:n_images], labels[:n_images], setting.autoattack)
 
 
 def main(argv: list[str] | None = None) -> int:

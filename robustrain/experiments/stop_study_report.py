@@ -19,6 +19,7 @@ from robustrain.experiments.stop_study import (
     evaluate_epoch,
     handed_back,
     load_run,
+    oracle_epoch,
     pgd_es_stop,
     score_rule,
     select_rule,
@@ -67,7 +68,7 @@ def _stops(run: dict, selection: dict) -> dict[str, tuple[int | None, int]]:
     """Method -> (stop epoch or None, handed-back epoch)."""
     last = len(run["val_acc_pgd"]) - 1
     acc = run["val_acc_pgd"]
-    oracle = max(range(len(acc)), key=acc.__getitem__)
+    oracle = oracle_epoch(acc)
     stops = {"oracle": (oracle, oracle), "final": (None, last)}
     pgd = pgd_es_stop(run)
     stops["pgd_es"] = (pgd, handed_back(pgd, last))
@@ -263,7 +264,7 @@ def _figure_distance_vs_threshold(runs: list[dict], selection: dict, path: Path)
             if run["kind"] in ("healthy", "never_robust"):
                 continue
             acc = run["val_acc_pgd"]
-            oracle = max(range(len(acc)), key=acc.__getitem__)
+            oracle = oracle_epoch(acc)
             dist = [handed_back(aliasing_stop(run, dict(rule, threshold=t)), len(acc) - 1) - oracle for t in THRESHOLDS]
             style = "-" if run["half"] == "report" else ":"
             ax.plot(THRESHOLDS, dist, style, marker="o", ms=3, label=f"{run['setting']} s{run['seed']} ({run['kind'][:4]})")
