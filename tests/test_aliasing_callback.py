@@ -189,6 +189,8 @@ def test_fast_dev_run_is_skipped(tmp_path) -> None:
         ({"every_n_epochs": 0}, "every_n_epochs"),
         ({"decide_on": "batch"}, "every_n_train_steps"),
         ({"threshold": -0.1}, "threshold"),
+        ({"measure": "squared"}, "measure='squared'"),
+        ({"reference": "last"}, "reference='last'"),
         ({"layers": []}, "layers"),
     ],
 )

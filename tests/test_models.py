@@ -86,3 +86,11 @@ def test_weights_path_errors_name_the_file(tmp_path):
         TorchvisionResNet(weights_path=str(tmp_path / "other.pt"))
     with pytest.raises(ValueError, match="arch='vgg16'"):
         TorchvisionResNet(arch="vgg16")
+
+
+@pytest.mark.parametrize("bad", [0, -8, 2.5, True])
+def test_bad_preact_resnet_width_raises_naming_it(bad):
+    from robustrain.models import PreActResNet18
+
+    with pytest.raises(ValueError, match="width="):
+        PreActResNet18(width=bad)
