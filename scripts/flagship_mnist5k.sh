@@ -4,7 +4,7 @@
 # The model evaluated is the one the run hands back: aliasing_stop.ckpt if the aliasing stop fired, else last.ckpt.
 #   bash scripts/flagship_mnist5k.sh [seed ...]     (default seeds 0 1 2; OMP_NUM_THREADS=1 unless set)
 # Writes runs/flagship_seed<k>/ (training) and runs/flagship_seed<k>_eval/ (robustness.json), then the table:
-#   python -m robustrain.experiments.flagship_table runs/flagship_seed*_eval
+#   python -m robustrain.tools.flagship_table runs/flagship_seed*_eval
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -21,4 +21,4 @@ for seed in "${seeds[@]}"; do
   python train.py test --config configs/eval_robust_mnist5k.yaml --ckpt_path "${ckpt}" \
     --trainer.logger.init_args.name "${name}_eval" --trainer.enable_progress_bar false
 done
-python -m robustrain.experiments.flagship_table runs/flagship_seed*_eval
+python -m robustrain.tools.flagship_table runs/flagship_seed*_eval

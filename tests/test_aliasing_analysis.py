@@ -9,13 +9,13 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from robustrain.aliasing import CATEGORIES, category_fractions, measure_model_aliasing
-from robustrain.evaluation.aliasing_analysis import (
+from robustrain.aliasing.layer_categories import (
     categories_from_sums,
     category_sums,
     layer_categories,
     summarize_categories,
 )
-from robustrain.evaluation.aliasing_callback import AliasingAnalysis
+from robustrain.evaluation import AliasingAnalysis
 from robustrain.models import SmallCNN
 from robustrain.training import StandardTraining
 

@@ -13,7 +13,7 @@ from robustrain.aliasing.stopping import (
     reference_history,
     stop_limit,
 )
-from robustrain.history import read_history_csv, write_history_csv
+from robustrain.callbacks.history import read_history_csv, write_history_csv
 
 
 def _records(values: list[float], lr_rising: list[bool] | None = None) -> list[dict]:

@@ -7,7 +7,7 @@ from torch import nn
 
 from robustrain.attacks import fgsm, pgd
 from robustrain.models import PreActResNet18, SmallCNN
-from robustrain.modes import batchnorm_mode, eval_mode, preserved_modes
+from robustrain.train_eval_modes import batchnorm_mode, eval_mode, preserved_modes
 from robustrain.training import FGSMTraining, PGDTraining
 
 ATTACKS = {
@@ -198,8 +198,9 @@ def test_fgsm_with_zero_step_returns_the_projected_start(trained_cnn, mnist_batc
 
 
 def test_pgd_restarts_count_an_example_broken_if_any_restart_fools_it(monkeypatch):
-    """Restart 1 fools example 0 at a low loss; restart 2 leaves it correct at a higher loss. It must count as broken
-    (the highest-loss rule would keep restart 2 and call it robust). Example 1 is never fooled: highest loss wins."""
+    """Restart 1 fools example 0 at a low loss: it must count as broken and restart 2 must not attack it again (the
+    highest-loss rule would keep a later, higher-loss correct point and call it robust). Example 1 is never fooled:
+    its highest-loss point wins."""
     import robustrain.attacks.linf as linf
 
     fooled_low_loss = torch.tensor([0.45, 0.55, 0.0]).log()  # class 1 wins; CE for label 0 = 0.80
@@ -207,8 +208,9 @@ def test_pgd_restarts_count_an_example_broken_if_any_restart_fools_it(monkeypatc
     correct_low_loss = torch.tensor([0.90, 0.05, 0.05]).log()
     outputs = iter([
         torch.stack([fooled_low_loss, correct_low_loss]),
-        torch.stack([correct_high_loss, correct_high_loss]),
+        torch.stack([correct_high_loss]),
     ])
+    attacked = []
 
     class ScriptedPGD:
         def __init__(self, *args, **kwargs):
@@ -218,6 +220,7 @@ def test_pgd_restarts_count_an_example_broken_if_any_restart_fools_it(monkeypatc
             pass
 
         def forward(self, images, labels):
+            attacked.append(len(images))
             return next(outputs).clamp(min=-30)[:, None, None, :]  # "images" whose pixels are the logits
 
     monkeypatch.setattr(linf.torchattacks, "PGD", ScriptedPGD)
@@ -228,3 +231,4 @@ def test_pgd_restarts_count_an_example_broken_if_any_restart_fools_it(monkeypatc
     adv = pgd(logits_net, x, y, eps=0.1, alpha=0.05, steps=1, restarts=2)
     torch.testing.assert_close(adv[0, 0, 0], fooled_low_loss.clamp(min=-30))
     torch.testing.assert_close(adv[1, 0, 0], correct_high_loss)
+    assert attacked == [2, 1]

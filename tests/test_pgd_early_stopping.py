@@ -10,7 +10,7 @@ from _stopping_fixtures import RandomDigits, WeightsPerEpoch, assert_same_weight
 from robustrain.aliasing import find_downsampling_layers
 from robustrain.callbacks import AliasingMonitor, PGDEarlyStopping, evaluate_pgd_stopping
 from robustrain.cli import main
-from robustrain.history import read_history_csv
+from robustrain.callbacks.history import read_history_csv
 from robustrain.models import PreActResNet18
 
 REPO = Path(__file__).resolve().parents[1]

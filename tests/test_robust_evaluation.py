@@ -9,16 +9,16 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from robustrain.attacks import autoattack
 from robustrain.evaluation.robust import (
     AttackSpec,
     accuracy_vs_eps,
     attack_batch,
-    autoattack,
     curve_specs,
     perturbation_spectrum,
     robust_accuracy,
 )
-from robustrain.evaluation.robustness_callback import RobustnessEvaluation
+from robustrain.evaluation import RobustnessEvaluation
 from robustrain.models import SmallCNN
 
 REPO = Path(__file__).resolve().parents[1]

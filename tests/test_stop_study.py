@@ -2,7 +2,7 @@
 
 import math
 
-from robustrain.experiments.stop_study import (
+from robustrain.tools.stop_study import (
     PAPER_RULE,
     classify,
     handed_back,
@@ -66,8 +66,8 @@ def test_the_study_runs_end_to_end_on_real_digits(tmp_path, monkeypatch):
     import dataclasses
     import json
 
-    import robustrain.experiments.stop_study as study
-    from robustrain.experiments import stop_study_report as report
+    import robustrain.tools.stop_study as study
+    from robustrain.tools import stop_study_report as report
 
     tiny = dataclasses.replace(study.SETTINGS["unclipped_warmup"], name="tiny", epochs=2, seeds=(0, 2))
     monkeypatch.setitem(study.SETTINGS, "tiny", tiny)
@@ -98,7 +98,7 @@ def test_the_study_runs_end_to_end_on_real_digits(tmp_path, monkeypatch):
 def test_flagship_table_gives_median_and_spread(tmp_path):
     import json
 
-    from robustrain.experiments.flagship_table import read_reports, table
+    from robustrain.tools.flagship_table import read_reports, table
 
     for i, acc in enumerate([0.7, 0.8, 0.9]):
         d = tmp_path / f"seed{i}" / "version_0"

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from robustrain.attacks import fgsm, pgd
 from robustrain.data import MNIST5k
 from robustrain.models import SmallCNN
-from robustrain.modes import eval_mode
+from robustrain.train_eval_modes import eval_mode
 from robustrain.training import FGSMTraining, PGDTraining, StandardTraining
 
 MODULES = {

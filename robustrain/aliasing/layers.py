@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
 from robustrain.aliasing.measure import aliasing_measures, output_size
-from robustrain.modes import eval_mode
+from robustrain.train_eval_modes import eval_mode
 
 _DOWNSAMPLING_TYPES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, BlurPool)
 

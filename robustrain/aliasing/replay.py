@@ -23,7 +23,7 @@ from robustrain.aliasing.stopping import (
     reference_history,
     stop_limit,
 )
-from robustrain.history import read_history_csv
+from robustrain.callbacks.history import read_history_csv
 
 
 def replay(

@@ -1,9 +1,9 @@
-"""L-inf attacks (FGSM, FGSM-RS, PGD) through torchattacks, wrapped so its model-mode and device faults cannot leak.
+"""L-inf attacks (FGSM, FGSM-RS, PGD with restarts and early stop) through torchattacks, wrapped so its model-mode and device faults cannot leak.
 
 torchattacks' `Attack.__call__` switches the model to eval() (or to train() with string-matched BatchNorm rules) and
 restores only `train()`; it also binds the device at construction. We therefore build the attack on the model's
 current device at every call and run its `forward` directly, leaving model modes to the caller
-(`robustrain.modes`). Inputs and outputs are images in [0, 1]; eps and alpha are in [0, 1] pixel units.
+(`robustrain.train_eval_modes`). Inputs and outputs are images in [0, 1]; eps and alpha are in [0, 1] pixel units.
 """
 
 from typing import Literal
@@ -102,32 +102,74 @@ def pgd(
     steps: int,
     random_start: bool = True,
     restarts: int = 1,
+    early_stop: bool = False,
 ) -> torch.Tensor:
     """PGD (Madry et al. 2018): `steps` signed-gradient steps of size alpha, each projected to the eps-ball and [0, 1].
 
-    With restarts > 1 an example counts as broken if *any* restart fools the model (Wong et al.'s PGD-50-10 and
-    AutoAttack's rule): each example keeps the first restart that misclassifies it, else the one with the highest
-    loss.
+    The update is torchattacks.PGD's: x' = clip_[0,1](x + clip_[-eps,eps](x' + alpha * sign(grad) - x)), from x or
+    from a uniform point of the eps-ball clamped to [0, 1].
+
+    Restarts (the one rule used for training, validation and test): an example counts as broken if *any* restart
+    fools the model (Wong et al.'s PGD-50-10 and AutoAttack's rule). Each restart attacks only the examples no
+    earlier restart fooled; a fooled example keeps its first fooling point, the others their highest-loss point.
+
+    early_stop: each example leaves the attack at the first step where it is misclassified and keeps that point
+    (Wong et al.'s attack_pgd). torchattacks has no per-example stop, so this loop is written here; it forwards only
+    the still-correct examples, so a strong attack gets cheaper as it succeeds.
     """
     check_linf_params(eps, alpha, steps, restarts)
     require_grad_mode()
-    best, best_loss, fooled = images.detach().clone(), None, None
+    attack_once = _pgd_early_stop if early_stop else _pgd_torchattacks
+    if restarts == 1:
+        return attack_once(model, images, labels, eps, alpha, steps, random_start)
+    x = images.detach()
+    adv = x.clone()
+    best_loss = torch.full((len(x),), -float("inf"), device=x.device)
+    todo = torch.arange(len(x), device=x.device)
+    for _ in range(restarts):
+        if todo.numel() == 0:
+            break
+        candidate = attack_once(model, x[todo], labels[todo], eps, alpha, steps, random_start)
+        with torch.no_grad():
+            logits = model(candidate)
+            loss = F.cross_entropy(logits, labels[todo], reduction="none")
+        fooled = logits.argmax(1) != labels[todo]
+        take = fooled | (loss > best_loss[todo])
+        adv[todo[take]], best_loss[todo[take]] = candidate[take], loss[take]
+        todo = todo[~fooled]
+    return adv
+
+
+def _pgd_torchattacks(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, alpha: float, steps: int,
+    random_start: bool,
+) -> torch.Tensor:
     with torch.enable_grad():
-        for _ in range(restarts):
-            attack = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start)
-            attack.set_device(model_device(model))
-            adv = attack.forward(images, labels).detach()
-            if restarts == 1:
-                return adv
-            with torch.no_grad():
-                logits = model(adv)
-                loss = F.cross_entropy(logits, labels, reduction="none")
-                wrong = logits.argmax(1) != labels
-            if best_loss is None:
-                best, best_loss, fooled = adv, loss, wrong
-                continue
-            # an unfooled example takes a restart that fools it, or else one with a higher loss
-            take = ~fooled & (wrong | (loss > best_loss))
-            best[take], best_loss = adv[take], torch.where(take, loss, best_loss)
-            fooled = fooled | wrong
-    return best
+        attack = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start)
+        attack.set_device(model_device(model))
+        return attack.forward(images, labels).detach()
+
+
+def _pgd_early_stop(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, alpha: float, steps: int,
+    random_start: bool,
+) -> torch.Tensor:
+    x = images.detach()
+    adv = x.clone()
+    if random_start:
+        adv = (adv + torch.empty_like(adv).uniform_(-eps, eps)).clamp(0.0, 1.0)
+    active = torch.arange(len(x), device=x.device)
+    with torch.enable_grad():
+        for _ in range(steps):
+            if active.numel() == 0:
+                break
+            xa = adv[active].clone().requires_grad_(True)
+            logits = model(xa)
+            still_correct = logits.argmax(1) == labels[active]
+            loss = F.cross_entropy(logits, labels[active], reduction="sum")
+            (grad,) = torch.autograd.grad(loss, xa)
+            keep = active[still_correct]
+            stepped = xa.detach()[still_correct] + alpha * grad[still_correct].sign()
+            adv[keep] = (x[keep] + (stepped - x[keep]).clamp(-eps, eps)).clamp(0.0, 1.0)
+            active = keep
+    return adv

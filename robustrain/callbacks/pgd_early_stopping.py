@@ -17,8 +17,8 @@ import lightning as L
 import torch
 
 from robustrain.attacks import check_linf_params, pgd
-from robustrain.callbacks.rollback import RollbackEarlyStopping
-from robustrain.modes import eval_mode
+from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping
+from robustrain.train_eval_modes import eval_mode
 
 SOURCES = ("first_batch", "probe")
 

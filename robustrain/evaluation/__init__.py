@@ -1,5 +1,26 @@
-"""Evaluation callbacks run by `trainer.test` (e.g. `python train.py test --config configs/eval_spatial_mnist5k.yaml`)."""
+"""Evaluation callbacks run by `trainer.test` (e.g. `python train.py test --config configs/eval_spatial_mnist5k.yaml`)
+and the pure robust-accuracy functions they call."""
 
-from robustrain.evaluation.spatial import SpatialEvaluation, format_table, shift_consistency, spatial_grid, summarize
+from robustrain.evaluation.aliasing_analysis import AliasingAnalysis
+from robustrain.evaluation.robust import AttackSpec, accuracy_vs_eps, robust_accuracy
+from robustrain.evaluation.robustness_evaluation import RobustnessEvaluation
+from robustrain.evaluation.spatial_evaluation import (
+    SpatialEvaluation,
+    format_table,
+    shift_consistency,
+    spatial_grid,
+    summarize,
+)
 
-__all__ = ["SpatialEvaluation", "format_table", "shift_consistency", "spatial_grid", "summarize"]
+__all__ = [
+    "AliasingAnalysis",
+    "AttackSpec",
+    "RobustnessEvaluation",
+    "SpatialEvaluation",
+    "accuracy_vs_eps",
+    "format_table",
+    "robust_accuracy",
+    "shift_consistency",
+    "spatial_grid",
+    "summarize",
+]

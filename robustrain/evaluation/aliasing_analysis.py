@@ -1,113 +1,197 @@
-"""Aliasing analysis of a trained model: Ribeiro & Schön's spectral categories per downsampling layer, per image.
+"""AliasingAnalysis: a test-time callback reporting a trained model's aliasing and Ribeiro & Schön's spectral categories.
 
-Pure functions, no Lightning (`aliasing_callback.AliasingAnalysis` calls them per test batch). The per-layer
-aliasing measure itself is `robustrain.aliasing.measure_model_aliasing`; this module adds the category fractions
-(`robustrain.aliasing.category_fractions`) of every downsampling layer for every image, next to the image's
-prediction, so they can be split into correctly and incorrectly classified images (their Fig. "correct vs
-incorrect"), and their summaries (per layer and the equally weighted average over layers, their pie charts).
+Thin layers: the probe-set measure comes from `robustrain.aliasing.measure_model_aliasing` (on_test_start), the
+categories from `robustrain.aliasing.layer_categories` per test batch; `_finish` reduces the sums across ranks,
+logs on every rank and writes the report and figures once (rank zero).
+
+Report (`aliasing.json` in the run's log dir):
+    schema: "robustrain.aliasing/1"; checkpoint: trainer.ckpt_path or null.
+    aliasing: layer -> mean aliasing measure (robustrain.aliasing.aliasing_measure: mean |Y - reference| per
+        output bin, forward-normalised DFT) over the probe images, in eval mode.
+    aliasing_groups: prefix -> mean of its layers (the paper's per-block value), when group_prefixes is set.
+    probe: {"source": "train" | "test", "num_images", "seed"}.
+    categories: {"threshold_db", "num_images": {all, correct, incorrect},
+        "layers": {layer: {split: {non_aliased, aliased, tangled, no_pass}}}, "overall": {split: {...}}}: mean
+        fraction of each layer's output bins per category, over all / correctly / incorrectly classified test images;
+        "overall" is the equally weighted mean over layers. Means are over all ranks.
+TensorBoard: test/aliasing/<layer>, test/aliased_fraction/<layer>; figures aliasing/category_pies and
+aliasing/aliased_fraction_boxes (box plots use rank zero's images), also saved as PNGs next to the report.
 """
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
+import lightning as L
 import torch
-from torch import Tensor, nn
+from lightning.pytorch.callbacks import Callback
+from torch import Tensor
 
-from robustrain.aliasing import CATEGORIES, category_fractions, find_downsampling_layers, layer_stride
-from robustrain.aliasing.layers import stride_one_output
-from robustrain.modes import eval_mode
+from robustrain.aliasing import CATEGORIES, group_layers, measure_model_aliasing
+from robustrain.aliasing.layer_categories import categories_from_sums, category_sums, layer_categories
+from robustrain.evaluation.figures import plot_category_boxes, plot_category_pies
+from robustrain.evaluation.robustness_evaluation import check_report_name
+from robustrain.monitoring import tensorboard_loggers
 
-SPLITS = ("all", "correct", "incorrect")
-
-
-def layer_categories(
-    model: nn.Module, images: Tensor, layer_names: Sequence[str] | None = None, threshold_db: float = 20.0
-) -> tuple[Tensor, dict[str, dict[str, Tensor]]]:
-    """Logits and per-image category fractions of each downsampling layer, in one forward pass (eval, no grad).
-
-    Each hooked layer is re-run at stride 1 on its input (robustrain.aliasing.layers.stride_one_output) and its
-    output bins are classified (robustrain.aliasing.classify_bins). Every submodule's mode is restored after.
-
-    Args:
-        model: Classifier on the images.
-        images: (B, C, H, W) inputs.
-        layer_names: Module paths of downsampling layers (robustrain.aliasing.find_downsampling_layers); default all.
-        threshold_db: How far below each feature map's peak a folded copy still passes, in dB.
-
-    Returns:
-        (logits (B, num_classes), layer -> category (CATEGORIES) -> float32 (B,) fraction of the layer's bins).
-    """
-    found = find_downsampling_layers(model)
-    names = list(found) if layer_names is None else list(layer_names)
-    unknown = [name for name in names if name not in found]
-    if unknown or not names:
-        raise ValueError(f"layer_names {layer_names!r} must be a non-empty subset of the downsampling layers {list(found)}")
-    results: dict[str, dict[str, Tensor]] = {}
-
-    def make_hook(name: str):
-        def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-            with torch.autocast(device_type=inputs[0].device.type, enabled=False):
-                f_s1 = stride_one_output(module, inputs[0].detach().float())
-            fractions = category_fractions(f_s1, layer_stride(module), threshold_db)
-            results[name] = {k: v.cpu() for k, v in fractions.items()}
-
-        return hook
-
-    handles = [found[name].register_forward_hook(make_hook(name)) for name in names]
-    try:
-        with eval_mode(model), torch.no_grad():
-            logits = model(images)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return logits, {name: results[name] for name in names}
+PROBE_SOURCES = ("train", "test")
 
 
-def category_sums(per_image: Mapping[str, Mapping[str, Tensor]], correct: Tensor) -> tuple[Tensor, Tensor]:
-    """Sums of the per-image fractions per layer, split and category, and the image count per split (reducible).
+def _net(pl_module: L.LightningModule) -> torch.nn.Module:
+    """The module whose layers are named: `pl_module.net` when it has one (as AliasingMonitor), else pl_module."""
+    return getattr(pl_module, "net", pl_module)
+
+
+class AliasingAnalysis(Callback):
+    """Per-layer aliasing on a probe set and spectral categories of the test images, split by correctness.
 
     Args:
-        per_image: layer -> category -> (N,) fractions (layer_categories, concatenated over batches).
-        correct: bool (N,), whether each image was classified correctly.
-
-    Returns:
-        (float64 (L, len(SPLITS), len(CATEGORIES)) sums in the order of per_image, float64 (len(SPLITS),) counts).
+        probe_source: "train": `probe_size` fixed training images from the datamodule's `probe_set` (the paper's
+            100 random training images); "test": the test images this callback sees (up to max_images).
+        probe_size: Probe images when probe_source is "train".
+        probe_seed: Seed of the probe images.
+        layer_names: Downsampling layers to analyse, module paths inside `pl_module.net` (as AliasingMonitor names
+            them, e.g. "conv2", "layer2.0.conv1"); None = all of them.
+        group_prefixes: Module-path prefixes to average layers over (e.g. ["layer2"] for a ResNet); None = none.
+        threshold_db: Category threshold below each feature map's peak, in dB (Ribeiro & Schön: 20).
+        max_images: Test images whose categories are computed (total over ranks); None = all.
+        report_name: File name of the JSON report in the log dir.
     """
-    correct = correct.bool().cpu()
-    masks = torch.stack([torch.ones_like(correct), correct, ~correct]).double()  # (3, N)
-    sums = torch.stack([
-        torch.stack([fractions[c].double().cpu() for c in CATEGORIES], dim=1)  # (N, 4)
-        for fractions in per_image.values()
-    ])  # (L, N, 4)
-    return torch.einsum("sn,lnc->lsc", masks, sums), masks.sum(1)
 
+    def __init__(
+        self,
+        probe_source: str = "train",
+        probe_size: int = 100,
+        probe_seed: int = 0,
+        layer_names: Sequence[str] | None = None,
+        group_prefixes: Sequence[str] | None = None,
+        threshold_db: float = 20.0,
+        max_images: int | None = None,
+        report_name: str = "aliasing.json",
+    ) -> None:
+        super().__init__()
+        if probe_source not in PROBE_SOURCES:
+            raise ValueError(f"probe_source={probe_source!r} is not valid; choose one of {list(PROBE_SOURCES)}")
+        if probe_size < 1:
+            raise ValueError(f"probe_size={probe_size} must be >= 1")
+        if not threshold_db > 0:
+            raise ValueError(f"threshold_db={threshold_db} must be > 0 dB")
+        if max_images is not None and max_images < 1:
+            raise ValueError(f"max_images={max_images!r} is not valid: use None (all test images) or an integer >= 1")
+        check_report_name(report_name)
+        self.probe_source, self.probe_size, self.probe_seed = probe_source, probe_size, probe_seed
+        self.layer_names = list(layer_names) if layer_names is not None else None
+        self.group_prefixes = list(group_prefixes) if group_prefixes is not None else None
+        self.threshold_db = threshold_db
+        self.max_images = max_images
+        self.report_name = report_name
+        self.report: dict[str, Any] | None = None
+        self._reset()
 
-def categories_from_sums(layers: Sequence[str], sums: Tensor, counts: Tensor) -> dict:
-    """Mean category fractions per layer and overall, for all, correctly and incorrectly classified images.
+    def _reset(self) -> None:
+        self._aliasing: dict[str, float] = {}
+        self._probe_sums: dict[str, float] = {}
+        self._probe_count = 0
+        self._layers: list[str] = []
+        self._sums: Tensor | None = None  # (L, 3, 4)
+        self._counts: Tensor | None = None  # (3,)
+        self._per_image: dict[str, dict[str, list[Tensor]]] = {}
+        self._correct: list[Tensor] = []
+        self._seen = 0
 
-    Args:
-        layers: Layer names in the order of sums' first axis.
-        sums: (L, len(SPLITS), len(CATEGORIES)) sums from category_sums (possibly reduced across ranks).
-        counts: (len(SPLITS),) image counts.
+    # --- hooks ----------------------------------------------------------------------------------------------------
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._reset()
+        if self.probe_source == "train":
+            datamodule = trainer.datamodule
+            if datamodule is None or not hasattr(datamodule, "probe_set"):
+                raise ValueError(
+                    "probe_source='train' needs a datamodule with probe_set(n, seed) (robustrain.data); "
+                    "use probe_source='test' otherwise"
+                )
+            images, _ = datamodule.probe_set(self.probe_size, seed=self.probe_seed)
+            self._aliasing = measure_model_aliasing(_net(pl_module), images.to(pl_module.device), self.layer_names)
+            self._probe_count = len(images)
 
-    Returns:
-        {"layers": {layer: {split: {category: mean}}}, "overall": {split: {category: mean}}, "num_images": {split: n}}
-        with split in SPLITS; "overall" is the equally weighted mean over layers (Ribeiro & Schön's outer pie).
-        A split without images has None for every mean.
-    """
-    means = sums / counts.clamp(min=1)[None, :, None]  # (L, 3, 4)
-    overall = means.mean(0)  # (3, 4)
+    def on_test_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        images, labels = batch[0], batch[1]
+        n = len(labels) if self.max_images is None else min(
+            len(labels), -(-self.max_images // trainer.world_size) - self._seen)
+        if n <= 0:
+            return
+        self._seen += n
+        logits, per_image = layer_categories(_net(pl_module), images[:n], self.layer_names, self.threshold_db)
+        correct = (logits.argmax(1) == labels[:n]).cpu()
+        sums, counts = category_sums(per_image, correct)
+        self._layers = list(per_image)
+        self._sums = sums if self._sums is None else self._sums + sums
+        self._counts = counts if self._counts is None else self._counts + counts
+        self._correct.append(correct)
+        for layer, fractions in per_image.items():
+            for category, values in fractions.items():
+                self._per_image.setdefault(layer, {}).setdefault(category, []).append(values)
+        if self.probe_source == "test":
+            for layer, mean in measure_model_aliasing(_net(pl_module), images[:n], self.layer_names).items():
+                self._probe_sums[layer] = self._probe_sums.get(layer, 0.0) + mean * n
+            self._probe_count += n
 
-    def table(m: Tensor) -> dict:
-        return {s: {c: (m[i, j].item() if counts[i] > 0 else None) for j, c in enumerate(CATEGORIES)}
-                for i, s in enumerate(SPLITS)}
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._finish(trainer, pl_module)
 
-    return {
-        "layers": {layer: table(means[i]) for i, layer in enumerate(layers)},
-        "overall": table(overall),
-        "num_images": {s: int(counts[i]) for i, s in enumerate(SPLITS)},
-    }
+    # --- driver ---------------------------------------------------------------------------------------------------
+    def _finish(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Reduces across ranks, logs on every rank, writes the report and figures on rank zero."""
+        device = pl_module.device
 
+        def reduce(value: Tensor) -> Tensor:
+            return trainer.strategy.reduce(value.to(device), reduce_op="sum").cpu()
 
-def summarize_categories(per_image: Mapping[str, Mapping[str, Tensor]], correct: Tensor) -> dict:
-    """categories_from_sums(category_sums(...)) for one process: see categories_from_sums for the result."""
-    return categories_from_sums(list(per_image), *category_sums(per_image, correct))
+        if self.probe_source == "test" and self._probe_sums:
+            names = sorted(self._probe_sums)
+            totals = reduce(torch.tensor([self._probe_sums[k] for k in names], dtype=torch.float64))
+            count = reduce(torch.tensor(float(self._probe_count), dtype=torch.float64)).item()
+            self._aliasing = {k: totals[i].item() / count for i, k in enumerate(names)}
+            self._probe_count = int(count)
+        categories = None
+        if self._sums is not None:
+            categories = categories_from_sums(self._layers, reduce(self._sums), reduce(self._counts))
+            categories = {"threshold_db": self.threshold_db, **categories}
+        report = {
+            "schema": "robustrain.aliasing/1",
+            "checkpoint": str(trainer.ckpt_path) if trainer.ckpt_path else None,
+            "aliasing": self._aliasing,
+            "aliasing_groups": group_layers(self._aliasing, self.group_prefixes) if self.group_prefixes else None,
+            "probe": {"source": self.probe_source, "num_images": self._probe_count,
+                      "seed": self.probe_seed if self.probe_source == "train" else None},
+            "categories": categories,
+        }
+        self.report = report
+        for layer, value in self._aliasing.items():
+            pl_module.log(f"test/aliasing/{layer}", value, on_epoch=True, sync_dist=False)
+        if categories is not None:
+            for layer, splits in categories["layers"].items():
+                pl_module.log(f"test/aliased_fraction/{layer}", splits["all"]["aliased"], on_epoch=True,
+                              sync_dist=False)
+        if not trainer.is_global_zero:
+            return
+        log_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        (log_dir / self.report_name).write_text(json.dumps(report, indent=2))
+        if categories is not None:
+            self._write_figures(trainer, log_dir, categories)
+
+    def _write_figures(self, trainer: L.Trainer, log_dir: Path, categories: dict[str, Any]) -> None:
+        per_image = {layer: {c: torch.cat(v[c]).tolist() for c in CATEGORIES} for layer, v in self._per_image.items()}
+        figures = {
+            "aliasing/category_pies": plot_category_pies(
+                {layer: splits["all"] for layer, splits in categories["layers"].items()}, categories["overall"]["all"]
+            ),
+            "aliasing/aliased_fraction_boxes": plot_category_boxes(per_image, torch.cat(self._correct).tolist()),
+        }
+        for tag, figure in figures.items():
+            figure.savefig(log_dir / f"{tag.split('/')[-1]}.png", dpi=100)
+            for logger in tensorboard_loggers(trainer):
+                logger.experiment.add_figure(tag, figure, global_step=trainer.global_step)

@@ -1,22 +1,14 @@
 """Robust accuracy of a classifier under L-inf attacks (FGSM, PGD with restarts, AutoAttack), as pure functions.
 
-No Lightning here: `robustness_callback.RobustnessEvaluation` holds the arguments and calls these per test batch.
+No Lightning here: `robustrain.evaluation.RobustnessEvaluation` holds the arguments and calls these per test batch.
 Inputs are images in [0, 1]; every eps and step size is in [0, 1] pixel units. The attack functions leave model
 modes to the caller; `robust_accuracy` and `accuracy_vs_eps` put the model in eval mode and restore every
-submodule's flag afterwards (`robustrain.modes.eval_mode`).
+submodule's flag afterwards (`robustrain.train_eval_modes.eval_mode`).
 
 Robust accuracy counts an example only if it is classified correctly after every attack run on it: with restarts,
 each restart attacks the examples that are still correct, and an example fooled by any restart counts as broken
 (stricter than keeping the highest-loss restart, which can be a correctly classified one).
-
-AutoAttack (Croce & Hein 2020) is composed here from torchattacks 3.5.1's components (APGD, APGDT, FAB, Square)
-called through their `forward`, because its `AutoAttack` class (a) hard-codes 10 iterations for APGD, APGD-T and
-FAB where the original runs 100, (b) targets `n_classes - 1` classes, with n_classes defaulting to 10 whatever the
-model has, (c) re-seeds the global torch RNG (`torch.manual_seed`) inside every component, which would make every
-later random start in the run identical, (d) switches the model to eval() and back to train() only, and (e)
-captures the device at construction. Here steps, targets and queries are arguments, the global RNG is restored after
-each component, the device is the model's at call time, and each adversarial example is checked against the
-eps-ball before it is counted.
+AutoAttack is assembled in `robustrain.attacks.autoattack`.
 """
 
 import math
@@ -28,18 +20,10 @@ import torch.nn.functional as F
 import torchattacks
 from torch import Tensor, nn
 
-from robustrain.attacks import check_linf_params, fgsm, model_device, pgd, require_grad_mode
-from robustrain.modes import eval_mode
+from robustrain.attacks import AUTOATTACK_STANDARD, autoattack, check_autoattack_params, check_linf_params, fgsm, pgd
+from robustrain.train_eval_modes import eval_mode
 
 ATTACK_NAMES = ("clean", "fgsm", "pgd", "autoattack")
-AUTOATTACK_COMPONENTS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
-AUTOATTACK_STANDARD = ("apgd-ce", "apgd-t", "fab-t", "square")  # Croce & Hein's 'standard' version, in its order
-_EPS_BALL_TOLERANCE = 1e-5
-
-
-def _fork_rng(device: torch.device):
-    """Global RNG state saved on entry and restored on exit (CPU and, for a CUDA model, its device)."""
-    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
 @dataclass(frozen=True)
@@ -83,16 +67,7 @@ class AttackSpec:
             return
         check_linf_params(self.eps, self.alpha, self.steps, self.restarts)
         if self.name == "autoattack":
-            unknown = [c for c in self.components if c not in AUTOATTACK_COMPONENTS]
-            if unknown or not self.components or len(set(self.components)) != len(self.components):
-                raise ValueError(
-                    f"autoattack components={list(self.components)!r} are not valid: a non-empty list without "
-                    f"repeats of {list(AUTOATTACK_COMPONENTS)}"
-                )
-            if self.n_target_classes is not None and self.n_target_classes < 1:
-                raise ValueError(f"n_target_classes={self.n_target_classes} must be >= 1 or None (all other classes)")
-            if self.square_queries < 1:
-                raise ValueError(f"square_queries={self.square_queries} must be >= 1")
+            check_autoattack_params(self.eps, self.steps, self.components, self.n_target_classes, self.square_queries)
 
     @property
     def step_size(self) -> float:
@@ -119,140 +94,8 @@ class AttackSpec:
         out = {k: d[k] for k in keep}
         if self.name == "autoattack":
             out["components"] = list(self.components)
-            out["implementation"] = "torchattacks 3.5.1 APGD/APGDT/FAB/Square via robustrain.evaluation.robust"
+            out["implementation"] = "torchattacks 3.5.1 APGD/APGDT/FAB/Square via robustrain.attacks.autoattack"
         return out
-
-
-def pgd_early_stop(
-    model: nn.Module, images: Tensor, labels: Tensor, eps: float, alpha: float, steps: int, random_start: bool = True
-) -> Tensor:
-    """L-inf PGD that stops attacking each example at the first point where it is misclassified.
-
-    Same update as torchattacks.PGD: x' = clip_[0,1](x + clip_[-eps,eps](x' + alpha * sign(grad) - x)), from x or
-    from a uniform point of the eps-ball clamped to [0, 1]. At every step the still-correct examples are forwarded
-    once (Wong et al.'s attack_pgd); those misclassified at that point keep it and leave the attack, the others
-    take the step. Only active examples are forwarded, so a strong attack gets cheaper as it succeeds.
-
-    Args:
-        model: Classifier on [0, 1] images; its modes are the caller's business.
-        images: (B, C, H, W) in [0, 1].
-        labels: (B,) int64.
-        eps: L-inf radius.
-        alpha: Step size.
-        steps: Steps.
-        random_start: Start from a uniform point of the eps-ball.
-
-    Returns:
-        Adversarial images (B, C, H, W) within eps of images and in [0, 1].
-    """
-    check_linf_params(eps, alpha, steps)
-    require_grad_mode()
-    x = images.detach()
-    adv = x.clone()
-    if random_start:
-        adv = (adv + torch.empty_like(adv).uniform_(-eps, eps)).clamp(0.0, 1.0)
-    active = torch.arange(len(x), device=x.device)
-    with torch.enable_grad():
-        for _ in range(steps):
-            if active.numel() == 0:
-                break
-            xa = adv[active].clone().requires_grad_(True)
-            logits = model(xa)
-            still_correct = logits.argmax(1) == labels[active]
-            loss = F.cross_entropy(logits, labels[active], reduction="sum")
-            (grad,) = torch.autograd.grad(loss, xa)
-            keep = active[still_correct]
-            stepped = xa.detach()[still_correct] + alpha * grad[still_correct].sign()
-            delta = (stepped - x[keep]).clamp(-eps, eps)
-            adv[keep] = (x[keep] + delta).clamp(0.0, 1.0)
-            active = keep
-    return adv
-
-
-def _autoattack_component(
-    name: str, model: nn.Module, eps: float, steps: int, n_targets: int, queries: int, seed: int
-) -> "torchattacks.attack.Attack":
-    common = {"norm": "Linf", "eps": eps, "seed": seed, "verbose": False}
-    if name in ("apgd-ce", "apgd-dlr"):
-        attack = torchattacks.APGD(model, steps=steps, n_restarts=1, loss=name[5:], **common)
-    elif name == "apgd-t":
-        # torchattacks targets the classes ranked 2 .. n_classes by the logits: n_classes = targets + 1
-        attack = torchattacks.APGDT(model, steps=steps, n_restarts=1, n_classes=n_targets + 1, **common)
-    elif name in ("fab", "fab-t"):
-        attack = torchattacks.FAB(
-            model, steps=steps, n_restarts=1, multi_targeted=name == "fab-t", n_classes=n_targets + 1, **common
-        )
-    else:
-        attack = torchattacks.Square(model, n_queries=queries, n_restarts=1, **common)
-    attack.set_device(model_device(model))
-    return attack
-
-
-def autoattack(
-    model: nn.Module,
-    images: Tensor,
-    labels: Tensor,
-    eps: float,
-    steps: int = 100,
-    components: Sequence[str] = AUTOATTACK_STANDARD,
-    n_target_classes: int | None = None,
-    square_queries: int = 5000,
-    seed: int = 0,
-) -> Tensor:
-    """AutoAttack (Croce & Hein 2020), L-inf, composed from torchattacks' components with configurable iterations.
-
-    Each component attacks only the examples every earlier component failed on; an example's adversarial image is
-    the first one that fools the model (the clean image if none does). The global RNG is restored after every
-    component (torchattacks re-seeds it with `seed`).
-
-    Args:
-        model: Classifier on [0, 1] images, in the mode it should be attacked in (eval).
-        images: (B, C, H, W) in [0, 1].
-        labels: (B,) int64.
-        eps: L-inf radius in [0, 1] pixel units.
-        steps: APGD / APGD-T / FAB iterations (original AutoAttack: 100; torchattacks' 'standard': 10).
-        components: Components in order, from AUTOATTACK_COMPONENTS; default apgd-ce, apgd-t, fab-t, square.
-        n_target_classes: Targets of apgd-t / fab-t; None = num_classes - 1 (the original's 9 on 10 classes).
-        square_queries: Queries of the Square attack (original: 5000).
-        seed: Seed of the components' random starts.
-
-    Returns:
-        Adversarial images (B, C, H, W), each within eps of its image and in [0, 1].
-    """
-    spec = AttackSpec("autoattack", eps, steps=steps, components=tuple(components), n_target_classes=n_target_classes,
-                      square_queries=square_queries, seed=seed)
-    require_grad_mode()
-    x, y = images.detach(), labels.detach()
-    if len(x) == 0:
-        return x.clone()
-    with torch.no_grad():
-        logits = model(x)
-    correct, num_classes = logits.argmax(1) == y, logits.shape[1]
-    n_targets = num_classes - 1 if n_target_classes is None else n_target_classes
-    if n_targets > num_classes - 1:
-        raise ValueError(f"n_target_classes={n_target_classes} must be <= num_classes - 1 = {num_classes - 1}")
-    needs_dlr = {"apgd-dlr", "apgd-t"} & set(spec.components)
-    if needs_dlr and num_classes < 4:
-        raise ValueError(f"components {sorted(needs_dlr)} use the DLR loss, which needs >= 4 classes; got {num_classes}")
-    adv = x.clone()
-    device = model_device(model)
-    with torch.enable_grad():
-        for name in spec.components:
-            todo = correct.nonzero().squeeze(1)
-            if todo.numel() == 0:
-                break
-            attack = _autoattack_component(name, model, eps, steps, n_targets, square_queries, seed)
-            with _fork_rng(device):
-                candidate = attack.forward(x[todo], y[todo]).detach()
-            with torch.no_grad():
-                fooled = model(candidate).argmax(1) != y[todo]
-            outside = (candidate - x[todo]).abs().flatten(1).amax(1) > eps + _EPS_BALL_TOLERANCE
-            outside |= (candidate < 0).flatten(1).any(1) | (candidate > 1).flatten(1).any(1)
-            if (fooled & outside).any():
-                raise RuntimeError(f"autoattack component {name!r} returned images outside the eps={eps} ball or [0, 1]")
-            adv[todo[fooled]] = candidate[fooled]
-            correct[todo[fooled]] = False
-    return adv
 
 
 def perturb(model: nn.Module, images: Tensor, labels: Tensor, spec: AttackSpec) -> Tensor:
@@ -264,23 +107,8 @@ def perturb(model: nn.Module, images: Tensor, labels: Tensor, spec: AttackSpec) 
     if spec.name == "autoattack":
         return autoattack(model, images, labels, spec.eps, spec.steps, spec.components, spec.n_target_classes,
                           spec.square_queries, spec.seed)
-    adv = images.detach().clone()
-    correct = torch.ones(len(images), dtype=torch.bool, device=images.device)
-    for _ in range(spec.restarts):
-        todo = correct.nonzero().squeeze(1)
-        if todo.numel() == 0:
-            break
-        if spec.early_stop:
-            candidate = pgd_early_stop(model, images[todo], labels[todo], spec.eps, spec.step_size, spec.steps,
-                                       spec.random_start)
-        else:
-            candidate = pgd(model, images[todo], labels[todo], spec.eps, spec.step_size, spec.steps,
-                            random_start=spec.random_start)
-        with torch.no_grad():
-            still = model(candidate).argmax(1) == labels[todo]
-        adv[todo] = candidate  # the last restart's point for survivors, the fooling point for the others
-        correct[todo[~still]] = False
-    return adv
+    return pgd(model, images, labels, spec.eps, spec.step_size, spec.steps, spec.random_start, spec.restarts,
+               early_stop=spec.early_stop)
 
 
 def attack_batch(model: nn.Module, images: Tensor, labels: Tensor, spec: AttackSpec) -> tuple[Tensor, Tensor]:

@@ -1,11 +1,14 @@
 """Lightning modules: one per training mode, all sharing RobustClassifier's optimisation and evaluation."""
 
 from robustrain.training.base import RobustClassifier
-from robustrain.training.modes import FGSMTraining, PGDTraining, StandardTraining
-from robustrain.training.schedules import LR_SCHEDULES, lr_factor
-from robustrain.training.spatial import WorstOfKSpatialTraining
+from robustrain.training.fgsm import FGSMTraining
+from robustrain.training.pgd import PGDTraining
+from robustrain.training.schedules import LR_SCHEDULES, EpsWarmup, lr_factor, warmup_factor
+from robustrain.training.standard import StandardTraining
+from robustrain.training.worst_of_k import WorstOfKSpatialTraining
 
 __all__ = [
+    "EpsWarmup",
     "FGSMTraining",
     "LR_SCHEDULES",
     "PGDTraining",
@@ -13,4 +16,5 @@ __all__ = [
     "StandardTraining",
     "WorstOfKSpatialTraining",
     "lr_factor",
+    "warmup_factor",
 ]

@@ -18,7 +18,7 @@ from torchmetrics import MeanMetric
 
 from robustrain.attacks import check_linf_params, fgsm, pgd
 from robustrain.monitoring import log_run_hparams, log_run_outcome, write_layout
-from robustrain.modes import BATCHNORM_MODES, eval_mode
+from robustrain.train_eval_modes import BATCHNORM_MODES, eval_mode
 from robustrain.training.schedules import LR_SCHEDULES, lr_factor
 
 OPTIMIZERS = ("sgd", "adam")

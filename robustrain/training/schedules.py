@@ -1,4 +1,4 @@
-"""Learning-rate schedules as pure functions of training progress, stepped every iteration."""
+"""Learning-rate and eps schedules as pure functions of training progress, stepped every iteration."""
 
 import math
 
@@ -42,3 +42,16 @@ def warmup_factor(progress_epochs: float, warmup_epochs: float) -> float:
     if warmup_epochs == 0:
         return 1.0
     return min(max(progress_epochs / warmup_epochs, 0.0), 1.0)
+
+
+class EpsWarmup:
+    """Mixin: the fraction of eps in force now, from `eps_warmup_epochs` and the trainer's progress."""
+
+    def eps_scale(self) -> float:
+        warmup = self.hparams.get("eps_warmup_epochs", 0.0)
+        if not warmup or self._trainer is None:
+            return 1.0
+        batches_per_epoch = self.trainer.num_training_batches
+        if not 0 < batches_per_epoch < float("inf"):
+            return 1.0
+        return warmup_factor(self.global_step / batches_per_epoch, warmup)

@@ -24,7 +24,7 @@ import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-from robustrain.history import plot_history, plot_stop_figure, write_history_csv
+from robustrain.callbacks.history import plot_history, plot_stop_figure, write_history_csv
 from robustrain.monitoring import tensorboard_loggers
 
 
@@ -50,7 +50,7 @@ class RollbackEarlyStopping(L.Callback):
         verbose: Log a line for every check (the stop is always logged).
 
     Attributes:
-        history: One dict per check, oldest first (see robustrain.history).
+        history: One dict per check, oldest first (see robustrain.callbacks.history).
         stopped_epoch: Epoch at which the stop was decided, or None.
         restored_epoch: Epoch whose end-of-epoch weights were restored (-1: the weights at the start of fit), or None.
         stopping_reason_message: Why it stopped, or None.

@@ -29,7 +29,7 @@ from robustrain.aliasing.stopping import (
     reference_history,
     stop_limit,
 )
-from robustrain.callbacks.rollback import RollbackEarlyStopping, current_lr
+from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping, current_lr
 
 DECIDE_ON = ("probe", "batch")
 MEASURES = ("absolute", "relative")

@@ -1,6 +1,6 @@
 """Benchmark of the batched grid evaluation against the seed-000 loop, in image-transforms per second.
 
-    python -m robustrain.bench_spatial [--repeats 5] [--threads N]
+    python -m robustrain.tools.bench_spatial [--repeats 5] [--threads N]
 
 For each network (SmallCNN on MNIST5k digits, trained briefly so that early exit meets a realistic model, and
 PreActResNet18 at 32x32 with random weights on random images), it times, alternating within every repeat:

@@ -12,7 +12,7 @@ falls by 20 points or more within two epochs; otherwise it is *healthy*, unless 
 robust*: nothing to lose, left out of the scores). The aliasing rule's settings are chosen on
 the tuning seeds and reported on the others. Then PGD-50-10 and AutoAttack are run on the models the rules hand back.
 
-    python -m robustrain.experiments.stop_study all --out runs/stop_study --docs docs/results/stop_study
+    python -m robustrain.tools.stop_study all --out runs/stop_study --docs docs/results/stop_study
 
 (steps: `train`, `select`, `evaluate`, `report`; `all` runs them in order and skips runs already trained.)
 """
@@ -32,7 +32,7 @@ import torch
 
 from robustrain.aliasing.replay import first_stop, replay
 from robustrain.callbacks.pgd_early_stopping import evaluate_pgd_stopping
-from robustrain.history import read_history_csv
+from robustrain.callbacks.history import read_history_csv
 
 EPS = 0.3
 OVERFIT_DROP = 0.10  # best - final held-out PGD accuracy above which a run overfits
@@ -292,7 +292,7 @@ def evaluate_epoch(run: dict, epoch: int, n_images: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m robustrain.experiments.stop_study", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m robustrain.tools.stop_study", description=__doc__.split("\n")[0])
     parser.add_argument("step", choices=("train", "select", "evaluate", "report", "all"))
     parser.add_argument("--out", type=Path, default=Path("runs/stop_study"))
     parser.add_argument("--docs", type=Path, default=Path("docs/results/stop_study"))
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-images", type=int, default=100, help="test digits for PGD-50-10 and AutoAttack")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))  # one thread per job: run shards side by side
-    from robustrain.experiments import stop_study_report as report
+    from robustrain.tools import stop_study_report as report
 
     if args.step in ("train", "all"):
         k, n = (int(v) for v in args.shard.split("/"))

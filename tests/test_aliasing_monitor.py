@@ -24,7 +24,7 @@ from _stopping_fixtures import (
 from robustrain.aliasing import measure_model_aliasing
 from robustrain.aliasing.replay import replay
 from robustrain.callbacks import AliasingMonitor
-from robustrain.history import read_history_csv
+from robustrain.callbacks.history import read_history_csv
 
 RULE = dict(monitor="conv1", threshold=0.33, window=3, warmup_epochs=2, probe_size=32)
 

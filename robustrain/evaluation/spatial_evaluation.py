@@ -40,7 +40,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
-from robustrain.modes import eval_mode
+from robustrain.train_eval_modes import eval_mode
 from robustrain.spatial import (
     SELECTION_RULES,
     evaluate_transforms,

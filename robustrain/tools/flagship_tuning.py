@@ -2,7 +2,7 @@
 trained with seed 100 and scored on the 500 *validation* digits (the reported figures use seeds 0-2 and the test
 digits, scripts/flagship_mnist5k.sh).
 
-    python -m robustrain.experiments.flagship_tuning --out runs/flagship_tuning [--only NAME ...] [--images 200]
+    python -m robustrain.tools.flagship_tuning --out runs/flagship_tuning [--only NAME ...] [--images 200]
 
 Each variant: train (CLI, one thread), then clean / PGD-50-10 (step 0.01) / AutoAttack (standard, 100 iterations)
 on the first --images validation digits of the model the run hands back. Prints a markdown table and writes
@@ -42,7 +42,7 @@ VARIANTS = {  # name -> CLI overrides of configs/mnist5k_fgsm_aliasing.yaml (whi
 def evaluate(module: torch.nn.Module, n_images: int) -> dict[str, float]:
     """Clean, PGD-50-10 and AutoAttack accuracy (the stop study's headline_accuracy) on the first n validation digits."""
     from robustrain.data import MNIST5k
-    from robustrain.experiments.stop_study import headline_accuracy
+    from robustrain.tools.stop_study import headline_accuracy
 
     data = MNIST5k(batch_size=100, eval_batch_size=n_images, val_size=500, test_size=500)
     data.setup("fit")
@@ -51,7 +51,7 @@ def evaluate(module: torch.nn.Module, n_images: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m robustrain.experiments.flagship_tuning", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m robustrain.tools.flagship_tuning", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/flagship_tuning"))
     parser.add_argument("--only", nargs="*", default=None)
     parser.add_argument("--images", type=int, default=200)

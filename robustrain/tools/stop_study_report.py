@@ -1,4 +1,4 @@
-"""The steps of robustrain.experiments.stop_study after training: select the rule, evaluate, write the report."""
+"""The steps of robustrain.tools.stop_study after training: select the rule, evaluate, write the report."""
 
 import json
 import math
@@ -8,7 +8,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from robustrain.experiments.stop_study import (
+from robustrain.tools.stop_study import (
     PAPER_RULE,
     REPORT_SEEDS,
     RULE_GRID,
@@ -107,7 +107,7 @@ def measure_cost(repeats: int = 15) -> dict[str, Any]:
     from robustrain.attacks import pgd
     from robustrain.data import MNIST5k
     from robustrain.models import SmallCNN
-    from robustrain.modes import eval_mode
+    from robustrain.train_eval_modes import eval_mode
 
     data = MNIST5k(batch_size=100)
     data.setup("fit")
@@ -183,7 +183,7 @@ def write(out: Path, docs: Path) -> None:
     lines = [
         "# Aliasing early stop vs PGD early stop vs the oracle, MNIST5k FGSM runs",
         "",
-        "Regenerate: `python -m robustrain.experiments.stop_study all --out runs/stop_study --docs docs/results/stop_study`",
+        "Regenerate: `python -m robustrain.tools.stop_study all --out runs/stop_study --docs docs/results/stop_study`",
         "",
         f"Default rule (tuned on seeds {list(TUNE_SEEDS)}, scored on seeds {list(REPORT_SEEDS)}): "
         + ", ".join(f"{k}={v}" for k, v in rule.items()),

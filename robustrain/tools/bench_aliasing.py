@@ -1,6 +1,6 @@
 """Benchmark: cost per epoch of the aliasing check vs Wong's PGD-ES check vs one FGSM epoch (prints figures).
 
-    python -m robustrain.bench_aliasing [--repeats 7] [--device cpu]
+    python -m robustrain.tools.bench_aliasing [--repeats 7] [--device cpu]
 
 - aliasing check: AliasingMonitor's measurement, 100 probe images, PreActResNet18 at 32x32, layer2 (conv1 + shortcut),
   eval mode, no grad, forward stopped after the last monitored layer; also the same with all 6 downsampling layers.
@@ -23,7 +23,7 @@ from robustrain.aliasing import measure_model_aliasing
 from robustrain.attacks import fgsm, pgd
 from robustrain.data import MNIST5k
 from robustrain.models import PreActResNet18, SmallCNN
-from robustrain.modes import eval_mode
+from robustrain.train_eval_modes import eval_mode
 
 
 def _timed(fn: Callable[[], object], device: torch.device) -> float:
@@ -37,7 +37,7 @@ def _timed(fn: Callable[[], object], device: torch.device) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[float]]:
-    parser = argparse.ArgumentParser(prog="python -m robustrain.bench_aliasing", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m robustrain.tools.bench_aliasing", description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)

@@ -33,8 +33,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from robustrain.evaluation.figures import plot_accuracy_vs_eps, plot_spectra
+from robustrain.attacks import AUTOATTACK_STANDARD
 from robustrain.evaluation.robust import (
-    AUTOATTACK_STANDARD,
     AttackSpec,
     attack_batch,
     check_eps_list,
@@ -73,7 +73,7 @@ class RobustnessEvaluation(Callback):
         pgd_random_start: PGD starts from a uniform point of the eps-ball.
         pgd_early_stop: Stop attacking an example once it is misclassified (Wong et al.'s attack_pgd).
         autoattack_steps: APGD / APGD-T / FAB iterations (original AutoAttack: 100; torchattacks' 'standard': 10).
-        autoattack_components: Components in order (robustrain.evaluation.robust.AUTOATTACK_COMPONENTS).
+        autoattack_components: Components in order (robustrain.attacks.AUTOATTACK_COMPONENTS).
         autoattack_n_target_classes: Targets of apgd-t / fab-t; None = all other classes.
         autoattack_square_queries: Square attack queries (original: 5000).
         autoattack_seed: Seed of AutoAttack's random starts (the global RNG is left as it was).

@@ -1,0 +1,44 @@
+"""FGSM adversarial training (fast adversarial training, Wong et al. 2020)."""
+
+from typing import Literal
+
+import torch
+
+from robustrain.attacks import check_fgsm_init, check_linf_params, fgsm
+from robustrain.train_eval_modes import batchnorm_mode
+from robustrain.training.base import RobustClassifier
+from robustrain.training.schedules import EpsWarmup, warmup_factor
+
+
+class FGSMTraining(EpsWarmup, RobustClassifier):
+    """FGSM adversarial training; the default is Wong et al.'s FGSM-RS ("fast is better than free").
+
+    Args:
+        eps: L-inf radius in [0, 1] pixel units (8/255 on CIFAR-10, 0.3 on MNIST).
+        alpha: Step size (Wong: 1.25 * eps, i.e. 10/255 on CIFAR-10, 0.375 on MNIST).
+        init: The start of the step (robustrain.attacks.fgsm): "random_clipped" (uniform in the eps-ball, x + delta
+            clipped to [0, 1] before the gradient: Wong et al.'s CIFAR-10 code and torchattacks.FFGSM; the default,
+            for the CIFAR-10 defaults), "random_unclipped" (the gradient at the unclipped x + delta: Wong et al.'s
+            MNIST code, used by the MNIST configs) or "zero" (plain FGSM with step alpha).
+        eps_warmup_epochs: Grow eps and alpha linearly from 0 over this many (fractional) epochs; 0 = off.
+        **kwargs: RobustClassifier arguments (net, optimizer, lr, ..., attack_bn_mode).
+    """
+
+    def __init__(
+        self,
+        eps: float = 8 / 255,
+        alpha: float = 10 / 255,
+        init: Literal["random_unclipped", "random_clipped", "zero"] = "random_clipped",
+        eps_warmup_epochs: float = 0.0,
+        **kwargs,
+    ):
+        check_linf_params(eps, alpha)
+        warmup_factor(0.0, eps_warmup_epochs)  # validates
+        check_fgsm_init(init)
+        super().__init__(**kwargs)
+
+    def perturb(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        hp = self.hparams
+        with batchnorm_mode(self.net, hp.attack_bn_mode):
+            scale = self.eps_scale()
+            return fgsm(self.net, images, labels, hp.eps * scale, hp.alpha * scale, hp.init)

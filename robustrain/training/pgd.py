@@ -1,0 +1,40 @@
+"""PGD adversarial training (Madry et al. 2018)."""
+
+import torch
+
+from robustrain.attacks import check_linf_params, pgd
+from robustrain.train_eval_modes import batchnorm_mode
+from robustrain.training.base import RobustClassifier
+from robustrain.training.schedules import EpsWarmup, warmup_factor
+
+
+class PGDTraining(EpsWarmup, RobustClassifier):
+    """PGD adversarial training (Madry et al. 2018; Rice et al. 2020's recipe: eps 8/255, step 2/255, 10 steps).
+
+    Args:
+        eps: L-inf radius in [0, 1] pixel units.
+        alpha: Step size.
+        steps: PGD steps per training batch.
+        random_start: Start from a uniform point of the eps-ball.
+        eps_warmup_epochs: Grow eps and alpha linearly from 0 over this many (fractional) epochs; 0 = off.
+        **kwargs: RobustClassifier arguments.
+    """
+
+    def __init__(
+        self,
+        eps: float = 8 / 255,
+        alpha: float = 2 / 255,
+        steps: int = 10,
+        random_start: bool = True,
+        eps_warmup_epochs: float = 0.0,
+        **kwargs,
+    ):
+        check_linf_params(eps, alpha, steps)
+        warmup_factor(0.0, eps_warmup_epochs)  # validates
+        super().__init__(**kwargs)
+
+    def perturb(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        hp = self.hparams
+        with batchnorm_mode(self.net, hp.attack_bn_mode):
+            scale = self.eps_scale()
+            return pgd(self.net, images, labels, hp.eps * scale, hp.alpha * scale, hp.steps, hp.random_start)
