@@ -166,17 +166,36 @@ def _layers(runs: Sequence[Run]) -> list[str]:
 def table_rows(runs: Sequence[Run]) -> tuple[list[str], list[list[Any]]]:
     """Column names and one row per run; None marks a missing entry. Accuracies are fractions in [0, 1]."""
     pgd_keys, layers = _pgd_keys(runs), _layers(runs)
-    columns = ["run", "method", "clean_acc", "fgsm_acc", *[f"{k}_acc" for k in pgd_keys], "autoattack_acc",
-               "grid_acc", *[f"aliasing/{layer}" for layer in layers], "epochs", "wall_time_s"]
+    columns = [
+        "run",
+        "method",
+        "clean_acc",
+        "fgsm_acc",
+        *[f"{k}_acc" for k in pgd_keys],
+        "autoattack_acc",
+        "grid_acc",
+        *[f"aliasing/{layer}" for layer in layers],
+        "epochs",
+        "wall_time_s",
+    ]
     rows = []
     for r in runs:
         acc = (r.robustness or {}).get("accuracy", {})
         alias = (r.aliasing or {}).get("aliasing", {}) or {}
-        rows.append([
-            r.name, r.method, acc.get("clean"), acc.get("fgsm"), *[acc.get(k) for k in pgd_keys],
-            acc.get("autoattack"), (r.spatial or {}).get("grid_acc"), *[alias.get(layer) for layer in layers],
-            r.epochs, r.wall_time_s,
-        ])
+        rows.append(
+            [
+                r.name,
+                r.method,
+                acc.get("clean"),
+                acc.get("fgsm"),
+                *[acc.get(k) for k in pgd_keys],
+                acc.get("autoattack"),
+                (r.spatial or {}).get("grid_acc"),
+                *[alias.get(layer) for layer in layers],
+                r.epochs,
+                r.wall_time_s,
+            ]
+        )
     return columns, rows
 
 
@@ -202,8 +221,10 @@ def _settings_notes(runs: Sequence[Run]) -> list[str]:
             if spec.get("name") == "pgd":
                 parts.append(f"{key}: step {spec['alpha']:g}, early_stop={spec['early_stop']}")
             if spec.get("name") == "autoattack":
-                parts.append(f"autoattack: {'+'.join(spec['components'])}, {spec['steps']} iterations, "
-                             f"{spec['square_queries']} Square queries")
+                parts.append(
+                    f"autoattack: {'+'.join(spec['components'])}, {spec['steps']} iterations, "
+                    f"{spec['square_queries']} Square queries"
+                )
         if parts:
             counts = rob.get("num_images", {})
             parts.append(f"images: {sorted(set(counts.values()))}")
@@ -211,7 +232,9 @@ def _settings_notes(runs: Sequence[Run]) -> list[str]:
     grouped: dict[str, list[str]] = {}
     for name, text in notes:
         grouped.setdefault(text, []).append(name)
-    return [f"- {', '.join(names) if len(names) < len(runs) else 'all runs'}: {text}" for text, names in grouped.items()]
+    return [
+        f"- {', '.join(names) if len(names) < len(runs) else 'all runs'}: {text}" for text, names in grouped.items()
+    ]
 
 
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -238,8 +261,7 @@ def write_figures(runs: Sequence[Run], out: Path) -> list[Path]:
         fig.savefig(out / name, dpi=110)
         written.append(out / name)
 
-    curves = {r.name: (c["eps"], c["accuracy"]) for r in runs
-              if (c := (r.robustness or {}).get("accuracy_vs_eps"))}
+    curves = {r.name: (c["eps"], c["accuracy"]) for r in runs if (c := (r.robustness or {}).get("accuracy_vs_eps"))}
     if curves:
         save(plot_accuracy_vs_eps(curves), "accuracy_vs_eps.png")
     layers = _layers(runs)
@@ -270,8 +292,14 @@ def write_figures(runs: Sequence[Run], out: Path) -> list[Path]:
         ax.legend(fontsize=7)
         fig.tight_layout()
         save(fig, "category_fractions.png")
-    tags = sorted({t for r in runs for t in r.training_scalars
-                   if t.startswith("aliasing/") and t.split("/", 1)[1] not in MONITOR_BOOKKEEPING})
+    tags = sorted(
+        {
+            t
+            for r in runs
+            for t in r.training_scalars
+            if t.startswith("aliasing/") and t.split("/", 1)[1] not in MONITOR_BOOKKEEPING
+        }
+    )
     if tags:
         fig = Figure(figsize=(4 * len(tags), 3.2))
         axes = fig.subplots(1, len(tags), squeeze=False)
@@ -299,14 +327,18 @@ def write_hparams(columns: Sequence[str], rows: Sequence[Sequence[Any]], out: Pa
         for row in rows:
             values = dict(zip(columns, row))
             hparams = {"run": values["run"], "method": values["method"] or MISSING}
-            metrics = {f"report/{c}": float(v) for c, v in values.items()
-                       if c not in ("run", "method") and isinstance(v, (int, float)) and v is not None}
+            metrics = {
+                f"report/{c}": float(v)
+                for c, v in values.items()
+                if c not in ("run", "method") and isinstance(v, (int, float)) and v is not None
+            }
             writer.add_hparams(hparams, metrics, run_name=str(values["run"]))
     return log_dir
 
 
-def build_report(paths: Sequence[Path | str], out: Path | str, names: Sequence[str] | None = None,
-                 hparams: bool = True) -> tuple[list[str], list[list[Any]]]:
+def build_report(
+    paths: Sequence[Path | str], out: Path | str, names: Sequence[str] | None = None, hparams: bool = True
+) -> tuple[list[str], list[list[Any]]]:
     """Writes out/comparison.md, comparison.csv, comparison.json, the figures and (hparams) out/tensorboard."""
     if names is not None and len(names) != len(paths):
         raise ValueError(f"names has {len(names)} entries for {len(paths)} runs: give one name per run")
@@ -320,10 +352,16 @@ def build_report(paths: Sequence[Path | str], out: Path | str, names: Sequence[s
         writer.writerows([["" if v is None else v for v in row] for row in rows])
     (out / "comparison.json").write_text(json.dumps([dict(zip(columns, row)) for row in rows], indent=2))
     figures = write_figures(runs, out)
-    lines = ["# Comparison", "", markdown_table(columns, rows), "",
-             "Accuracies in % of the evaluated test images; aliasing: mean aliasing measure per downsampling layer on "
-             "the probe images (robustrain.aliasing); grid: Engstrom et al.'s grid accuracy (SpatialEvaluation); "
-             f"epochs and wall time of the training run. {MISSING} = not measured for that run.", ""]
+    lines = [
+        "# Comparison",
+        "",
+        markdown_table(columns, rows),
+        "",
+        "Accuracies in % of the evaluated test images; aliasing: mean aliasing measure per downsampling layer on "
+        "the probe images (robustrain.aliasing); grid: Engstrom et al.'s grid accuracy (SpatialEvaluation); "
+        f"epochs and wall time of the training run. {MISSING} = not measured for that run.",
+        "",
+    ]
     notes = _settings_notes(runs)
     if notes:
         lines += ["Attack settings:", *notes, ""]

@@ -1,4 +1,4 @@
-"""Aliasing analysis of trained models: per-image spectral categories, their summaries and the AliasingAnalysis callback."""
+"""Aliasing analysis of trained models: per-image spectral categories, their summaries, AliasingAnalysis."""
 
 import json
 
@@ -46,10 +46,18 @@ def test_layer_categories_match_a_brute_force_stride_one_conv(model, mnist_batch
 
 def test_summary_splits_correct_and_incorrect_images_by_hand() -> None:
     per_image = {
-        "a": {"non_aliased": torch.tensor([1.0, 0.5, 0.0]), "aliased": torch.tensor([0.0, 0.5, 1.0]),
-              "tangled": torch.zeros(3), "no_pass": torch.zeros(3)},
-        "b": {"non_aliased": torch.tensor([0.0, 0.0, 0.0]), "aliased": torch.tensor([0.2, 0.4, 0.6]),
-              "tangled": torch.tensor([0.8, 0.6, 0.4]), "no_pass": torch.zeros(3)},
+        "a": {
+            "non_aliased": torch.tensor([1.0, 0.5, 0.0]),
+            "aliased": torch.tensor([0.0, 0.5, 1.0]),
+            "tangled": torch.zeros(3),
+            "no_pass": torch.zeros(3),
+        },
+        "b": {
+            "non_aliased": torch.tensor([0.0, 0.0, 0.0]),
+            "aliased": torch.tensor([0.2, 0.4, 0.6]),
+            "tangled": torch.tensor([0.8, 0.6, 0.4]),
+            "no_pass": torch.zeros(3),
+        },
     }
     summary = summarize_categories(per_image, torch.tensor([True, True, False]))
     assert summary["num_images"] == {"all": 3, "correct": 2, "incorrect": 1}
@@ -71,11 +79,14 @@ def test_a_split_without_images_is_none_not_zero() -> None:
 def test_sums_over_batches_equal_the_summary_of_all_images() -> None:
     torch.manual_seed(0)
     raw = torch.rand(2, 10, 4)
-    per_image = {f"l{i}": {c: (raw[i] / raw[i].sum(1, keepdim=True))[:, j] for j, c in enumerate(CATEGORIES)}
-                 for i in range(2)}
+    per_image = {
+        f"l{i}": {c: (raw[i] / raw[i].sum(1, keepdim=True))[:, j] for j, c in enumerate(CATEGORIES)} for i in range(2)
+    }
     correct = torch.rand(10) > 0.5
-    halves = [({k: {c: v[c][s] for c in CATEGORIES} for k, v in per_image.items()}, correct[s])
-              for s in (slice(0, 4), slice(4, 10))]
+    halves = [
+        ({k: {c: v[c][s] for c in CATEGORIES} for k, v in per_image.items()}, correct[s])
+        for s in (slice(0, 4), slice(4, 10))
+    ]
     parts = [category_sums(p, c) for p, c in halves]
     merged = categories_from_sums(["l0", "l1"], parts[0][0] + parts[1][0], parts[0][1] + parts[1][1])
     direct = summarize_categories(per_image, correct)
@@ -89,8 +100,15 @@ def test_sums_over_batches_equal_the_summary_of_all_images() -> None:
 def test_callback_reports_the_measure_of_the_test_images(model, mnist_batch, tmp_path) -> None:
     x, y = mnist_batch[0][:24], mnist_batch[1][:24]
     callback = AliasingAnalysis(probe_source="test", max_images=20)
-    trainer = L.Trainer(accelerator="cpu", logger=False, callbacks=[callback], inference_mode=False,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        callbacks=[callback],
+        inference_mode=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.test(StandardTraining(net=model, eval_size=0), DataLoader(TensorDataset(x, y), batch_size=8))
     report = json.loads((tmp_path / "aliasing.json").read_text())
     expected = measure_model_aliasing(model, x[:20])
@@ -109,8 +127,12 @@ def _all_categories(model, x, y):
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"probe_source": "val"}, "probe_source='val'"), ({"threshold_db": 0.0}, "threshold_db=0.0"),
-     ({"probe_size": 0}, "probe_size=0"), ({"report_name": "a/b.json"}, "report_name='a/b.json'")],
+    [
+        ({"probe_source": "val"}, "probe_source='val'"),
+        ({"threshold_db": 0.0}, "threshold_db=0.0"),
+        ({"probe_size": 0}, "probe_size=0"),
+        ({"report_name": "a/b.json"}, "report_name='a/b.json'"),
+    ],
 )
 def test_bad_arguments_raise_value_error_naming_the_value(kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):

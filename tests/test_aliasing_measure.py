@@ -39,14 +39,14 @@ def _brute_force(f: np.ndarray, sh: int, sw: int) -> tuple[np.ndarray, np.ndarra
     folded = np.zeros((nh, nw), dtype=complex)
     reference = np.zeros((nh, nw), dtype=complex)
     for k in range(nh):
-        for l in range(nw):
+        for m in range(nw):
             for i in range(sh):
                 for j in range(sw):
-                    folded[k, l] += x[k + i * nh, l + j * nw] / (sh * sw)
-            # the low-band frequency that lands on bin (k, l): -(N // 2) .. N - N // 2 - 1
+                    folded[k, m] += x[k + i * nh, m + j * nw] / (sh * sw)
+            # the low-band frequency that lands on bin (k, m): -(N // 2) .. N - N // 2 - 1
             fk = k if k < nh - nh // 2 else k - nh
-            fl = l if l < nw - nw // 2 else l - nw
-            reference[k, l] = x[fk % (sh * nh), fl % (sw * nw)] / (sh * sw)
+            fl = m if m < nw - nw // 2 else m - nw
+            reference[k, m] = x[fk % (sh * nh), fl % (sw * nw)] / (sh * sw)
     np.testing.assert_allclose(folded, y, atol=1e-9 * np.abs(y).max())
     return y, reference, float(np.abs(y - reference).mean())
 

@@ -239,8 +239,9 @@ def test_ddp_two_processes_reduce_the_probe_and_take_the_same_decision(tmp_path)
     script = tmp_path / "ddp_run.py"
     script.write_text(textwrap.dedent(DDP_SCRIPT.format(tests=str(Path(__file__).parent), root=str(tmp_path))))
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
-    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["values"] == ranks[1]["values"]

@@ -96,9 +96,16 @@ def test_bad_attack_parameters_raise_naming_the_value(trained_cnn, mnist_batch, 
         call(trained_cnn, x[:2], y[:2], **kwargs)
 
 
-@pytest.mark.parametrize("cls,kwargs", [(FGSMTraining, {"eps": 2.0}), (FGSMTraining, {"init": "none"}),
-                                        (PGDTraining, {"steps": 0}), (PGDTraining, {"alpha": -1.0}),
-                                        (FGSMTraining, {"attack_bn_mode": "frozen"})])
+@pytest.mark.parametrize(
+    "cls,kwargs",
+    [
+        (FGSMTraining, {"eps": 2.0}),
+        (FGSMTraining, {"init": "none"}),
+        (PGDTraining, {"steps": 0}),
+        (PGDTraining, {"alpha": -1.0}),
+        (FGSMTraining, {"attack_bn_mode": "frozen"}),
+    ],
+)
 def test_bad_training_arguments_raise_at_construction(cls, kwargs):
     with pytest.raises(ValueError, match=str(list(kwargs.values())[0])):
         cls(net=SmallCNN(), **kwargs)
@@ -126,8 +133,11 @@ def test_training_attack_uses_bn_policy_and_restores_every_mode(bn_mode, cls):
     before = {name: m.training for name, m in module.named_modules()}
     module.perturb(torch.rand(4, 1, 32, 32), torch.tensor([0, 1, 2, 3]))
     assert {name: m.training for name, m in module.named_modules()} == before
-    layer2_bns = {i for i, (name, m) in enumerate((n, m) for n, m in net.net.named_modules()
-                                                   if isinstance(m, nn.BatchNorm2d)) if name.startswith("layer2")}
+    layer2_bns = {
+        i
+        for i, (name, m) in enumerate((n, m) for n, m in net.net.named_modules() if isinstance(m, nn.BatchNorm2d))
+        if name.startswith("layer2")
+    }
     for modes in net.seen:  # every attack forward saw the requested policy
         assert all(t == (bn_mode == "train") for i, t in enumerate(modes) if i not in layer2_bns or bn_mode == "eval")
 
@@ -206,10 +216,12 @@ def test_pgd_restarts_count_an_example_broken_if_any_restart_fools_it(monkeypatc
     fooled_low_loss = torch.tensor([0.45, 0.55, 0.0]).log()  # class 1 wins; CE for label 0 = 0.80
     correct_high_loss = torch.tensor([0.40, 0.30, 0.30]).log()  # class 0 wins; CE = 0.92
     correct_low_loss = torch.tensor([0.90, 0.05, 0.05]).log()
-    outputs = iter([
-        torch.stack([fooled_low_loss, correct_low_loss]),
-        torch.stack([correct_high_loss]),
-    ])
+    outputs = iter(
+        [
+            torch.stack([fooled_low_loss, correct_low_loss]),
+            torch.stack([correct_high_loss]),
+        ]
+    )
     attacked = []
 
     class ScriptedPGD:

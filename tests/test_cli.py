@@ -11,9 +11,22 @@ from conftest import CONFIGS, REPO
 
 from robustrain.cli import main
 
-FAST = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1",
-        "--trainer.enable_progress_bar", "false", "--trainer.num_sanity_val_steps", "0",
-        "--model.init_args.eval_size", "20", "--model.init_args.eval_steps", "2"]
+FAST = [
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.limit_train_batches",
+    "3",
+    "--trainer.limit_val_batches",
+    "1",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.num_sanity_val_steps",
+    "0",
+    "--model.init_args.eval_size",
+    "20",
+    "--model.init_args.eval_steps",
+    "2",
+]
 
 
 def _data_on_disk(config: dict) -> bool:
@@ -50,8 +63,19 @@ def test_fit_writes_tensorboard_logs_checkpoints_and_the_config(in_tmp):
 
 
 def test_model_can_be_chosen_on_the_command_line(in_tmp):
-    cli = main(["--model", "PGDTraining", "--model.net", "robustrain.models.SmallCNN", "--model.steps", "3",
-                "--trainer.logger", "false"], run=False)
+    cli = main(
+        [
+            "--model",
+            "PGDTraining",
+            "--model.net",
+            "robustrain.models.SmallCNN",
+            "--model.steps",
+            "3",
+            "--trainer.logger",
+            "false",
+        ],
+        run=False,
+    )
     assert type(cli.model).__name__ == "PGDTraining" and cli.model.hparams.steps == 3
     assert type(cli.datamodule).__name__ == "MNIST5k"  # the embedded default
 
@@ -77,8 +101,18 @@ def test_bad_values_fail_before_training_and_name_the_value(in_tmp):
 
 def test_ddp_with_two_cpu_processes_runs_an_epoch(in_tmp):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, str(REPO / "train.py"), "fit", "--config", str(REPO / "configs/mnist5k_fgsm.yaml"), *FAST,
-           "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    cmd = [
+        sys.executable,
+        str(REPO / "train.py"),
+        "fit",
+        "--config",
+        str(REPO / "configs/mnist5k_fgsm.yaml"),
+        *FAST,
+        "--trainer.devices",
+        "2",
+        "--trainer.strategy",
+        "ddp",
+    ]
     result = subprocess.run(cmd, cwd=in_tmp, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     ckpt = torch.load(in_tmp / "runs/mnist5k_fgsm/checkpoints/last.ckpt", weights_only=False)
@@ -88,15 +122,35 @@ def test_ddp_with_two_cpu_processes_runs_an_epoch(in_tmp):
 def test_checkpoint_rebuilds_its_own_network_for_test_and_load(in_tmp):
     from robustrain.training import FGSMTraining
 
-    main(["fit", "--config", str(REPO / "configs/mnist5k_fgsm.yaml"), *FAST,
-          "--model.init_args.net.init_args.antialias", "3"])
+    main(
+        [
+            "fit",
+            "--config",
+            str(REPO / "configs/mnist5k_fgsm.yaml"),
+            *FAST,
+            "--model.init_args.net.init_args.antialias",
+            "3",
+        ]
+    )
     ckpt = in_tmp / "runs/mnist5k_fgsm/checkpoints/last.ckpt"
     loaded = FGSMTraining.load_from_checkpoint(ckpt)
     assert type(loaded.net.conv1).__name__ == "Sequential"  # stride-1 conv + BlurPool
     # A config without anti-aliasing still evaluates the anti-aliased checkpoint: the network comes from the checkpoint.
-    cli = main(["test", "--config", str(REPO / "configs/mnist5k_standard.yaml"), "--ckpt_path", str(ckpt),
-                "--trainer.enable_progress_bar", "false", "--model.init_args.eval_size", "10",
-                "--model.init_args.eval_steps", "2"])
+    cli = main(
+        [
+            "test",
+            "--config",
+            str(REPO / "configs/mnist5k_standard.yaml"),
+            "--ckpt_path",
+            str(ckpt),
+            "--trainer.enable_progress_bar",
+            "false",
+            "--model.init_args.eval_size",
+            "10",
+            "--model.init_args.eval_steps",
+            "2",
+        ]
+    )
     assert type(cli.model).__name__ == "FGSMTraining" and type(cli.model.net.conv1).__name__ == "Sequential"
     assert 0.0 <= cli.trainer.callback_metrics["test/acc"] <= 1.0
 
@@ -104,9 +158,23 @@ def test_checkpoint_rebuilds_its_own_network_for_test_and_load(in_tmp):
 def test_evaluation_settings_come_from_the_command_line_not_the_checkpoint(in_tmp):
     main(["fit", "--config", str(REPO / "configs/mnist5k_fgsm.yaml"), *FAST])
     ckpt = in_tmp / "runs/mnist5k_fgsm/checkpoints/last.ckpt"
-    cli = main(["test", "--config", str(REPO / "configs/mnist5k_standard.yaml"), "--ckpt_path", str(ckpt),
-                "--model.init_args.eval_size", "0", "--trainer.limit_test_batches", "0.2", "--data.init_args.eval_batch_size", "100",
-                "--trainer.enable_progress_bar", "false"])
+    cli = main(
+        [
+            "test",
+            "--config",
+            str(REPO / "configs/mnist5k_standard.yaml"),
+            "--ckpt_path",
+            str(ckpt),
+            "--model.init_args.eval_size",
+            "0",
+            "--trainer.limit_test_batches",
+            "0.2",
+            "--data.init_args.eval_batch_size",
+            "100",
+            "--trainer.enable_progress_bar",
+            "false",
+        ]
+    )
     assert type(cli.model).__name__ == "FGSMTraining" and cli.model.hparams.eps == 0.3  # trained as it was
     assert cli.model.hparams.eval_size == 0  # evaluated as asked
     assert "test/acc" in cli.trainer.callback_metrics and "test/acc_pgd" not in cli.trainer.callback_metrics

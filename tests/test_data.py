@@ -45,8 +45,12 @@ def test_probe_set_is_fixed_and_unaugmented():
 
 @pytest.mark.parametrize(
     "kwargs,match",
-    [({"batch_size": 0}, "batch_size=0"), ({"val_size": 4500}, "val_size=4500"), ({"val_size": -1}, "val_size=-1"),
-     ({"test_size": 5000}, "test_size=5000")],
+    [
+        ({"batch_size": 0}, "batch_size=0"),
+        ({"val_size": 4500}, "val_size=4500"),
+        ({"val_size": -1}, "val_size=-1"),
+        ({"test_size": 5000}, "test_size=5000"),
+    ],
 )
 def test_bad_mnist5k_arguments_raise_at_construction(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -20,14 +20,34 @@ from robustrain.training import FGSMTraining
 @pytest.fixture(scope="module")
 def events(tmp_path_factory):
     root = tmp_path_factory.mktemp("tb")
-    module = FGSMTraining(net=SmallCNN(), eps=0.3, alpha=0.375, init="random_unclipped", optimizer="adam", lr=5e-3,
-                          eval_eps=0.3, eval_alpha=0.1, eval_steps=2, eval_size=20)
+    module = FGSMTraining(
+        net=SmallCNN(),
+        eps=0.3,
+        alpha=0.375,
+        init="random_unclipped",
+        optimizer="adam",
+        lr=5e-3,
+        eval_eps=0.3,
+        eval_alpha=0.1,
+        eval_steps=2,
+        eval_size=20,
+    )
     logger = L.pytorch.loggers.TensorBoardLogger(root, name="run")
-    callbacks = [AliasingMonitor(warmup_epochs=1, wait_for_lr_peak=False, threshold=0.05, probe_size=20),
-                 PGDEarlyStopping(eps=0.3, alpha=0.1, steps=2, monitor_only=True)]
-    trainer = L.Trainer(max_epochs=3, limit_train_batches=3, limit_val_batches=1, logger=logger, callbacks=callbacks,
-                        enable_checkpointing=False, enable_progress_bar=False, num_sanity_val_steps=0,
-                        inference_mode=False)
+    callbacks = [
+        AliasingMonitor(warmup_epochs=1, wait_for_lr_peak=False, threshold=0.05, probe_size=20),
+        PGDEarlyStopping(eps=0.3, alpha=0.1, steps=2, monitor_only=True),
+    ]
+    trainer = L.Trainer(
+        max_epochs=3,
+        limit_train_batches=3,
+        limit_val_batches=1,
+        logger=logger,
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        num_sanity_val_steps=0,
+        inference_mode=False,
+    )
     trainer.fit(module, MNIST5k(batch_size=50, eval_batch_size=50))
     accumulator = EventAccumulator(str(logger.log_dir), size_guidance={"tensors": 0, "images": 0, "scalars": 0})
     accumulator.Reload()
@@ -44,7 +64,9 @@ def test_custom_scalar_layout_combines_the_charts_and_names_only_logged_tags(eve
     scalars = accumulator.Tags()["scalars"]
     layout = _layout(accumulator)
     charts = {chart.title: [t for t in chart.multiline.tag] for category in layout.category for chart in category.chart}
-    assert any(set(tags) == {"^aliasing/value$", "^aliasing/filtered$", "^aliasing/threshold$"} for tags in charts.values())
+    assert any(
+        set(tags) == {"^aliasing/value$", "^aliasing/filtered$", "^aliasing/threshold$"} for tags in charts.values()
+    )
     assert any({"^val/acc_pgd$", "^val/acc_fgsm$", "^val/acc$"} <= set(tags) for tags in charts.values())
     assert any("^pgd_es/acc$" in tags for tags in charts.values())
     for title, tags in charts.items():
@@ -68,7 +90,8 @@ def test_hparams_carry_the_callback_settings_and_outcomes(events):
     assert hparams["pgd_es/max_drop"].number_value == pytest.approx(0.2)
     assert hparams["eps"].number_value == pytest.approx(0.3)  # the module's own
     experiment = plugin_data_pb2.HParamsPluginData.FromString(
-        accumulator.SummaryMetadata("_hparams_/experiment").plugin_data.content).experiment
+        accumulator.SummaryMetadata("_hparams_/experiment").plugin_data.content
+    ).experiment
     metric_tags = {m.name.tag for m in experiment.metric_infos}
     assert {"aliasing/stopped_epoch", "aliasing/restored_epoch", "aliasing/restored_val_acc_pgd"} <= metric_tags
     outcome = callbacks[0].outcome()

@@ -9,8 +9,8 @@ from _stopping_fixtures import RandomDigits, WeightsPerEpoch, assert_same_weight
 
 from robustrain.aliasing import find_downsampling_layers
 from robustrain.callbacks import AliasingMonitor, PGDEarlyStopping, evaluate_pgd_stopping
-from robustrain.cli import main
 from robustrain.callbacks.history import read_history_csv
+from robustrain.cli import main
 from robustrain.models import PreActResNet18
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,7 +108,12 @@ def test_check_leaves_the_training_random_stream_and_modes_untouched(tmp_path) -
 
 @pytest.mark.parametrize(
     ("kwargs", "name"),
-    [({"eps": 2.0}, "eps"), ({"max_drop": 0.0}, "max_drop"), ({"source": "val"}, "source"), ({"probe_size": 0}, "probe_size")],
+    [
+        ({"eps": 2.0}, "eps"),
+        ({"max_drop": 0.0}, "max_drop"),
+        ({"source": "val"}, "source"),
+        ({"probe_size": 0}, "probe_size"),
+    ],
 )
 def test_invalid_arguments_raise_naming_the_parameter(kwargs: dict, name: str) -> None:
     with pytest.raises(ValueError, match=name):
@@ -117,8 +122,11 @@ def test_invalid_arguments_raise_naming_the_parameter(kwargs: dict, name: str) -
 
 @pytest.mark.parametrize(
     ("name", "stopper"),
-    [("mnist5k_fgsm_aliasing", AliasingMonitor), ("cifar10_fgsm_aliasing", AliasingMonitor),
-     ("cifar10_fgsm_pgd_es", PGDEarlyStopping)],
+    [
+        ("mnist5k_fgsm_aliasing", AliasingMonitor),
+        ("cifar10_fgsm_aliasing", AliasingMonitor),
+        ("cifar10_fgsm_pgd_es", PGDEarlyStopping),
+    ],
 )
 def test_early_stopping_configs_instantiate_with_exactly_one_stopper(tmp_path, monkeypatch, name, stopper) -> None:
     monkeypatch.chdir(tmp_path)

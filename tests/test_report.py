@@ -20,10 +20,16 @@ from robustrain.report import MISSING, build_report, describe_method, load_run, 
 from robustrain.training import StandardTraining
 
 CONFIG = {
-    "model": {"class_path": "robustrain.training.FGSMTraining",
-              "init_args": {"net": {"class_path": "robustrain.models.SmallCNN", "init_args": {"antialias": 3}}}},
-    "trainer": {"callbacks": [{"class_path": "robustrain.callbacks.PGDEarlyStopping"},
-                              {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint"}]},
+    "model": {
+        "class_path": "robustrain.training.FGSMTraining",
+        "init_args": {"net": {"class_path": "robustrain.models.SmallCNN", "init_args": {"antialias": 3}}},
+    },
+    "trainer": {
+        "callbacks": [
+            {"class_path": "robustrain.callbacks.PGDEarlyStopping"},
+            {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint"},
+        ]
+    },
 }
 ALIASING = {"aliasing": {"conv1": 0.125, "conv2": 0.5}, "categories": None}
 
@@ -53,10 +59,18 @@ def runs(tmp_path, mnist_batch) -> tuple[Path, Path, dict]:
         opt.zero_grad()
         loss.backward()
         opt.step()
-    callback = RobustnessEvaluation(eps=0.1, attacks=["fgsm", "pgd"], pgd=[(3, 1)], pgd_alpha=0.04,
-                                    pgd_random_start=False, spectrum=False)
-    trainer = L.Trainer(accelerator="cpu", logger=False, callbacks=[callback], inference_mode=False,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=a / "version_1")
+    callback = RobustnessEvaluation(
+        eps=0.1, attacks=["fgsm", "pgd"], pgd=[(3, 1)], pgd_alpha=0.04, pgd_random_start=False, spectrum=False
+    )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        callbacks=[callback],
+        inference_mode=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=a / "version_1",
+    )
     trainer.test(StandardTraining(net=net, eval_size=0), DataLoader(TensorDataset(x, y), batch_size=8))
     direct = robust_accuracy(net, [(x, y)], callback.specs)
     (a / "version_1" / "aliasing.json").write_text(json.dumps(ALIASING))

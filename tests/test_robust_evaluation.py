@@ -10,6 +10,7 @@ import torch.nn.functional as F
 import yaml
 
 from robustrain.attacks import autoattack
+from robustrain.evaluation import RobustnessEvaluation
 from robustrain.evaluation.robust import (
     AttackSpec,
     accuracy_vs_eps,
@@ -18,7 +19,6 @@ from robustrain.evaluation.robust import (
     perturbation_spectrum,
     robust_accuracy,
 )
-from robustrain.evaluation import RobustnessEvaluation
 from robustrain.models import SmallCNN
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,8 +98,12 @@ def test_autoattack_not_above_clean_and_components_only_lower(tiny) -> None:
 
 @pytest.mark.parametrize(
     "spec",
-    [AttackSpec("fgsm", 0.1), AttackSpec("pgd", 0.1, steps=3, restarts=2),
-     AttackSpec("pgd", 0.1, steps=3, early_stop=True), AttackSpec("autoattack", 0.1, **FAST_AA)],
+    [
+        AttackSpec("fgsm", 0.1),
+        AttackSpec("pgd", 0.1, steps=3, restarts=2),
+        AttackSpec("pgd", 0.1, steps=3, early_stop=True),
+        AttackSpec("autoattack", 0.1, **FAST_AA),
+    ],
     ids=lambda s: s.key + ("_es" if s.early_stop else ""),
 )
 def test_attacks_stay_in_eps_ball_and_restore_modes(tiny, spec) -> None:
@@ -166,8 +170,16 @@ def test_autoattack_rejects_more_targets_than_classes(tiny) -> None:
 def _tiny_config(tmp: Path) -> Path:
     config = yaml.safe_load((REPO / "configs" / "eval_robust_mnist5k.yaml").read_text())
     robust, aliasing = (c["init_args"] for c in config["trainer"]["callbacks"])
-    robust.update(pgd=[[3, 2]], autoattack_steps=2, autoattack_square_queries=5, autoattack_n_target_classes=1,
-                  autoattack_max_images=8, eps_curve=[0.0, 0.3], eps_curve_steps=2, max_images=30)
+    robust.update(
+        pgd=[[3, 2]],
+        autoattack_steps=2,
+        autoattack_square_queries=5,
+        autoattack_n_target_classes=1,
+        autoattack_max_images=8,
+        eps_curve=[0.0, 0.3],
+        eps_curve_steps=2,
+        max_images=30,
+    )
     aliasing.update(probe_size=8, max_images=30)
     config["trainer"].update(limit_test_batches=2, enable_progress_bar=False, enable_model_summary=False)
     config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp / "runs")
@@ -184,8 +196,19 @@ def test_cli_test_run_writes_reports_with_expected_keys(in_tmp) -> None:
     cli = main(["test", "--config", str(_tiny_config(in_tmp))])
     log_dir = Path(cli.trainer.log_dir)
     report = json.loads((log_dir / "robustness.json").read_text())
-    assert set(report) == {"schema", "checkpoint", "model", "net", "eps", "accuracy", "num_images", "attacks",
-                           "seconds", "accuracy_vs_eps", "perturbation_spectrum"}
+    assert set(report) == {
+        "schema",
+        "checkpoint",
+        "model",
+        "net",
+        "eps",
+        "accuracy",
+        "num_images",
+        "attacks",
+        "seconds",
+        "accuracy_vs_eps",
+        "perturbation_spectrum",
+    }
     assert set(report["accuracy"]) == {"clean", "fgsm", "pgd_3x2", "autoattack"}
     assert report["num_images"] == {"clean": 30, "fgsm": 30, "pgd_3x2": 30, "autoattack": 8}
     assert report["attacks"]["autoattack"]["steps"] == 2
@@ -209,10 +232,18 @@ def test_callback_equals_direct_robust_accuracy_over_batches(tiny, tmp_path) -> 
 
     model, x, y = tiny
     module = StandardTraining(net=model, eval_size=0)
-    callback = RobustnessEvaluation(eps=0.1, attacks=["fgsm", "pgd"], pgd=[(4, 1)], pgd_alpha=0.03,
-                                    pgd_random_start=False, spectrum=False)
-    trainer = L.Trainer(accelerator="cpu", logger=False, callbacks=[callback], inference_mode=False,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    callback = RobustnessEvaluation(
+        eps=0.1, attacks=["fgsm", "pgd"], pgd=[(4, 1)], pgd_alpha=0.03, pgd_random_start=False, spectrum=False
+    )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        callbacks=[callback],
+        inference_mode=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.test(module, DataLoader(TensorDataset(x, y), batch_size=10))
     direct = robust_accuracy(model, [(x, y)], callback.specs)
     assert callback.report["accuracy"] == direct
@@ -225,8 +256,14 @@ def test_callback_refuses_inference_mode(tiny, tmp_path) -> None:
     from robustrain.training import StandardTraining
 
     model, x, y = tiny
-    trainer = L.Trainer(accelerator="cpu", logger=False, callbacks=[RobustnessEvaluation()], inference_mode=True,
-                        enable_progress_bar=False, default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        callbacks=[RobustnessEvaluation()],
+        inference_mode=True,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+    )
     with pytest.raises(ValueError, match="inference_mode"):
         trainer.test(StandardTraining(net=model, eval_size=0), DataLoader(TensorDataset(x, y), batch_size=16))
 
@@ -246,8 +283,11 @@ def test_every_new_config_instantiates(name, in_tmp) -> None:
 
 @pytest.mark.parametrize(
     "name, expected",
-    [("compare_mnist5k_fgsm_aliasing_stop.yaml", "AliasingMonitor"), ("compare_mnist5k_fgsm_pgd_stop.yaml",
-     "PGDEarlyStopping"), ("compare_mnist5k_antialiased.yaml", "BlurPool")],
+    [
+        ("compare_mnist5k_fgsm_aliasing_stop.yaml", "AliasingMonitor"),
+        ("compare_mnist5k_fgsm_pgd_stop.yaml", "PGDEarlyStopping"),
+        ("compare_mnist5k_antialiased.yaml", "BlurPool"),
+    ],
 )
 def test_compare_configs_instantiate(name, expected, in_tmp) -> None:
     from robustrain.cli import main
@@ -260,8 +300,15 @@ def test_compare_configs_instantiate(name, expected, in_tmp) -> None:
 def test_quick_eval_config_stacks_on_the_mnist_eval_config(in_tmp) -> None:
     from robustrain.cli import main
 
-    cli = main(["--config", str(REPO / "configs" / "eval_robust_mnist5k.yaml"),
-                "--config", str(REPO / "scripts" / "compare_mnist5k_quick_eval.yaml")], run=False)
+    cli = main(
+        [
+            "--config",
+            str(REPO / "configs" / "eval_robust_mnist5k.yaml"),
+            "--config",
+            str(REPO / "scripts" / "compare_mnist5k_quick_eval.yaml"),
+        ],
+        run=False,
+    )
     robust = next(c for c in cli.trainer.callbacks if isinstance(c, RobustnessEvaluation))
     assert [s.key for s in robust.specs] == ["clean", "fgsm", "pgd_20x2", "autoattack"]
     assert robust.specs[-1].steps == 20 and robust.specs[-1].square_queries == 1000

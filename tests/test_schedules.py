@@ -23,8 +23,14 @@ def test_cosine_and_constant():
     assert lr_factor("constant", 7, 10) == 1.0
 
 
-@pytest.mark.parametrize("args,match", [(("step", 0, 10), "lr_schedule='step'"), (("cyclic", 0, 0), "total_steps=0"),
-                                        (("cyclic", 0, 10, 1.0), "cyclic_peak=1.0")])
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (("step", 0, 10), "lr_schedule='step'"),
+        (("cyclic", 0, 0), "total_steps=0"),
+        (("cyclic", 0, 10, 1.0), "cyclic_peak=1.0"),
+    ],
+)
 def test_bad_schedule_arguments_raise(args, match):
     with pytest.raises(ValueError, match=match):
         lr_factor(*args)

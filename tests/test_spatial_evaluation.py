@@ -20,9 +20,21 @@ from robustrain.training import StandardTraining
 REPO = Path(__file__).resolve().parents[1]
 EVAL_MNIST = str(REPO / "configs/eval_spatial_mnist5k.yaml")
 REPORT_KEYS = {
-    "n_images", "clean_acc", "grid_acc", "per_transform_acc", "per_transform_acc_grid", "random_acc", "worst_of_k_acc",
-    "worst_of_k", "first_order_acc", "first_order_grid_acc", "first_order_images", "shift_consistency", "smoothness",
-    "grid", "settings",
+    "n_images",
+    "clean_acc",
+    "grid_acc",
+    "per_transform_acc",
+    "per_transform_acc_grid",
+    "random_acc",
+    "worst_of_k_acc",
+    "worst_of_k",
+    "first_order_acc",
+    "first_order_grid_acc",
+    "first_order_images",
+    "shift_consistency",
+    "smoothness",
+    "grid",
+    "settings",
 }
 SMALL_GRID = {"rotation_deg_range": 6.0, "n_rotations": 5, "translation_px_range": 1.0, "n_translations": 3}
 
@@ -47,10 +59,29 @@ def _brute_force(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, params:
 def checkpoint(tmp_path_factory) -> Path:
     """A SmallCNN trained 40 steps on MNIST5k (clean) through the CLI, saved as a Lightning checkpoint."""
     root = tmp_path_factory.mktemp("ckpt")
-    args = ["fit", "--config", str(REPO / "configs/mnist5k_standard.yaml"), "--trainer.max_steps", "40",
-            "--trainer.limit_val_batches", "0", "--trainer.callbacks", "[]", "--trainer.enable_checkpointing", "false",
-            "--trainer.logger", "false", "--trainer.enable_progress_bar", "false", "--model.init_args.eval_size", "0",
-            "--model.init_args.lr_schedule", "constant", "--trainer.default_root_dir", str(root)]
+    args = [
+        "fit",
+        "--config",
+        str(REPO / "configs/mnist5k_standard.yaml"),
+        "--trainer.max_steps",
+        "40",
+        "--trainer.limit_val_batches",
+        "0",
+        "--trainer.callbacks",
+        "[]",
+        "--trainer.enable_checkpointing",
+        "false",
+        "--trainer.logger",
+        "false",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--model.init_args.eval_size",
+        "0",
+        "--model.init_args.lr_schedule",
+        "constant",
+        "--trainer.default_root_dir",
+        str(root),
+    ]
     cli = main(args)
     path = root / "small_cnn.ckpt"
     cli.trainer.save_checkpoint(path)
@@ -77,9 +108,20 @@ def test_cli_report_matches_brute_force_whatever_the_batch_and_chunk_size(checkp
     correct = _brute_force(_trained_net(checkpoint), x, y, params)  # (30, 45)
     reports = []
     for batch_size, chunk_size in ((16, 4), (30, 45)):
-        args = ["test", "--config", EVAL_MNIST, "--ckpt_path", str(checkpoint), "--data.init_args.test_size", "30",
-                "--data.init_args.eval_batch_size", str(batch_size), "--trainer.enable_progress_bar", "false",
-                *_grid_args(chunk_size=chunk_size)]
+        args = [
+            "test",
+            "--config",
+            EVAL_MNIST,
+            "--ckpt_path",
+            str(checkpoint),
+            "--data.init_args.test_size",
+            "30",
+            "--data.init_args.eval_batch_size",
+            str(batch_size),
+            "--trainer.enable_progress_bar",
+            "false",
+            *_grid_args(chunk_size=chunk_size),
+        ]
         cli = main(args)
         log_dir = Path(cli.trainer.log_dir)
         report = json.loads((log_dir / "spatial_report.json").read_text())
@@ -102,9 +144,17 @@ def test_cli_report_matches_brute_force_whatever_the_batch_and_chunk_size(checkp
 def _run_test(devices: int, root: Path, checkpoint: Path) -> dict:
     module = StandardTraining(net=_trained_net(checkpoint), eval_size=0)
     callback = SpatialEvaluation(**SMALL_GRID, first_order_steps=0, shift_pairs=1, chunk_size=8)
-    trainer = L.Trainer(accelerator="cpu", devices=devices, strategy="ddp_spawn" if devices > 1 else "auto",
-                        logger=False, default_root_dir=str(root), callbacks=[callback], inference_mode=False,
-                        enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=devices,
+        strategy="ddp_spawn" if devices > 1 else "auto",
+        logger=False,
+        default_root_dir=str(root),
+        callbacks=[callback],
+        inference_mode=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.test(module, datamodule=MNIST5k(test_size=30, eval_batch_size=8))
     return json.loads((root / "spatial_report.json").read_text())
 
@@ -137,14 +187,39 @@ def test_torchvision_resnet_with_local_weights_over_an_image_folder(tmp_path, in
     reference = TorchvisionResNet(arch="resnet18", num_classes=4).eval()
     torch.save(reference.net.state_dict(), tmp_path / "resnet18.pth")
     # Seed 000's config at 28 px: 24 px at 224 is 3 px here; 5 rotations keep the test fast.
-    args = ["test", "--config", str(REPO / "configs/eval_spatial_imagenet_resnet50.yaml"),
-            "--model.init_args.net.init_args.arch", "resnet18", "--model.init_args.net.init_args.num_classes", "4",
-            "--model.init_args.net.init_args.weights_path", str(tmp_path / "resnet18.pth"),
-            "--data.init_args.root", str(tmp_path / "folder"), "--data.init_args.resize_size", "28",
-            "--data.init_args.crop_size", "28", "--data.init_args.val_size", "2", "--data.init_args.num_workers", "0",
-            "--data.init_args.eval_batch_size", "8", "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar",
-            "false", "--trainer.callbacks.init_args.translation_px_range", "3",
-            "--trainer.callbacks.init_args.n_rotations", "3", "--trainer.callbacks.init_args.k", "3"]
+    args = [
+        "test",
+        "--config",
+        str(REPO / "configs/eval_spatial_imagenet_resnet50.yaml"),
+        "--model.init_args.net.init_args.arch",
+        "resnet18",
+        "--model.init_args.net.init_args.num_classes",
+        "4",
+        "--model.init_args.net.init_args.weights_path",
+        str(tmp_path / "resnet18.pth"),
+        "--data.init_args.root",
+        str(tmp_path / "folder"),
+        "--data.init_args.resize_size",
+        "28",
+        "--data.init_args.crop_size",
+        "28",
+        "--data.init_args.val_size",
+        "2",
+        "--data.init_args.num_workers",
+        "0",
+        "--data.init_args.eval_batch_size",
+        "8",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.callbacks.init_args.translation_px_range",
+        "3",
+        "--trainer.callbacks.init_args.n_rotations",
+        "3",
+        "--trainer.callbacks.init_args.k",
+        "3",
+    ]
     cli = main(args)
     report = json.loads((Path(cli.trainer.log_dir) / "spatial_report.json").read_text())
     cli.datamodule.setup()
@@ -171,8 +246,17 @@ def test_imagenet_eval_configs_instantiate(name, tmp_path, in_tmp):
     assert config["model"]["init_args"]["net"]["init_args"]["weights_path"].startswith("data/weights/")
     config["model"]["init_args"]["net"]["init_args"]["weights_path"] = None  # the ImageNet weights are not here
     (tmp_path / name).write_text(yaml.safe_dump(config))
-    cli = main(["--config", str(tmp_path / name), "--data.init_args.root", str(tmp_path / "folder"),
-                "--data.init_args.val_size", "1"], run=False)
+    cli = main(
+        [
+            "--config",
+            str(tmp_path / name),
+            "--data.init_args.root",
+            str(tmp_path / "folder"),
+            "--data.init_args.val_size",
+            "1",
+        ],
+        run=False,
+    )
     (callback,) = [c for c in cli.trainer.callbacks if isinstance(c, SpatialEvaluation)]
     assert callback.params.shape == (31 * 5, 3) and callback.translation_px_range == 24.0
     assert isinstance(cli.model.net, TorchvisionResNet)
@@ -186,8 +270,15 @@ def test_mnist_eval_config_instantiates_the_default_grid(in_tmp):
 
 
 def test_translation_larger_than_the_image_raises_before_testing(checkpoint, in_tmp):
-    args = ["test", "--config", EVAL_MNIST, "--ckpt_path", str(checkpoint),
-            "--trainer.callbacks.init_args.translation_px_range", "30"]
+    args = [
+        "test",
+        "--config",
+        EVAL_MNIST,
+        "--ckpt_path",
+        str(checkpoint),
+        "--trainer.callbacks.init_args.translation_px_range",
+        "30",
+    ]
     with pytest.raises(ValueError, match="translation_px_range=30.0 is larger than"):
         main(args)
 

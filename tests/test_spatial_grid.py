@@ -28,8 +28,12 @@ class CountingNet(nn.Module):
         with torch.random.fork_rng():
             torch.manual_seed(2)
             self.layers = nn.Sequential(
-                nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 6, 3, stride=2, padding=1), nn.ReLU(),
-                nn.Flatten(), nn.Linear(6 * 4 * 4, 5),
+                nn.Conv2d(3, 6, 3, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(6, 6, 3, stride=2, padding=1),
+                nn.ReLU(),
+                nn.Flatten(),
+                nn.Linear(6 * 4 * 4, 5),
             )
         self.images_seen = 0
 
@@ -174,9 +178,7 @@ def test_worst_of_k_picks_the_brute_force_worst_candidate(model, batch, rule, in
     index = select_worst(torch.cat(losses), torch.cat(corrects), rule)
     assert torch.equal(params, candidates[torch.arange(8), index])
     assert torch.equal(correct, torch.cat(corrects)[torch.arange(8), index])
-    accuracy = worst_of_k_accuracy(
-        model, x, y, k, 30.0, 2.0, rule, include_identity, torch.Generator().manual_seed(3)
-    )
+    accuracy = worst_of_k_accuracy(model, x, y, k, 30.0, 2.0, rule, include_identity, torch.Generator().manual_seed(3))
     assert accuracy.item() == pytest.approx(correct.float().mean().item())
     assert accuracy.item() <= 1.0 - 1 / 8  # at least one image is fooled by its worst draw (fixed seed)
 

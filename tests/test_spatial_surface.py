@@ -72,8 +72,9 @@ def test_plot_surfaces_draws_one_image_per_surface():
 
 def test_plot_surfaces_with_both_translation_axes_draws_a_panel_per_ty_in_pixels():
     t = torch.tensor([-3.0, -1.5, 0.0, 1.5, 3.0])
-    figure = plot_surfaces(torch.rand(2, 31, 25), titles=["a", "b"], rotation_deg=torch.linspace(-30, 30, 31),
-                           translations_px=t)
+    figure = plot_surfaces(
+        torch.rand(2, 31, 25), titles=["a", "b"], rotation_deg=torch.linspace(-30, 30, 31), translations_px=t
+    )
     panels = [ax for ax in figure.axes if ax.images]
     assert len(panels) == 2 * 5 and panels[0].images[0].get_array().shape == (31, 5)
     assert panels[1].get_title() == "a, ty = -1.5 px"

@@ -132,8 +132,15 @@ def test_bad_arguments_raise_at_construction(kwargs, message):
 
 
 def test_translation_larger_than_the_image_raises_before_training(in_tmp):
-    args = ["fit", "--config", str(REPO / "configs/mnist5k_worst_of_10.yaml"), "--model.init_args.translation_px_range",
-            "28", "--trainer.max_steps", "1"]
+    args = [
+        "fit",
+        "--config",
+        str(REPO / "configs/mnist5k_worst_of_10.yaml"),
+        "--model.init_args.translation_px_range",
+        "28",
+        "--trainer.max_steps",
+        "1",
+    ]
     with pytest.raises(ValueError, match="translation_px_range=28.0 is larger than the 28x28 images"):
         main(args)
 

@@ -62,7 +62,11 @@ def test_matches_torchvision_affine_with_opposite_angle_sign(rotation_deg, trans
     x = torch.rand(2, 3, 10, 10, generator=torch.Generator().manual_seed(3))
     ours = _transform(x, rotation_deg, *translate_px)
     theirs = TF.affine(
-        x, angle=-rotation_deg, translate=list(translate_px), scale=1.0, shear=[0.0, 0.0],
+        x,
+        angle=-rotation_deg,
+        translate=list(translate_px),
+        scale=1.0,
+        shear=[0.0, 0.0],
         interpolation=TF.InterpolationMode.BILINEAR,
     )
     assert (ours - theirs).abs().max() <= 1e-5

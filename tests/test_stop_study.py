@@ -13,8 +13,10 @@ from robustrain.tools.stop_study import (
 
 
 def _run(acc_pgd, aliasing, pgd_es=None, kind=None):
-    records = [{"epoch": e, "step": 10 * (e + 1), "kind": "probe", "lr_rising": False, "mean": v,
-                "relative/mean": v / (1 + e)} for e, v in enumerate(aliasing)]
+    records = [
+        {"epoch": e, "step": 10 * (e + 1), "kind": "probe", "lr_rising": False, "mean": v, "relative/mean": v / (1 + e)}
+        for e, v in enumerate(aliasing)
+    ]
     es = [{"epoch": e, "acc": a} for e, a in enumerate(pgd_es or acc_pgd)]
     run = {"val_acc_pgd": acc_pgd, "aliasing": records, "pgd_es": es, "series": "mean"}
     run["kind"] = kind or classify(acc_pgd)
@@ -54,8 +56,14 @@ def test_score_counts_hits_on_overfitting_runs_and_false_stops_on_healthy_ones()
 def test_select_rule_prefers_hits_without_false_stops():
     catastrophic = _run([0.1, 0.4, 0.5, 0.6, 0.1, 0.05], [1.0, 1.0, 1.0, 1.0, 1.3, 1.3])  # +30%
     healthy = _run([0.1, 0.4, 0.5, 0.6, 0.6, 0.61], [1.0, 1.0, 1.0, 1.0, 1.1, 1.1])  # +10%
-    grid = {"measure": ("absolute",), "threshold": (0.05, 0.2, 0.5), "window": (3,), "warmup_epochs": (2,),
-            "wait_for_lr_peak": (False,), "reference": ("window",)}
+    grid = {
+        "measure": ("absolute",),
+        "threshold": (0.05, 0.2, 0.5),
+        "window": (3,),
+        "warmup_epochs": (2,),
+        "wait_for_lr_peak": (False,),
+        "reference": ("window",),
+    }
     best, scored = select_rule([catastrophic, healthy], grid)
     assert best["threshold"] == 0.2  # 0.05 stops the healthy run too, 0.5 misses the collapse
     assert len(scored) == 3 and not math.isnan(scored[0]["mean_abs_distance"])
@@ -73,9 +81,19 @@ def test_the_study_runs_end_to_end_on_real_digits(tmp_path, monkeypatch):
     monkeypatch.setitem(study.SETTINGS, "tiny", tiny)
     monkeypatch.setattr(study, "RULE_GRID", dict(study.RULE_GRID, threshold=(0.33,), window=(3,), warmup_epochs=(0,)))
     monkeypatch.setattr(report, "RULE_GRID", study.RULE_GRID)
-    monkeypatch.setattr(report, "measure_cost", lambda: {"threads": 1, "repeats": 0, "aliasing_ms": 1.0,
-                                                          "pgd_es_ms": 2.0, "ratio_median": 0.5, "ratio_min": 0.5,
-                                                          "ratio_max": 0.5})
+    monkeypatch.setattr(
+        report,
+        "measure_cost",
+        lambda: {
+            "threads": 1,
+            "repeats": 0,
+            "aliasing_ms": 1.0,
+            "pgd_es_ms": 2.0,
+            "ratio_median": 0.5,
+            "ratio_min": 0.5,
+            "ratio_max": 0.5,
+        },
+    )
     out, docs = tmp_path / "out", tmp_path / "docs"
     for seed in tiny.seeds:
         run = study.train_run(tiny, seed, out)

@@ -20,8 +20,16 @@ MODULES = {
 
 def _fit(module, steps: int, tmp_path):
     trainer = L.Trainer(
-        max_epochs=1, limit_train_batches=steps, limit_val_batches=1, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", inference_mode=False,
+        max_epochs=1,
+        limit_train_batches=steps,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        inference_mode=False,
         default_root_dir=tmp_path,
     )
     trainer.fit(module, MNIST5k(batch_size=50, eval_batch_size=100))
@@ -31,8 +39,18 @@ def _fit(module, steps: int, tmp_path):
 @pytest.mark.parametrize("name", MODULES)
 def test_training_lowers_the_loss_it_trains_on(name, mnist_batch, tmp_path):
     cls, kwargs, inputs = MODULES[name]
-    module = cls(net=SmallCNN(), optimizer="adam", lr=3e-3, lr_schedule="constant", weight_decay=0.0,
-                 eval_size=20, eval_eps=0.1, eval_alpha=0.05, eval_steps=2, **kwargs)
+    module = cls(
+        net=SmallCNN(),
+        optimizer="adam",
+        lr=3e-3,
+        lr_schedule="constant",
+        weight_decay=0.0,
+        eval_size=20,
+        eval_eps=0.1,
+        eval_alpha=0.05,
+        eval_steps=2,
+        **kwargs,
+    )
     x, y = mnist_batch
 
     def loss():
@@ -57,8 +75,15 @@ def test_cyclic_schedule_is_sized_from_the_trainer(tmp_path):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
 
-    trainer = L.Trainer(max_epochs=2, limit_train_batches=10, limit_val_batches=0, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, callbacks=[Record()])
+    trainer = L.Trainer(
+        max_epochs=2,
+        limit_train_batches=10,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        callbacks=[Record()],
+    )
     trainer.fit(module, MNIST5k(batch_size=50))
     assert len(lrs) == 20
     assert lrs[0] == pytest.approx(0.2 / 8) and lrs[7] == pytest.approx(0.2) and lrs[-1] < lrs[10]
@@ -67,7 +92,12 @@ def test_cyclic_schedule_is_sized_from_the_trainer(tmp_path):
 def test_hparams_include_the_attack_and_optimiser():
     module = FGSMTraining(net=SmallCNN(), eps=0.3, alpha=0.375, init="random_unclipped", optimizer="adam", lr=5e-3)
     assert {k: module.hparams[k] for k in ("eps", "alpha", "init", "optimizer", "lr")} == {
-        "eps": 0.3, "alpha": 0.375, "init": "random_unclipped", "optimizer": "adam", "lr": 5e-3}
+        "eps": 0.3,
+        "alpha": 0.375,
+        "init": "random_unclipped",
+        "optimizer": "adam",
+        "lr": 5e-3,
+    }
 
 
 def test_masking_warning_fires_only_above_the_margin():
@@ -79,15 +109,34 @@ def test_masking_warning_fires_only_above_the_margin():
 
 
 def test_validation_logs_fgsm_beside_pgd_accuracy_and_the_gap():
-    module = FGSMTraining(net=SmallCNN(), eps=0.3, alpha=0.375, init="random_unclipped", optimizer="adam", lr=5e-3,
-                          eval_eps=0.3, eval_alpha=0.1, eval_steps=3, eval_size=50)
-    trainer = L.Trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=1, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, num_sanity_val_steps=0,
-                        inference_mode=False)
+    module = FGSMTraining(
+        net=SmallCNN(),
+        eps=0.3,
+        alpha=0.375,
+        init="random_unclipped",
+        optimizer="adam",
+        lr=5e-3,
+        eval_eps=0.3,
+        eval_alpha=0.1,
+        eval_steps=3,
+        eval_size=50,
+    )
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=3,
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        num_sanity_val_steps=0,
+        inference_mode=False,
+    )
     trainer.fit(module, MNIST5k(batch_size=50))
     metrics = trainer.callback_metrics
     assert {"val/acc_fgsm", "val/acc_pgd", "val/masking_gap"} <= set(metrics)
-    assert float(metrics["val/masking_gap"]) == pytest.approx(float(metrics["val/acc_fgsm"]) - float(metrics["val/acc_pgd"]))
+    assert float(metrics["val/masking_gap"]) == pytest.approx(
+        float(metrics["val/acc_fgsm"]) - float(metrics["val/acc_pgd"])
+    )
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])

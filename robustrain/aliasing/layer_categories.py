@@ -40,7 +40,9 @@ def layer_categories(
     names = list(found) if layer_names is None else list(layer_names)
     unknown = [name for name in names if name not in found]
     if unknown or not names:
-        raise ValueError(f"layer_names {layer_names!r} must be a non-empty subset of the downsampling layers {list(found)}")
+        raise ValueError(
+            f"layer_names {layer_names!r} must be a non-empty subset of the downsampling layers {list(found)}"
+        )
     results: dict[str, dict[str, Tensor]] = {}
 
     def make_hook(name: str):
@@ -74,10 +76,12 @@ def category_sums(per_image: Mapping[str, Mapping[str, Tensor]], correct: Tensor
     """
     correct = correct.bool().cpu()
     masks = torch.stack([torch.ones_like(correct), correct, ~correct]).double()  # (3, N)
-    sums = torch.stack([
-        torch.stack([fractions[c].double().cpu() for c in CATEGORIES], dim=1)  # (N, 4)
-        for fractions in per_image.values()
-    ])  # (L, N, 4)
+    sums = torch.stack(
+        [
+            torch.stack([fractions[c].double().cpu() for c in CATEGORIES], dim=1)  # (N, 4)
+            for fractions in per_image.values()
+        ]
+    )  # (L, N, 4)
     return torch.einsum("sn,lnc->lsc", masks, sums), masks.sum(1)
 
 
@@ -98,8 +102,10 @@ def categories_from_sums(layers: Sequence[str], sums: Tensor, counts: Tensor) ->
     overall = means.mean(0)  # (3, 4)
 
     def table(m: Tensor) -> dict:
-        return {s: {c: (m[i, j].item() if counts[i] > 0 else None) for j, c in enumerate(CATEGORIES)}
-                for i, s in enumerate(SPLITS)}
+        return {
+            s: {c: (m[i, j].item() if counts[i] > 0 else None) for j, c in enumerate(CATEGORIES)}
+            for i, s in enumerate(SPLITS)
+        }
 
     return {
         "layers": {layer: table(means[i]) for i, layer in enumerate(layers)},

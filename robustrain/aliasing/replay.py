@@ -52,7 +52,9 @@ def replay(
     check_rule(threshold, window, warmup_epochs, reference)
     series = [r for r in records if r["kind"] == kind]
     if not series:
-        raise ValueError(f"the history has no records of kind={kind!r}; kinds found: {sorted({r['kind'] for r in records})}")
+        raise ValueError(
+            f"the history has no records of kind={kind!r}; kinds found: {sorted({r['kind'] for r in records})}"
+        )
     if column not in series[0]:
         raise ValueError(f"column={column!r} is not in the history; columns: {list(series[0])}")
     decisions, values, warmups = [], [], []
@@ -109,12 +111,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'epoch':>5} {'step':>7} {'value':>10} {'median':>10} {'limit':>10}  decision")
     for d in decisions:
         verdict = "STOP" if d["should_stop"] else ("warm-up" if d["warmup"] else "go on")
-        print(f"{d['epoch']:>5} {d['step']:>7} {d['value']:>10.4g} {d['filtered']:>10.4g} {d['threshold']:>10.4g}  {verdict}")
+        print(
+            f"{d['epoch']:>5} {d['step']:>7} {d['value']:>10.4g} {d['filtered']:>10.4g} {d['threshold']:>10.4g}  "
+            f"{verdict}"
+        )
     stop = first_stop(decisions)
     if stop is None:
         print("no stop")
     else:
-        print(f"stop at epoch {stop['epoch']} (step {stop['step']}): {stop['reason']}; the weights of the check before it are handed back")
+        print(
+            f"stop at epoch {stop['epoch']} (step {stop['step']}): {stop['reason']}; "
+            "the weights of the check before it are handed back"
+        )
     return 0
 
 

@@ -109,7 +109,9 @@ def autoattack(
         raise ValueError(f"n_target_classes={n_target_classes} must be <= num_classes - 1 = {num_classes - 1}")
     needs_dlr = {"apgd-dlr", "apgd-t"} & set(components)
     if needs_dlr and num_classes < 4:
-        raise ValueError(f"components {sorted(needs_dlr)} use the DLR loss, which needs >= 4 classes; got {num_classes}")
+        raise ValueError(
+            f"components {sorted(needs_dlr)} use the DLR loss, which needs >= 4 classes; got {num_classes}"
+        )
     adv = x.clone()
     device = model_device(model)
     with torch.enable_grad():
@@ -125,9 +127,9 @@ def autoattack(
             outside = (candidate - x[todo]).abs().flatten(1).amax(1) > eps + _EPS_BALL_TOLERANCE
             outside |= (candidate < 0).flatten(1).any(1) | (candidate > 1).flatten(1).any(1)
             if (fooled & outside).any():
-                raise RuntimeError(f"autoattack component {name!r} returned images outside the eps={eps} ball or [0, 1]")
+                raise RuntimeError(
+                    f"autoattack component {name!r} returned images outside the eps={eps} ball or [0, 1]"
+                )
             adv[todo[fooled]] = candidate[fooled]
             correct[todo[fooled]] = False
     return adv
-
-

@@ -1,4 +1,5 @@
-"""L-inf attacks (FGSM, FGSM-RS, PGD with restarts and early stop) through torchattacks, wrapped so its model-mode and device faults cannot leak.
+"""L-inf attacks (FGSM, FGSM-RS, PGD with restarts and early stop) through torchattacks, wrapped so its model-mode
+and device faults cannot leak.
 
 torchattacks' `Attack.__call__` switches the model to eval() (or to train() with string-matched BatchNorm rules) and
 restores only `train()`; it also binds the device at construction. We therefore build the attack on the model's
@@ -15,7 +16,8 @@ from torch import nn
 
 # FGSM starts, named for what they do (see `fgsm`):
 #   random_unclipped: delta ~ U[-eps, eps], gradient taken at the unclipped x + delta (Wong et al.'s MNIST code);
-#   random_clipped:   delta ~ U[-eps, eps], x + delta clipped to [0, 1] first (Wong et al.'s CIFAR code, torchattacks FFGSM);
+#   random_clipped:   delta ~ U[-eps, eps], x + delta clipped to [0, 1] first (Wong et al.'s CIFAR code,
+#                     torchattacks FFGSM);
 #   zero:             delta = 0 (plain FGSM, Goodfellow et al.).
 FGSM_INITS = ("random_unclipped", "random_clipped", "zero")
 
@@ -141,7 +143,12 @@ def pgd(
 
 
 def _pgd_torchattacks(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, alpha: float, steps: int,
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float,
+    alpha: float,
+    steps: int,
     random_start: bool,
 ) -> torch.Tensor:
     with torch.enable_grad():
@@ -151,7 +158,12 @@ def _pgd_torchattacks(
 
 
 def _pgd_early_stop(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, alpha: float, steps: int,
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float,
+    alpha: float,
+    steps: int,
     random_start: bool,
 ) -> torch.Tensor:
     x = images.detach()

@@ -62,7 +62,8 @@ class AliasingMonitor(RollbackEarlyStopping):
         warmup_epochs: No decision in epochs 0 .. warmup_epochs - 1 (default 5, see docs/aliasing.md).
         wait_for_lr_peak: Also no decision while the learning rate is still rising (e.g. the first 40% of a cyclic
             schedule), when aliasing rises in healthy runs too.
-        probe_size: Number of probe images (the paper: 100), from `trainer.datamodule.probe_set(probe_size, probe_seed)`.
+        probe_size: Number of probe images (the paper: 100), from
+            `trainer.datamodule.probe_set(probe_size, probe_seed)`.
         probe_seed: Seed choosing the probe images.
         probe_batch_size: Probe images per forward pass.
         every_n_epochs: Measure on the probe set at the end of every n-th epoch; 0 = never (then decide_on="batch").
@@ -231,11 +232,19 @@ class AliasingMonitor(RollbackEarlyStopping):
 
     def _settings(self) -> dict[str, Any]:
         return {
-            **super()._settings(), "layers": ",".join(self._layer_names or self.layers or []), "monitor": self.monitor,
-            "measure": self.measure, "reference": self.reference, "threshold": self.threshold, "window": self.window,
-            "warmup_epochs": self.warmup_epochs, "wait_for_lr_peak": self.wait_for_lr_peak,
-            "probe_size": self.probe_size, "every_n_epochs": self.every_n_epochs,
-            "every_n_train_steps": self.every_n_train_steps, "decide_on": self.decide_on,
+            **super()._settings(),
+            "layers": ",".join(self._layer_names or self.layers or []),
+            "monitor": self.monitor,
+            "measure": self.measure,
+            "reference": self.reference,
+            "threshold": self.threshold,
+            "window": self.window,
+            "warmup_epochs": self.warmup_epochs,
+            "wait_for_lr_peak": self.wait_for_lr_peak,
+            "probe_size": self.probe_size,
+            "every_n_epochs": self.every_n_epochs,
+            "every_n_train_steps": self.every_n_train_steps,
+            "decide_on": self.decide_on,
         }
 
     @property

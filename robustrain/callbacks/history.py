@@ -144,8 +144,13 @@ def plot_stop_figure(
         ax2.set_ylim(0, 1)
         h2, l2 = ax2.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
-    marks = [(stopped_epoch, "r", "stop decided")] if stopped_epoch is not None else [
-        (record["epoch"], "r", "stop decided (monitor only)") for record in history if record.get("should_stop")][:1]
+    marks = (
+        [(stopped_epoch, "r", "stop decided")]
+        if stopped_epoch is not None
+        else [(record["epoch"], "r", "stop decided (monitor only)") for record in history if record.get("should_stop")][
+            :1
+        ]
+    )
     if restored_epoch is not None:
         marks.append((restored_epoch, "g", "weights handed back"))
     for epoch, color, label in marks:

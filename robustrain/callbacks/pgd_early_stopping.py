@@ -23,9 +23,7 @@ from robustrain.train_eval_modes import eval_mode
 SOURCES = ("first_batch", "probe")
 
 
-def evaluate_pgd_stopping(
-    previous: float | None, current: float, max_drop: float = 0.2
-) -> tuple[bool, str | None]:
+def evaluate_pgd_stopping(previous: float | None, current: float, max_drop: float = 0.2) -> tuple[bool, str | None]:
     """Wong et al.'s rule: stop when the robust accuracy fell by more than max_drop since the previous check.
 
     Args:
@@ -160,8 +158,19 @@ class PGDEarlyStopping(RollbackEarlyStopping):
         return ["value", "threshold"]
 
     def _settings(self) -> dict[str, Any]:
-        return {**super()._settings(), "eps": self.eps, "alpha": self.alpha, "steps": self.steps,
-                "restarts": self.restarts, "max_drop": self.max_drop, "source": self.source}
+        return {
+            **super()._settings(),
+            "eps": self.eps,
+            "alpha": self.alpha,
+            "steps": self.steps,
+            "restarts": self.restarts,
+            "max_drop": self.max_drop,
+            "source": self.source,
+        }
 
     def tensorboard_charts(self) -> dict[str, dict[str, list]]:
-        return {self.name: {"pgd_es: PGD accuracy and its drop limit": ["Multiline", ["^pgd_es/acc$", "^pgd_es/threshold$"]]}}
+        return {
+            self.name: {
+                "pgd_es: PGD accuracy and its drop limit": ["Multiline", ["^pgd_es/acc$", "^pgd_es/threshold$"]]
+            }
+        }

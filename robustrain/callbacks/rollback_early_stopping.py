@@ -142,7 +142,7 @@ class RollbackEarlyStopping(L.Callback):
         return stopping
 
     def _evaluate(self, record: dict[str, Any], previous: list[dict]) -> tuple[bool, str | None]:
-        """Fill record["value"], ["filtered"], ["threshold"] and decide; `previous` are the earlier records of its kind."""
+        """Fill record["value"], ["filtered"], ["threshold"] and decide; `previous`: the earlier records of its kind."""
         raise NotImplementedError
 
     def _plot_series(self) -> list[str]:
@@ -151,8 +151,14 @@ class RollbackEarlyStopping(L.Callback):
     # --- monitoring (TensorBoard custom scalars and hparams) --------------------------------------------------------
     def tensorboard_charts(self) -> dict[str, dict[str, list]]:
         """Custom-scalar charts (SummaryWriter.add_custom_scalars layout) of this callback's logged values."""
-        return {self.name: {f"{self.name}: value, median and stop limit": [
-            "Multiline", [f"^{self.name}/{key}$" for key in ("value", "filtered", "threshold")]]}}
+        return {
+            self.name: {
+                f"{self.name}: value, median and stop limit": [
+                    "Multiline",
+                    [f"^{self.name}/{key}$" for key in ("value", "filtered", "threshold")],
+                ]
+            }
+        }
 
     def hparams(self) -> dict[str, Any]:
         """This callback's settings, for the hparams record (keys prefixed with the callback's name)."""
@@ -170,14 +176,19 @@ class RollbackEarlyStopping(L.Callback):
         if self.restored_epoch is not None:
             restored = float(self.restored_epoch)
         elif decided is not None:  # monitor-only: the check before the stop
-            before = [r["epoch"] for r in self.history if r["epoch"] < decided["epoch"] and r["kind"] == decided["kind"]]
+            before = [
+                r["epoch"] for r in self.history if r["epoch"] < decided["epoch"] and r["kind"] == decided["kind"]
+            ]
             restored = float(before[-1]) if before else -1.0
         acc = math.nan
         if math.isfinite(restored):
             hits = [r.get("val_acc_pgd", math.nan) for r in self.history if r["epoch"] == restored]
             acc = float(hits[-1]) if hits and hits[-1] is not None else math.nan
-        return {f"{self.name}/stopped_epoch": stopped, f"{self.name}/restored_epoch": restored,
-                f"{self.name}/restored_val_acc_pgd": acc}
+        return {
+            f"{self.name}/stopped_epoch": stopped,
+            f"{self.name}/restored_epoch": restored,
+            f"{self.name}/restored_val_acc_pgd": acc,
+        }
 
     def _keep_weights(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
         """Called by subclasses at an epoch end whose checks all said "go on": these weights become the fallback."""
@@ -195,7 +206,8 @@ class RollbackEarlyStopping(L.Callback):
         self.stopped_epoch = record["epoch"]
         self.stopping_reason_message = record["reason"]
         rank_zero_info(
-            f"{type(self).__name__} stops training at epoch {record['epoch']} (step {record['step']}): {record['reason']}"
+            f"{type(self).__name__} stops training at epoch {record['epoch']} "
+            f"(step {record['step']}): {record['reason']}"
         )
 
     def on_train_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
@@ -242,8 +254,14 @@ class RollbackEarlyStopping(L.Callback):
         records = [r for r in self.history if r["kind"] == kind]
         x = "step" if kind == "batch" else "epoch"
         if x == "epoch":
-            fig = plot_stop_figure(records, self._plot_series(), f"{type(self).__name__} ({kind})",
-                                   self.stopped_epoch, self.restored_epoch, value_label=self.name)
+            fig = plot_stop_figure(
+                records,
+                self._plot_series(),
+                f"{type(self).__name__} ({kind})",
+                self.stopped_epoch,
+                self.restored_epoch,
+                value_label=self.name,
+            )
         else:
             fig = plot_history(records, self._plot_series(), f"{type(self).__name__} ({kind})", x=x)
         fig.savefig(self._log_dir(trainer) / f"{self.name}_curves.png", dpi=120)

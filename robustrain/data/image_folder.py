@@ -34,7 +34,9 @@ class ImageFolder(ImageDataModule):
         super().__init__(batch_size, eval_batch_size, val_size, augment, num_workers, seed)
         for split in ("train", "val"):
             if not (Path(root) / split).is_dir():
-                raise ValueError(f"root={root!r} has no {split}/ directory; expected root/train/<class>/ and root/val/<class>/")
+                raise ValueError(
+                    f"root={root!r} has no {split}/ directory; expected root/train/<class>/ and root/val/<class>/"
+                )
         if not 0 < crop_size <= resize_size:
             raise ValueError(f"crop_size={crop_size} must be in 1..resize_size={resize_size}")
         self.root, self.resize_size, self.crop_size = root, resize_size, crop_size

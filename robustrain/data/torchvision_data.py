@@ -13,7 +13,12 @@ _DATASETS = {
     "mnist": (torchvision.datasets.MNIST, 10, (1, 28, 28), []),
     "fashion_mnist": (torchvision.datasets.FashionMNIST, 10, (1, 28, 28), []),
     "cifar10": (torchvision.datasets.CIFAR10, 10, (3, 32, 32), [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()]),
-    "cifar100": (torchvision.datasets.CIFAR100, 100, (3, 32, 32), [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()]),
+    "cifar100": (
+        torchvision.datasets.CIFAR100,
+        100,
+        (3, 32, 32),
+        [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()],
+    ),
     # No flip for SVHN: a mirrored digit is a different (or no) digit.
     "svhn": (torchvision.datasets.SVHN, 10, (3, 32, 32), [T.RandomCrop(32, padding=4)]),
 }

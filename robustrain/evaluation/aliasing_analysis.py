@@ -1,4 +1,5 @@
-"""AliasingAnalysis: a test-time callback reporting a trained model's aliasing and Ribeiro & Schön's spectral categories.
+"""AliasingAnalysis: a test-time callback reporting a trained model's aliasing and Ribeiro & Schön's spectral
+categories.
 
 Thin layers: the probe-set measure comes from `robustrain.aliasing.measure_model_aliasing` (on_test_start), the
 categories from `robustrain.aliasing.layer_categories` per test batch; `_finish` reduces the sums across ranks,
@@ -114,12 +115,20 @@ class AliasingAnalysis(Callback):
             self._probe_count = len(images)
 
     def on_test_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int,
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
         images, labels = batch[0], batch[1]
-        n = len(labels) if self.max_images is None else min(
-            len(labels), -(-self.max_images // trainer.world_size) - self._seen)
+        n = (
+            len(labels)
+            if self.max_images is None
+            else min(len(labels), -(-self.max_images // trainer.world_size) - self._seen)
+        )
         if n <= 0:
             return
         self._seen += n
@@ -164,8 +173,11 @@ class AliasingAnalysis(Callback):
             "checkpoint": str(trainer.ckpt_path) if trainer.ckpt_path else None,
             "aliasing": self._aliasing,
             "aliasing_groups": group_layers(self._aliasing, self.group_prefixes) if self.group_prefixes else None,
-            "probe": {"source": self.probe_source, "num_images": self._probe_count,
-                      "seed": self.probe_seed if self.probe_source == "train" else None},
+            "probe": {
+                "source": self.probe_source,
+                "num_images": self._probe_count,
+                "seed": self.probe_seed if self.probe_source == "train" else None,
+            },
             "categories": categories,
         }
         self.report = report
@@ -173,8 +185,9 @@ class AliasingAnalysis(Callback):
             pl_module.log(f"test/aliasing/{layer}", value, on_epoch=True, sync_dist=False)
         if categories is not None:
             for layer, splits in categories["layers"].items():
-                pl_module.log(f"test/aliased_fraction/{layer}", splits["all"]["aliased"], on_epoch=True,
-                              sync_dist=False)
+                pl_module.log(
+                    f"test/aliased_fraction/{layer}", splits["all"]["aliased"], on_epoch=True, sync_dist=False
+                )
         if not trainer.is_global_zero:
             return
         log_dir = Path(trainer.log_dir or trainer.default_root_dir)

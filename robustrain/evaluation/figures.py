@@ -38,16 +38,22 @@ def plot_category_pies(layers: Mapping[str, Mapping[str, float]], overall: Mappi
     axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (name, fractions) in zip(axes[0], panels.items()):
         values = [fractions[c] or 0.0 for c in CATEGORIES]
-        ax.pie(values, colors=[CATEGORY_COLORS[c] for c in CATEGORIES], startangle=90,
-               autopct=lambda p: f"{p:.0f}%" if p >= 5 else "", textprops={"fontsize": 7})
+        ax.pie(
+            values,
+            colors=[CATEGORY_COLORS[c] for c in CATEGORIES],
+            startangle=90,
+            autopct=lambda p: f"{p:.0f}%" if p >= 5 else "",
+            textprops={"fontsize": 7},
+        )
         ax.set_title(name, fontsize=9)
     fig.legend(CATEGORIES, loc="lower center", ncol=len(CATEGORIES), fontsize=8)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
 
 
-def plot_category_boxes(per_image: Mapping[str, Mapping[str, Sequence[float]]], correct: Sequence[bool],
-                        category: str = "aliased") -> Figure:
+def plot_category_boxes(
+    per_image: Mapping[str, Mapping[str, Sequence[float]]], correct: Sequence[bool], category: str = "aliased"
+) -> Figure:
     """Box plots of one category's per-image fraction per layer, correctly vs incorrectly classified images."""
     correct = np.asarray(correct, dtype=bool)
     fig = Figure(figsize=(1.8 + 1.4 * len(per_image), 3.5))

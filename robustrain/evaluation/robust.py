@@ -16,8 +16,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
-import torch.nn.functional as F
-import torchattacks
 from torch import Tensor, nn
 
 from robustrain.attacks import AUTOATTACK_STANDARD, autoattack, check_autoattack_params, check_linf_params, fgsm, pgd
@@ -78,7 +76,7 @@ class AttackSpec:
 
     @property
     def key(self) -> str:
-        """"clean", "fgsm", "pgd_<steps>x<restarts>" or "autoattack"."""
+        """ "clean", "fgsm", "pgd_<steps>x<restarts>" or "autoattack"."""
         return f"pgd_{self.steps}x{self.restarts}" if self.name == "pgd" else self.name
 
     def describe(self) -> dict:
@@ -105,10 +103,28 @@ def perturb(model: nn.Module, images: Tensor, labels: Tensor, spec: AttackSpec) 
     if spec.name == "fgsm":
         return fgsm(model, images, labels, spec.eps, spec.step_size, init="zero")
     if spec.name == "autoattack":
-        return autoattack(model, images, labels, spec.eps, spec.steps, spec.components, spec.n_target_classes,
-                          spec.square_queries, spec.seed)
-    return pgd(model, images, labels, spec.eps, spec.step_size, spec.steps, spec.random_start, spec.restarts,
-               early_stop=spec.early_stop)
+        return autoattack(
+            model,
+            images,
+            labels,
+            spec.eps,
+            spec.steps,
+            spec.components,
+            spec.n_target_classes,
+            spec.square_queries,
+            spec.seed,
+        )
+    return pgd(
+        model,
+        images,
+        labels,
+        spec.eps,
+        spec.step_size,
+        spec.steps,
+        spec.random_start,
+        spec.restarts,
+        early_stop=spec.early_stop,
+    )
 
 
 def attack_batch(model: nn.Module, images: Tensor, labels: Tensor, spec: AttackSpec) -> tuple[Tensor, Tensor]:
@@ -213,4 +229,3 @@ def perturbation_spectrum(delta: Tensor) -> Tensor:
         raise ValueError(f"delta must have shape (B, C, H, W), got shape {tuple(delta.shape)}")
     spectrum = torch.fft.fft2(delta.detach().float(), norm="forward")
     return torch.fft.fftshift(spectrum, dim=(-2, -1)).abs()
-

@@ -32,8 +32,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
-from robustrain.evaluation.figures import plot_accuracy_vs_eps, plot_spectra
 from robustrain.attacks import AUTOATTACK_STANDARD
+from robustrain.evaluation.figures import plot_accuracy_vs_eps, plot_spectra
 from robustrain.evaluation.robust import (
     AttackSpec,
     attack_batch,
@@ -113,9 +113,14 @@ class RobustnessEvaluation(Callback):
         super().__init__()
         unknown = [a for a in attacks if a not in EVAL_ATTACKS]
         if unknown:
-            raise ValueError(f"attacks={list(attacks)!r}: unknown attack {unknown[0]!r}; choose from {list(EVAL_ATTACKS)}")
-        for name, value in (("max_images", max_images), ("autoattack_max_images", autoattack_max_images),
-                            ("eps_curve_max_images", eps_curve_max_images)):
+            raise ValueError(
+                f"attacks={list(attacks)!r}: unknown attack {unknown[0]!r}; choose from {list(EVAL_ATTACKS)}"
+            )
+        for name, value in (
+            ("max_images", max_images),
+            ("autoattack_max_images", autoattack_max_images),
+            ("eps_curve_max_images", eps_curve_max_images),
+        ):
             _check_budget(name, value)
         check_report_name(report_name)
         specs = [AttackSpec("clean")]
@@ -125,12 +130,29 @@ class RobustnessEvaluation(Callback):
             for pair in pgd:
                 if len(pair) != 2:
                     raise ValueError(f"pgd={list(pgd)!r}: each entry must be a (steps, restarts) pair, got {pair!r}")
-                specs.append(AttackSpec("pgd", eps, alpha=pgd_alpha, steps=int(pair[0]), restarts=int(pair[1]),
-                                        random_start=pgd_random_start, early_stop=pgd_early_stop))
+                specs.append(
+                    AttackSpec(
+                        "pgd",
+                        eps,
+                        alpha=pgd_alpha,
+                        steps=int(pair[0]),
+                        restarts=int(pair[1]),
+                        random_start=pgd_random_start,
+                        early_stop=pgd_early_stop,
+                    )
+                )
         if "autoattack" in attacks:
-            specs.append(AttackSpec("autoattack", eps, steps=autoattack_steps, components=tuple(autoattack_components),
-                                    n_target_classes=autoattack_n_target_classes,
-                                    square_queries=autoattack_square_queries, seed=autoattack_seed))
+            specs.append(
+                AttackSpec(
+                    "autoattack",
+                    eps,
+                    steps=autoattack_steps,
+                    components=tuple(autoattack_components),
+                    n_target_classes=autoattack_n_target_classes,
+                    square_queries=autoattack_square_queries,
+                    seed=autoattack_seed,
+                )
+            )
         keys = [spec.key for spec in specs]
         if len(set(keys)) != len(keys):
             raise ValueError(f"pgd={list(pgd)!r} repeats a (steps, restarts) pair: attack keys {keys} must be distinct")
@@ -162,7 +184,12 @@ class RobustnessEvaluation(Callback):
         self._reset()
 
     def on_test_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int,
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
         images, labels = batch[0], batch[1]
@@ -176,8 +203,17 @@ class RobustnessEvaluation(Callback):
         self._finish(trainer, pl_module)
 
     # --- driver ---------------------------------------------------------------------------------------------------
-    def _attack(self, model: L.LightningModule, images: Tensor, labels: Tensor, spec: AttackSpec, key: str,
-                budget: int | None, world_size: int, spectrum: bool) -> None:
+    def _attack(
+        self,
+        model: L.LightningModule,
+        images: Tensor,
+        labels: Tensor,
+        spec: AttackSpec,
+        key: str,
+        budget: int | None,
+        world_size: int,
+        spectrum: bool,
+    ) -> None:
         seen = self._seen.get(key, 0)
         n = len(labels) if budget is None else min(len(labels), -(-budget // world_size) - seen)
         if n <= 0:
@@ -212,8 +248,10 @@ class RobustnessEvaluation(Callback):
         log_dir.mkdir(parents=True, exist_ok=True)
         (log_dir / self.report_name).write_text(json.dumps(report, indent=2))
         self._write_figures(trainer, log_dir, report)
-        lines = [f"  {key:>14s}: {100 * acc:6.2f}% of {report['num_images'][key]}" for key, acc in report["accuracy"].items()]
-        rank_zero_info("Robust accuracy (eps=%g), report %s\n%s" % (self.eps, log_dir / self.report_name, "\n".join(lines)))
+        lines = [
+            f"  {key:>14s}: {100 * acc:6.2f}% of {report['num_images'][key]}" for key, acc in report["accuracy"].items()
+        ]
+        rank_zero_info(f"Robust accuracy (eps={self.eps:g}), report {log_dir / self.report_name}\n" + "\n".join(lines))
 
     def _report(self, trainer: L.Trainer, pl_module: L.LightningModule, sums: dict[str, Tensor]) -> dict[str, Any]:
         accuracy, counts, attacks, spectra = {}, {}, {}, {}
@@ -235,8 +273,9 @@ class RobustnessEvaluation(Callback):
         if self.eps_curve and all(f"curve_{e!r}/count" in sums for e in self.eps_curve):
             curve = {
                 "eps": self.eps_curve,
-                "accuracy": [sums[f"curve_{e!r}/correct"].item() / sums[f"curve_{e!r}/count"].item()
-                             for e in self.eps_curve],
+                "accuracy": [
+                    sums[f"curve_{e!r}/correct"].item() / sums[f"curve_{e!r}/count"].item() for e in self.eps_curve
+                ],
                 "steps": self.eps_curve_steps,
                 "step_factor": self.eps_curve_step_factor,
                 "num_images": int(sums[f"curve_{self.eps_curve[0]!r}/count"].item()),

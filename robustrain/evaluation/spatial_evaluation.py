@@ -40,7 +40,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
-from robustrain.train_eval_modes import eval_mode
+from robustrain.monitoring import tensorboard_loggers
 from robustrain.spatial import (
     SELECTION_RULES,
     evaluate_transforms,
@@ -54,7 +54,7 @@ from robustrain.spatial import (
     select_worst,
     surface_smoothness,
 )
-from robustrain.monitoring import tensorboard_loggers
+from robustrain.train_eval_modes import eval_mode
 
 TRANSLATION_AXES = ("both", "x", "y")
 SMOOTHNESS_FIELDS = ("gradient_mean", "gradient_std", "total_variation")
@@ -85,8 +85,9 @@ def shift_consistency(model: nn.Module, x: Tensor, max_shift_px: int, pairs: int
     Each shift (tx, ty) is uniform over the integers in [-max_shift_px, max_shift_px] on the axes `mask` keeps.
     """
     batch_size = x.shape[0]
-    shifts = torch.randint(-max_shift_px, max_shift_px + 1, (2, batch_size * pairs, 2), generator=generator,
-                           device=x.device).to(x.dtype) * mask[1:].to(x)  # (2, B*P, 2)
+    shifts = torch.randint(
+        -max_shift_px, max_shift_px + 1, (2, batch_size * pairs, 2), generator=generator, device=x.device
+    ).to(x.dtype) * mask[1:].to(x)  # (2, B*P, 2)
     images = x.repeat_interleave(pairs, dim=0)  # (B, C, H, W) -> (B*P, C, H, W)
     no_rotation = x.new_zeros(batch_size * pairs)
     with torch.no_grad():
@@ -251,7 +252,12 @@ class SpatialEvaluation(Callback):
         self._reset()
 
     def on_test_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int,
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
         if dataloader_idx != 0:
@@ -272,9 +278,18 @@ class SpatialEvaluation(Callback):
     # --- measurement ----------------------------------------------------------------------------------------------
     def _reset(self) -> None:
         self._sums: dict[str, Tensor] = {}
-        for key in ("n_images", "clean_correct", "grid_correct", "random_correct", "worst_of_k_correct",
-                    "first_order_images", "first_order_correct", "first_order_grid_correct", "shift_pairs",
-                    "shift_consistent"):
+        for key in (
+            "n_images",
+            "clean_correct",
+            "grid_correct",
+            "random_correct",
+            "worst_of_k_correct",
+            "first_order_images",
+            "first_order_correct",
+            "first_order_grid_correct",
+            "shift_pairs",
+            "shift_consistent",
+        ):
             self._sums[key] = torch.zeros((), dtype=torch.float64)
         # Every rank must hold the same keys and shapes, even one that saw no batch: they are all-reduced.
         if not self.accuracy_only:
@@ -312,10 +327,14 @@ class SpatialEvaluation(Callback):
         n_attack = min(batch_size, first_order_budget - int(self._sums["first_order_images"]))
         if self.first_order_steps > 0 and n_attack > 0:
             attack = first_order_attack(
-                model, x[:n_attack], y[:n_attack], steps=self.first_order_steps,
+                model,
+                x[:n_attack],
+                y[:n_attack],
+                steps=self.first_order_steps,
                 rotation_step_deg=self.first_order_rotation_step_deg,
                 translation_step_px=self.first_order_translation_step_px,
-                rotation_deg_range=self.rotation_deg_range, translation_px_range=self.translation_px_range,
+                rotation_deg_range=self.rotation_deg_range,
+                translation_px_range=self.translation_px_range,
             )
             self._add("first_order_images", torch.tensor(float(n_attack)))
             self._add("first_order_correct", (~attack.fooled).sum())
@@ -371,8 +390,10 @@ class SpatialEvaluation(Callback):
     def _finish(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Reduces the sums across ranks, then logs the scalars on every rank and writes files on rank zero."""
         device = pl_module.device
-        sums = {key: trainer.strategy.reduce(value.to(device), reduce_op="sum").cpu()
-                for key, value in sorted(self._sums.items())}
+        sums = {
+            key: trainer.strategy.reduce(value.to(device), reduce_op="sum").cpu()
+            for key, value in sorted(self._sums.items())
+        }
         report = summarize(sums, self.k)
         report["grid"] = {
             "rotations_deg": torch.unique(self.params[:, 0]).tolist(),
@@ -386,8 +407,9 @@ class SpatialEvaluation(Callback):
             heatmap = torch.tensor(report["per_transform_acc_grid"], dtype=torch.float64)
             heatmap = heatmap.view(self.n_rotations, -1)  # (T,) -> (R, T/R)
             shape = (self.n_rotations, self.n_translations, self.n_translations)
-            report["per_transform_acc_grid"] = heatmap.view(shape if self.translation_axes == "both" else
-                                                            heatmap.shape).tolist()
+            report["per_transform_acc_grid"] = heatmap.view(
+                shape if self.translation_axes == "both" else heatmap.shape
+            ).tolist()
         self.report = report
         for name, value in self._scalars(report).items():
             pl_module.log(name, value, on_epoch=True, sync_dist=False)
@@ -400,10 +422,24 @@ class SpatialEvaluation(Callback):
         rank_zero_info(format_table(report, log_dir / self.report_name))
 
     def _settings(self) -> dict[str, Any]:
-        names = ("rotation_deg_range", "n_rotations", "translation_px_range", "n_translations", "translation_axes",
-                 "chunk_size", "accuracy_only", "k", "selection_rule", "first_order_steps",
-                 "first_order_rotation_step_deg", "first_order_translation_step_px", "first_order_size",
-                 "shift_pairs", "max_images", "seed")
+        names = (
+            "rotation_deg_range",
+            "n_rotations",
+            "translation_px_range",
+            "n_translations",
+            "translation_axes",
+            "chunk_size",
+            "accuracy_only",
+            "k",
+            "selection_rule",
+            "first_order_steps",
+            "first_order_rotation_step_deg",
+            "first_order_translation_step_px",
+            "first_order_size",
+            "shift_pairs",
+            "max_images",
+            "seed",
+        )
         return {name: getattr(self, name) for name in names}
 
     def _scalars(self, report: dict[str, Any]) -> dict[str, float]:
@@ -427,12 +463,16 @@ class SpatialEvaluation(Callback):
         figures = {}
         if heatmap is not None:
             figures["spatial/per_transform_acc_heatmap"] = plot_heatmap(
-                heatmap, rotations_deg, title=f"accuracy per transform ({self.translation_axes} translations)",
-                translations_px=translations_px)
+                heatmap,
+                rotations_deg,
+                title=f"accuracy per transform ({self.translation_axes} translations)",
+                translations_px=translations_px,
+            )
         if self._surfaces:
             titles = [f"test image {i}" for i in range(len(self._surfaces))]
             figures["spatial/loss_surfaces"] = plot_surfaces(
-                torch.stack(self._surfaces), titles, rotations_deg, translations_px=translations_px)
+                torch.stack(self._surfaces), titles, rotations_deg, translations_px=translations_px
+            )
         for tag, figure in figures.items():
             figure.savefig(log_dir / f"{tag.split('/')[-1]}.png", dpi=100)
             for logger in tensorboard_loggers(trainer):

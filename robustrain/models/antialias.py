@@ -1,4 +1,4 @@
-"""Anti-aliased downsampling (Zhang 2019): a strided op becomes the stride-1 op followed by antialiased_cnns.BlurPool."""
+"""Anti-aliased downsampling (Zhang 2019): a strided op becomes the stride-1 op, then antialiased_cnns.BlurPool."""
 
 import antialiased_cnns
 import torch

@@ -16,9 +16,7 @@ class PreActBlock(nn.Module):
             the raw block input x (fast_adversarial).
     """
 
-    def __init__(
-        self, in_planes: int, planes: int, stride: int, preact_shortcut: bool, antialias: int | None
-    ) -> None:
+    def __init__(self, in_planes: int, planes: int, stride: int, preact_shortcut: bool, antialias: int | None) -> None:
         super().__init__()
         self.preact_shortcut = preact_shortcut
         self.bn1 = nn.BatchNorm2d(in_planes)
@@ -27,7 +25,9 @@ class PreActBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.shortcut = None
         if stride != 1 or in_planes != planes:
-            self.shortcut = strided_conv(in_planes, planes, 1, stride=stride, padding=0, bias=False, antialias=antialias)
+            self.shortcut = strided_conv(
+                in_planes, planes, 1, stride=stride, padding=0, bias=False, antialias=antialias
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(x))

@@ -20,7 +20,9 @@ class WideBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.shortcut = None
         if stride != 1 or in_planes != planes:
-            self.shortcut = strided_conv(in_planes, planes, 1, stride=stride, padding=0, bias=False, antialias=antialias)
+            self.shortcut = strided_conv(
+                in_planes, planes, 1, stride=stride, padding=0, bias=False, antialias=antialias
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(x))
@@ -68,8 +70,10 @@ class WideResNet(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, stride=1, padding=1, bias=False)
         stages, in_planes = [], widths[0]
         for planes, stride in zip(widths[1:], (1, 2, 2)):
-            blocks = [WideBlock(in_planes if i == 0 else planes, planes, stride if i == 0 else 1, dropout, antialias)
-                      for i in range(n)]
+            blocks = [
+                WideBlock(in_planes if i == 0 else planes, planes, stride if i == 0 else 1, dropout, antialias)
+                for i in range(n)
+            ]
             stages.append(nn.Sequential(*blocks))
             in_planes = planes
         self.block1, self.block2, self.block3 = stages

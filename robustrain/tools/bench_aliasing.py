@@ -37,7 +37,9 @@ def _timed(fn: Callable[[], object], device: torch.device) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[float]]:
-    parser = argparse.ArgumentParser(prog="python -m robustrain.tools.bench_aliasing", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m robustrain.tools.bench_aliasing", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
@@ -84,7 +86,9 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
             if round_:  # round 0 warms up
                 times[name].append(elapsed)
 
-    print(f"device: {device} ({torch.get_num_threads()} CPU threads), torch {torch.__version__}, {args.repeats} repeats")
+    print(
+        f"device: {device} ({torch.get_num_threads()} CPU threads), torch {torch.__version__}, {args.repeats} repeats"
+    )
     print(f"{'task':42s} {'median ms':>10s} {'min..max ms':>18s}")
     for name, ts in times.items():
         ms = [1000 * t for t in ts]

@@ -36,8 +36,14 @@ def seed_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: torch.
         for i in range(x.shape[0]):
             for t, (rotation_deg, tx_px, ty_px) in enumerate(params.tolist()):
                 # torchvision's positive angle is clockwise, ours counter-clockwise
-                image = TF.affine(x[i], angle=-rotation_deg, translate=[tx_px, ty_px], scale=1.0, shear=[0.0],
-                                  interpolation=TF.InterpolationMode.BILINEAR)
+                image = TF.affine(
+                    x[i],
+                    angle=-rotation_deg,
+                    translate=[tx_px, ty_px],
+                    scale=1.0,
+                    shear=[0.0],
+                    interpolation=TF.InterpolationMode.BILINEAR,
+                )
                 logits = model(image[None])
                 losses[i, t] = F.cross_entropy(logits, y[i : i + 1])
                 correct[i, t] = logits.argmax(dim=1).item() == y[i].item()
@@ -77,28 +83,42 @@ def preact_setup(n_images: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     return model, x, y
 
 
-def bench(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace,
-          n_slow_images: int, n_slow_transforms: int) -> dict[str, float]:
+def bench(
+    name: str,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    args: argparse.Namespace,
+    n_slow_images: int,
+    n_slow_transforms: int,
+) -> dict[str, float]:
     grid = grid_parameters()  # (775, 3)
     slow_x, slow_y, slow_grid = x[:n_slow_images], y[:n_slow_images], grid[:n_slow_transforms]
     evaluate_transforms(model, x[:2], y[:2], grid[:64], chunk_size=args.chunk_size)  # warm-up
     seed_loop(model, slow_x[:1], slow_y[:1], slow_grid[:5])
     rates: dict[str, list[float]] = {"full": [], "early": [], "seed": []}
     for _ in range(args.repeats):  # alternate A, A', B within each repeat
-        rates["full"].append(x.shape[0] * 775 / _seconds(
-            lambda: evaluate_transforms(model, x, y, grid, chunk_size=args.chunk_size)))
-        rates["early"].append(x.shape[0] * 775 / _seconds(
-            lambda: evaluate_transforms(model, x, y, grid, chunk_size=args.chunk_size, early_exit=True)))
-        rates["seed"].append(n_slow_images * n_slow_transforms / _seconds(
-            lambda: seed_loop(model, slow_x, slow_y, slow_grid)))
+        rates["full"].append(
+            x.shape[0] * 775 / _seconds(lambda: evaluate_transforms(model, x, y, grid, chunk_size=args.chunk_size))
+        )
+        rates["early"].append(
+            x.shape[0]
+            * 775
+            / _seconds(lambda: evaluate_transforms(model, x, y, grid, chunk_size=args.chunk_size, early_exit=True))
+        )
+        rates["seed"].append(
+            n_slow_images * n_slow_transforms / _seconds(lambda: seed_loop(model, slow_x, slow_y, slow_grid))
+        )
     grid_acc = evaluate_transforms(model, x, y, grid, chunk_size=args.chunk_size, early_exit=True)
     with torch.no_grad():
         clean_acc = (model(x).argmax(1) == y).float().mean()
     ratios = {key: [a / b for a, b in zip(rates[key], rates["seed"])] for key in ("full", "early")}
-    print(f"\n{name}: {x.shape[0]} images x 775 transforms (ours, chunk_size {args.chunk_size}); seed loop on "
-          f"{n_slow_images} images x {n_slow_transforms} transforms; {args.repeats} alternating repeats; "
-          f"clean acc {float(clean_acc):.2f}, "
-          f"grid acc {float(grid_acc.robust_correct.float().mean()):.2f}")
+    print(
+        f"\n{name}: {x.shape[0]} images x 775 transforms (ours, chunk_size {args.chunk_size}); seed loop on "
+        f"{n_slow_images} images x {n_slow_transforms} transforms; {args.repeats} alternating repeats; "
+        f"clean acc {float(clean_acc):.2f}, "
+        f"grid acc {float(grid_acc.robust_correct.float().mean()):.2f}"
+    )
     print(f"  {'method':<26}{'image-transforms/s (median, min..max)':<44}{'x seed loop (median, min..max)'}")
     labels = {"seed": "seed-000 loop (B)", "full": "ours, full grid (A)", "early": "ours, early exit (A')"}
     for key in ("seed", "full", "early"):

@@ -38,8 +38,9 @@ def _time_step(net, opt, perturb, x, y, device) -> float:
     return time.perf_counter() - start
 
 
-def bench_training(model_name: str, n_batches: int, batch_size: int, repeats: int, pgd_steps: int,
-                   device: torch.device) -> dict[str, list[float]]:
+def bench_training(
+    model_name: str, n_batches: int, batch_size: int, repeats: int, pgd_steps: int, device: torch.device
+) -> dict[str, list[float]]:
     """Seconds per image for each mode, one entry per repeat.
 
     The modes are alternated batch by batch (standard, FGSM, PGD on batch 1, then on batch 2, ...), so a burst of
@@ -78,12 +79,16 @@ def _report(model_name: str, times: dict[str, list[float]], pgd_steps: int) -> N
     for name, values in times.items():
         ratios = [v / s for v, s in zip(values, std)]
         target = {"fgsm": "<= 2.1", f"pgd{pgd_steps}": f"<= {1.05 * (pgd_steps + 1):.2f}"}.get(name, "")
-        print(f"  {name:>9}: {statistics.median(values) * 1e3:8.3f} ms/img   ratio to standard "
-              f"{statistics.median(ratios):5.2f} (spread {min(ratios):.2f}-{max(ratios):.2f}) {target}")
+        print(
+            f"  {name:>9}: {statistics.median(values) * 1e3:8.3f} ms/img   ratio to standard "
+            f"{statistics.median(ratios):5.2f} (spread {min(ratios):.2f}-{max(ratios):.2f}) {target}"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m robustrain.tools.bench_training", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m robustrain.tools.bench_training", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("what", choices=["train"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--pgd-steps", type=int, default=10)
@@ -91,8 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", nargs="+", default=["SmallCNN", "PreActResNet18"])
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    print(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} CPU threads'}), "
-          f"torch {torch.__version__}")
+    where = torch.cuda.get_device_name() if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    print(f"device {device} ({where}), torch {torch.__version__}")
     for model_name in args.models:
         small = model_name == "SmallCNN"
         n_batches, batch_size = (10, 100) if small else ((4, 32) if device.type == "cpu" else (20, 128))

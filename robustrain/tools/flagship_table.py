@@ -31,13 +31,16 @@ def table(reports: dict[str, dict[str, float]]) -> str:
         lines.append(f"| {name} | " + " | ".join(f"{100 * acc[k]:.1f}" for k in KEYS) + " |")
     values = {k: [acc[k] for acc in reports.values()] for k in KEYS}
     lines.append("| **median** | " + " | ".join(f"**{100 * statistics.median(values[k]):.1f}**" for k in KEYS) + " |")
-    lines.append("| min-max | " + " | ".join(f"{100 * min(values[k]):.1f}-{100 * max(values[k]):.1f}" for k in KEYS)
-                 + " |")
+    lines.append(
+        "| min-max | " + " | ".join(f"{100 * min(values[k]):.1f}-{100 * max(values[k]):.1f}" for k in KEYS) + " |"
+    )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m robustrain.tools.flagship_table", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m robustrain.tools.flagship_table", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("dirs", nargs="+", type=Path, help="evaluation log dirs (TensorBoard name dirs)")
     parser.add_argument("--out", type=Path, default=None, help="also write the accuracies as JSON here")
     args = parser.parse_args(argv)

@@ -30,17 +30,38 @@ VARIANTS = {  # name -> CLI overrides of configs/mnist5k_fgsm_aliasing.yaml (whi
     "alpha_0.3": [*WONG, "--model.init_args.alpha", "0.3"],
     "train_eps_0.4": [],  # evaluated at 0.3, as every variant
     # PreActResNet18 at width 8 (BatchNorm; layer2 is the paper's monitored block), SGD as Wong's CIFAR recipe
-    "prn18_w8": [*WONG, "--model.init_args.net", "robustrain.models.PreActResNet18",
-                 "--model.init_args.net.init_args.in_channels", "1", "--model.init_args.net.init_args.normalization",
-                 "none", "--model.init_args.net.init_args.width", "8", "--model.init_args.optimizer", "sgd",
-                 "--model.init_args.lr", "0.05", "--model.init_args.weight_decay", "5e-4", "--trainer.max_epochs", "15",
-                 "--model.init_args.eps_warmup_epochs", "0", "--model.init_args.eval_size", "200",
-                 "--model.init_args.eval_steps", "10", "--model.init_args.eval_alpha", "0.05"],
+    "prn18_w8": [
+        *WONG,
+        "--model.init_args.net",
+        "robustrain.models.PreActResNet18",
+        "--model.init_args.net.init_args.in_channels",
+        "1",
+        "--model.init_args.net.init_args.normalization",
+        "none",
+        "--model.init_args.net.init_args.width",
+        "8",
+        "--model.init_args.optimizer",
+        "sgd",
+        "--model.init_args.lr",
+        "0.05",
+        "--model.init_args.weight_decay",
+        "5e-4",
+        "--trainer.max_epochs",
+        "15",
+        "--model.init_args.eps_warmup_epochs",
+        "0",
+        "--model.init_args.eval_size",
+        "200",
+        "--model.init_args.eval_steps",
+        "10",
+        "--model.init_args.eval_alpha",
+        "0.05",
+    ],
 }
 
 
 def evaluate(module: torch.nn.Module, n_images: int) -> dict[str, float]:
-    """Clean, PGD-50-10 and AutoAttack accuracy (the stop study's headline_accuracy) on the first n validation digits."""
+    """Clean, PGD-50-10 and AutoAttack accuracy (the stop study's headline_accuracy) on n validation digits."""
     from robustrain.data import MNIST5k
     from robustrain.tools.stop_study import headline_accuracy
 
@@ -51,7 +72,9 @@ def evaluate(module: torch.nn.Module, n_images: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m robustrain.tools.flagship_tuning", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m robustrain.tools.flagship_tuning", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/flagship_tuning"))
     parser.add_argument("--only", nargs="*", default=None)
     parser.add_argument("--images", type=int, default=200)
@@ -63,11 +86,27 @@ def main(argv: list[str] | None = None) -> int:
         if (args.only and name not in args.only) or name in results:
             continue
         start = time.perf_counter()
-        cli = cli_main(["fit", "--config", str(CONFIG), "--seed_everything", str(SEED), *overrides,
-                        "--trainer.logger.init_args.save_dir", str(args.out), "--trainer.logger.init_args.name", name,
-                        "--trainer.callbacks", "[]", "--trainer.enable_checkpointing", "false",
-                        "--trainer.callbacks+=robustrain.callbacks.AliasingMonitor",
-                        "--trainer.enable_progress_bar", "false"])
+        cli = cli_main(
+            [
+                "fit",
+                "--config",
+                str(CONFIG),
+                "--seed_everything",
+                str(SEED),
+                *overrides,
+                "--trainer.logger.init_args.save_dir",
+                str(args.out),
+                "--trainer.logger.init_args.name",
+                name,
+                "--trainer.callbacks",
+                "[]",
+                "--trainer.enable_checkpointing",
+                "false",
+                "--trainer.callbacks+=robustrain.callbacks.AliasingMonitor",
+                "--trainer.enable_progress_bar",
+                "false",
+            ]
+        )
         seconds = time.perf_counter() - start
         results[name] = {"overrides": overrides, "train_seconds": seconds, **evaluate(cli.model, args.images)}
         args.out.mkdir(parents=True, exist_ok=True)
@@ -75,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         print(name, results[name], flush=True)
     print("| variant | clean | PGD-50-10 | AutoAttack | train s |\n|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {100 * r['clean']:.1f} | {100 * r['pgd_50x10']:.1f} | {100 * r['autoattack']:.1f} "
-              f"| {r['train_seconds']:.0f} |")
+        print(
+            f"| {name} | {100 * r['clean']:.1f} | {100 * r['pgd_50x10']:.1f} | {100 * r['autoattack']:.1f} "
+            f"| {r['train_seconds']:.0f} |"
+        )
     return 0
 
 

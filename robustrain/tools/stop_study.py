@@ -31,8 +31,8 @@ from typing import Any
 import torch
 
 from robustrain.aliasing.replay import first_stop, replay
-from robustrain.callbacks.pgd_early_stopping import evaluate_pgd_stopping
 from robustrain.callbacks.history import read_history_csv
+from robustrain.callbacks.pgd_early_stopping import evaluate_pgd_stopping
 
 EPS = 0.3
 OVERFIT_DROP = 0.10  # best - final held-out PGD accuracy above which a run overfits
@@ -64,32 +64,80 @@ ADAM = {"optimizer": "adam", "lr": 5e-3, "weight_decay": 0.0}
 SETTINGS = {
     s.name: s
     for s in (
-        Setting("unclipped", "FGSM-RS, unclipped start, alpha 0.375, no eps warm-up, cyclic lr",
-                {"alpha": 0.375, "init": "random_unclipped", **ADAM, "lr_schedule": "cyclic"}),
-        Setting("unclipped_warmup", "the flagship: as unclipped, with a 5-epoch eps warm-up",
-                {"alpha": 0.375, "init": "random_unclipped", "eps_warmup_epochs": 5, **ADAM, "lr_schedule": "cyclic"}),
-        Setting("unclipped_flat", "FGSM-RS, unclipped start, alpha 0.375, constant lr 5e-3 (no decay)",
-                {"alpha": 0.375, "init": "random_unclipped", **ADAM, "lr_schedule": "constant"}),
-        Setting("clipped", "FGSM-RS, clipped start (torchattacks FFGSM), alpha 0.375, cyclic lr",
-                {"alpha": 0.375, "init": "random_clipped", **ADAM, "lr_schedule": "cyclic"}, seeds=tuple(range(8))),
-        Setting("zero_init", "plain FGSM (zero start), alpha 0.3, cyclic lr",
-                {"alpha": 0.3, "init": "zero", **ADAM, "lr_schedule": "cyclic"}),
-        Setting("zero_warmup", "plain FGSM (zero start), alpha 0.3, 5-epoch eps warm-up, cyclic lr",
-                {"alpha": 0.3, "init": "zero", "eps_warmup_epochs": 5, **ADAM, "lr_schedule": "cyclic"},
-                seeds=tuple(range(8))),
-        Setting("unclipped_warmup_flat", "FGSM-RS unclipped, 5-epoch eps warm-up, constant lr 5e-3 (no decay)",
-                {"alpha": 0.375, "init": "random_unclipped", "eps_warmup_epochs": 5, **ADAM, "lr_schedule": "constant"}),
-        Setting("eps04_warmup", "FGSM-RS unclipped at training eps 0.4, alpha 0.5, 5-epoch eps warm-up, cyclic lr",
-                {"eps": 0.4, "alpha": 0.5, "init": "random_unclipped", "eps_warmup_epochs": 5, **ADAM,
-                 "lr_schedule": "cyclic"}),
-        Setting("alpha2x_warmup", "FGSM-RS unclipped, alpha 0.6 (= 2 eps), 5-epoch eps warm-up, cyclic lr",
-                {"alpha": 0.6, "init": "random_unclipped", "eps_warmup_epochs": 5, **ADAM, "lr_schedule": "cyclic"},
-                seeds=tuple(range(36))),
-        Setting("prn18_w8", "PreActResNet18 width 8 (BatchNorm), FGSM-RS unclipped, alpha 0.375, SGD cyclic lr 0.05",
-                {"alpha": 0.375, "init": "random_unclipped", "optimizer": "sgd", "lr": 0.05, "momentum": 0.9,
-                 "weight_decay": 5e-4, "lr_schedule": "cyclic"},
-                net="PreActResNet18", net_args={"in_channels": 1, "normalization": "none", "width": 8},
-                epochs=15, series="layer2", seeds=(0, 2), autoattack=False),
+        Setting(
+            "unclipped",
+            "FGSM-RS, unclipped start, alpha 0.375, no eps warm-up, cyclic lr",
+            {"alpha": 0.375, "init": "random_unclipped", **ADAM, "lr_schedule": "cyclic"},
+        ),
+        Setting(
+            "unclipped_warmup",
+            "the flagship: as unclipped, with a 5-epoch eps warm-up",
+            {"alpha": 0.375, "init": "random_unclipped", "eps_warmup_epochs": 5, **ADAM, "lr_schedule": "cyclic"},
+        ),
+        Setting(
+            "unclipped_flat",
+            "FGSM-RS, unclipped start, alpha 0.375, constant lr 5e-3 (no decay)",
+            {"alpha": 0.375, "init": "random_unclipped", **ADAM, "lr_schedule": "constant"},
+        ),
+        Setting(
+            "clipped",
+            "FGSM-RS, clipped start (torchattacks FFGSM), alpha 0.375, cyclic lr",
+            {"alpha": 0.375, "init": "random_clipped", **ADAM, "lr_schedule": "cyclic"},
+            seeds=tuple(range(8)),
+        ),
+        Setting(
+            "zero_init",
+            "plain FGSM (zero start), alpha 0.3, cyclic lr",
+            {"alpha": 0.3, "init": "zero", **ADAM, "lr_schedule": "cyclic"},
+        ),
+        Setting(
+            "zero_warmup",
+            "plain FGSM (zero start), alpha 0.3, 5-epoch eps warm-up, cyclic lr",
+            {"alpha": 0.3, "init": "zero", "eps_warmup_epochs": 5, **ADAM, "lr_schedule": "cyclic"},
+            seeds=tuple(range(8)),
+        ),
+        Setting(
+            "unclipped_warmup_flat",
+            "FGSM-RS unclipped, 5-epoch eps warm-up, constant lr 5e-3 (no decay)",
+            {"alpha": 0.375, "init": "random_unclipped", "eps_warmup_epochs": 5, **ADAM, "lr_schedule": "constant"},
+        ),
+        Setting(
+            "eps04_warmup",
+            "FGSM-RS unclipped at training eps 0.4, alpha 0.5, 5-epoch eps warm-up, cyclic lr",
+            {
+                "eps": 0.4,
+                "alpha": 0.5,
+                "init": "random_unclipped",
+                "eps_warmup_epochs": 5,
+                **ADAM,
+                "lr_schedule": "cyclic",
+            },
+        ),
+        Setting(
+            "alpha2x_warmup",
+            "FGSM-RS unclipped, alpha 0.6 (= 2 eps), 5-epoch eps warm-up, cyclic lr",
+            {"alpha": 0.6, "init": "random_unclipped", "eps_warmup_epochs": 5, **ADAM, "lr_schedule": "cyclic"},
+            seeds=tuple(range(36)),
+        ),
+        Setting(
+            "prn18_w8",
+            "PreActResNet18 width 8 (BatchNorm), FGSM-RS unclipped, alpha 0.375, SGD cyclic lr 0.05",
+            {
+                "alpha": 0.375,
+                "init": "random_unclipped",
+                "optimizer": "sgd",
+                "lr": 0.05,
+                "momentum": 0.9,
+                "weight_decay": 5e-4,
+                "lr_schedule": "cyclic",
+            },
+            net="PreActResNet18",
+            net_args={"in_channels": 1, "normalization": "none", "width": 8},
+            epochs=15,
+            series="layer2",
+            seeds=(0, 2),
+            autoattack=False,
+        ),
     )
 }
 
@@ -111,8 +159,9 @@ def oracle_epoch(acc_pgd: list[float]) -> int:
     return max(range(len(acc_pgd)), key=acc_pgd.__getitem__)
 
 
-def headline_accuracy(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                      autoattack: bool = True) -> dict[str, float]:
+def headline_accuracy(
+    net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, autoattack: bool = True
+) -> dict[str, float]:
     """Clean, PGD-50-10 (step 0.01) and AutoAttack (standard, 100 iterations) accuracy at eps EPS."""
     from robustrain.evaluation.robust import AttackSpec, robust_accuracy
 
@@ -135,8 +184,16 @@ def train_run(setting: Setting, seed: int, out: Path) -> Path:
     L.seed_everything(seed, verbose=False)
     net = build_net(setting)
     model = {"eps": EPS, **setting.model}  # training eps; every evaluation is at EPS
-    module = FGSMTraining(net=net, eval_eps=EPS, eval_alpha=0.03, eval_steps=20, eval_size=500,
-                          eval_fgsm=True, masking_margin=None, **model)
+    module = FGSMTraining(
+        net=net,
+        eval_eps=EPS,
+        eval_alpha=0.03,
+        eval_steps=20,
+        eval_size=500,
+        eval_fgsm=True,
+        masking_margin=None,
+        **model,
+    )
 
     class EveryEpochWeights(L.Callback):
         def on_train_epoch_end(self, trainer, pl_module):
@@ -149,15 +206,26 @@ def train_run(setting: Setting, seed: int, out: Path) -> Path:
         EveryEpochWeights(),
     ]
     logger = L.pytorch.loggers.CSVLogger(run, name="", version="")
-    trainer = L.Trainer(max_epochs=setting.epochs, accelerator="cpu", devices=1, inference_mode=False,
-                        logger=logger, callbacks=callbacks, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0)
+    trainer = L.Trainer(
+        max_epochs=setting.epochs,
+        accelerator="cpu",
+        devices=1,
+        inference_mode=False,
+        logger=logger,
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     start = time.perf_counter()
     trainer.fit(module, MNIST5k(batch_size=100, val_size=500, test_size=500))
     # the per-epoch oracle: val/acc_pgd and val/acc_fgsm from Lightning's metrics.csv, one row per epoch
     rows = [r for r in _read_csv(run / "metrics.csv") if r.get("val/acc_pgd") not in (None, "")]
     summary = {
-        "setting": setting.name, "seed": seed, "seconds": time.perf_counter() - start,
+        "setting": setting.name,
+        "seed": seed,
+        "seconds": time.perf_counter() - start,
         "val_acc": [float(r["val/acc"]) for r in rows],
         "val_acc_pgd": [float(r["val/acc_pgd"]) for r in rows],
         "val_acc_fgsm": [float(r["val/acc_fgsm"]) for r in rows],
@@ -206,8 +274,15 @@ def handed_back(stop_epoch: int | None, last_epoch: int) -> int:
 def aliasing_stop(run: dict, rule: dict) -> int | None:
     """Epoch at which Algorithm 1 with these settings stops the run (replayed), or None."""
     column = ("relative/" if rule["measure"] == "relative" else "") + run["series"]
-    decisions = replay(run["aliasing"], rule["threshold"], rule["window"], rule["warmup_epochs"],
-                       rule["wait_for_lr_peak"], column=column, reference=rule["reference"])
+    decisions = replay(
+        run["aliasing"],
+        rule["threshold"],
+        rule["window"],
+        rule["warmup_epochs"],
+        rule["wait_for_lr_peak"],
+        column=column,
+        reference=rule["reference"],
+    )
     stop = first_stop(decisions)
     return None if stop is None else stop["epoch"]
 
@@ -242,8 +317,13 @@ def score_rule(runs: list[dict], rule: dict) -> dict[str, Any]:
             overfit += 1
             hits += back_acc >= acc[oracle] - WITHIN
             distances.append(back - oracle)
-    return {"hits": hits, "overfit": overfit, "false_stops": false_stops, "healthy": healthy,
-            "mean_abs_distance": statistics.mean(abs(d) for d in distances) if distances else math.nan}
+    return {
+        "hits": hits,
+        "overfit": overfit,
+        "false_stops": false_stops,
+        "healthy": healthy,
+        "mean_abs_distance": statistics.mean(abs(d) for d in distances) if distances else math.nan,
+    }
 
 
 RULE_GRID = {
@@ -254,8 +334,14 @@ RULE_GRID = {
     "wait_for_lr_peak": (True, False),
     "reference": ("window", "restart"),
 }
-PAPER_RULE = {"measure": "absolute", "threshold": 0.33, "window": 3, "warmup_epochs": 5, "wait_for_lr_peak": True,
-              "reference": "window"}
+PAPER_RULE = {
+    "measure": "absolute",
+    "threshold": 0.33,
+    "window": 3,
+    "warmup_epochs": 5,
+    "wait_for_lr_peak": True,
+    "reference": "window",
+}
 
 
 def select_rule(runs: list[dict], grid: dict[str, tuple] = RULE_GRID) -> tuple[dict, list[dict]]:

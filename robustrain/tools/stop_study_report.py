@@ -42,7 +42,10 @@ def load_runs(out: Path) -> list[dict[str, Any]]:
 
 
 def select(out: Path) -> dict[str, Any]:
-    """Tune each measure's rule on the tuning seeds, compare the tuned rules on the report seeds; writes selection.json."""
+    """Tune each measure's rule on the tuning seeds, compare the tuned rules on the report seeds.
+
+    Writes selection.json.
+    """
     runs = load_runs(out)
     tune = [r for r in runs if r["half"] == "tune"]
     held = [r for r in runs if r["half"] == "report"]
@@ -50,12 +53,18 @@ def select(out: Path) -> dict[str, Any]:
     for measure in RULE_GRID["measure"]:
         best, _ = select_rule(tune, dict(RULE_GRID, measure=(measure,)))
         result["rules"][measure] = {"rule": best, "tune": score_rule(tune, best), "report": score_rule(held, best)}
-    result["rules"]["paper"] = {"rule": PAPER_RULE, "tune": score_rule(tune, PAPER_RULE),
-                                "report": score_rule(held, PAPER_RULE)}
+    result["rules"]["paper"] = {
+        "rule": PAPER_RULE,
+        "tune": score_rule(tune, PAPER_RULE),
+        "report": score_rule(held, PAPER_RULE),
+    }
 
     def held_score(measure: str) -> tuple:
         s = result["rules"][measure]["report"]
-        return (s["hits"] - 2 * s["false_stops"], -s["mean_abs_distance"] if math.isfinite(s["mean_abs_distance"]) else -99)
+        return (
+            s["hits"] - 2 * s["false_stops"],
+            -s["mean_abs_distance"] if math.isfinite(s["mean_abs_distance"]) else -99,
+        )
 
     # the measure that scores better on the report half; a tie keeps the paper's (absolute)
     result["default_measure"] = max(RULE_GRID["measure"], key=lambda m: (*held_score(m), m == "absolute"))
@@ -132,10 +141,15 @@ def measure_cost(repeats: int = 15) -> dict[str, Any]:
             if i:
                 times[name].append(time.perf_counter() - start)
     ratios = sorted(a / p for a, p in zip(times["aliasing"], times["pgd_es"]))
-    return {"threads": torch.get_num_threads(), "repeats": repeats,
-            "aliasing_ms": 1000 * statistics.median(times["aliasing"]),
-            "pgd_es_ms": 1000 * statistics.median(times["pgd_es"]),
-            "ratio_median": statistics.median(ratios), "ratio_min": ratios[0], "ratio_max": ratios[-1]}
+    return {
+        "threads": torch.get_num_threads(),
+        "repeats": repeats,
+        "aliasing_ms": 1000 * statistics.median(times["aliasing"]),
+        "pgd_es_ms": 1000 * statistics.median(times["pgd_es"]),
+        "ratio_median": statistics.median(ratios),
+        "ratio_min": ratios[0],
+        "ratio_max": ratios[-1],
+    }
 
 
 def _fmt(x: float | None) -> str:
@@ -151,32 +165,50 @@ def write(out: Path, docs: Path) -> None:
     rows, records = [], []
     for run in runs:
         stops = _stops(run, selection)
-        evals = json.loads((Path(run["dir"]) / "evals.json").read_text()) if (Path(run["dir"]) / "evals.json").exists() else {}
+        evals = (
+            json.loads((Path(run["dir"]) / "evals.json").read_text())
+            if (Path(run["dir"]) / "evals.json").exists()
+            else {}
+        )
         acc = run["val_acc_pgd"]
 
-        def ev(epoch: int, key: str) -> float | None:
+        def ev(epoch: int, key: str, evals: dict = evals) -> float | None:
             hits = [v for k, v in evals.items() if k.split("@")[0] == str(epoch)]
             return hits[0].get(key) if hits else None
 
-        record = {"setting": run["setting"], "seed": run["seed"], "half": run["half"], "kind": run["kind"],
-                  "best_val_pgd": max(acc), "final_val_pgd": acc[-1], "seconds": run["seconds"]}
+        record = {
+            "setting": run["setting"],
+            "seed": run["seed"],
+            "half": run["half"],
+            "kind": run["kind"],
+            "best_val_pgd": max(acc),
+            "final_val_pgd": acc[-1],
+            "seconds": run["seconds"],
+        }
         for method, (stop, back) in stops.items():
-            record[method] = {"stop": stop, "epoch": back, "val_pgd": acc[back] if back >= 0 else 0.0,
-                              "pgd_50x10": ev(back, "pgd_50x10"), "autoattack": ev(back, "autoattack"),
-                              "clean": ev(back, "clean")}
+            record[method] = {
+                "stop": stop,
+                "epoch": back,
+                "val_pgd": acc[back] if back >= 0 else 0.0,
+                "pgd_50x10": ev(back, "pgd_50x10"),
+                "autoattack": ev(back, "autoattack"),
+                "clean": ev(back, "clean"),
+            }
         records.append(record)
         o, p, a = record["oracle"], record["pgd_es"], record[default]
         rows.append(
             f"| {run['setting']} | {run['seed']} | {run['half']} | {run['kind']} | {o['epoch']} | {_fmt(o['val_pgd'])} "
             f"| {_fmt(o['pgd_50x10'])} / {_fmt(o['autoattack'])} "
-            f"| {p['stop'] if p['stop'] is not None else '—'} | {_fmt(p['val_pgd'])} | {_fmt(p['pgd_50x10'])} / {_fmt(p['autoattack'])} "
+            f"| {p['stop'] if p['stop'] is not None else '—'} | {_fmt(p['val_pgd'])} "
+            f"| {_fmt(p['pgd_50x10'])} / {_fmt(p['autoattack'])} "
             f"| {a['stop'] if a['stop'] is not None else '—'} | {a['epoch'] - o['epoch']:+d} | {_fmt(a['val_pgd'])} "
             f"| {_fmt(a['pgd_50x10'])} / {_fmt(a['autoattack'])} | {_fmt(acc[-1])} |"
         )
     summary = _summary(records, selection)
     cost = measure_cost()
-    (docs / "stop_study.json").write_text(json.dumps({"selection": selection, "summary": summary, "cost": cost,
-                                                      "runs": records}, indent=1))
+    (docs / "stop_study.json").write_text(
+        json.dumps({"selection": selection, "summary": summary, "cost": cost, "runs": records}, indent=1)
+    )
     _figure_distance_vs_threshold(runs, selection, docs / "distance_vs_threshold.png")
     _figure_curves(runs, selection, docs / "curves.png")
     rule = selection["rules"][selection["default_measure"]]["rule"]
@@ -207,7 +239,8 @@ def write(out: Path, docs: Path) -> None:
         "",
         "## Every run",
         "",
-        "| setting | seed | half | kind | oracle epoch | val PGD | PGD-50-10 / AA | PGD-ES stop | val PGD | PGD-50-10 / AA "
+        "| setting | seed | half | kind | oracle epoch | val PGD | PGD-50-10 / AA "
+        "| PGD-ES stop | val PGD | PGD-50-10 / AA "
         "| aliasing stop | distance | val PGD | PGD-50-10 / AA | final val PGD |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
@@ -233,24 +266,31 @@ def _summary(records: list[dict], selection: dict) -> dict[str, Any]:
                 within = [r[method]["val_pgd"] >= r["oracle"]["val_pgd"] - WITHIN for r in group]
                 stopped = [r[method]["stop"] is not None for r in group]
                 dist = [r[method]["epoch"] - r["oracle"]["epoch"] for r in group]
-                entry[method] = {"within_3_points": sum(within), "stopped": sum(stopped),
-                                 "median_distance": statistics.median(dist)}
+                entry[method] = {
+                    "within_3_points": sum(within),
+                    "stopped": sum(stopped),
+                    "median_distance": statistics.median(dist),
+                }
             summary[f"{half}/{kind}"] = entry
     return summary
 
 
 def _summary_lines(summary: dict[str, Any]) -> list[str]:
     """The scored kinds, per half; never-robust runs (nothing to lose) are only counted."""
-    lines = ["| half / kind | runs | method | within 3 points of the oracle | stopped | median distance (epochs) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| half / kind | runs | method | within 3 points of the oracle | stopped | median distance (epochs) |",
+        "|---|---|---|---|---|---|",
+    ]
     for key, entry in summary.items():
         if key.endswith("never_robust"):
             continue
         for method, v in entry.items():
             if method == "runs":
                 continue
-            lines.append(f"| {key} | {entry['runs']} | {method} | {v['within_3_points']} | {v['stopped']} "
-                         f"| {v['median_distance']:+g} |")
+            lines.append(
+                f"| {key} | {entry['runs']} | {method} | {v['within_3_points']} | {v['stopped']} "
+                f"| {v['median_distance']:+g} |"
+            )
     return lines
 
 
@@ -267,7 +307,9 @@ def _figure_distance_vs_threshold(runs: list[dict], selection: dict, path: Path)
             oracle = oracle_epoch(acc)
             dist = [handed_back(aliasing_stop(run, dict(rule, threshold=t)), len(acc) - 1) - oracle for t in THRESHOLDS]
             style = "-" if run["half"] == "report" else ":"
-            ax.plot(THRESHOLDS, dist, style, marker="o", ms=3, label=f"{run['setting']} s{run['seed']} ({run['kind'][:4]})")
+            ax.plot(
+                THRESHOLDS, dist, style, marker="o", ms=3, label=f"{run['setting']} s{run['seed']} ({run['kind'][:4]})"
+            )
         ax.axhline(0, color="k", lw=0.8)
         ax.axvline(0.33, color="grey", ls="--", lw=0.8)
         ax.set_xlabel("threshold t")
@@ -293,8 +335,12 @@ def _figure_curves(runs: list[dict], selection: dict, path: Path) -> None:
         ax.set_xlabel("epoch")
         ax2 = ax.twinx()
         column = ("relative/" if measure == "relative" else "") + run["series"]
-        ax2.plot([r["epoch"] for r in run["aliasing"]], [r[column] for r in run["aliasing"]], color="tab:red",
-                 label=f"aliasing ({measure})")
+        ax2.plot(
+            [r["epoch"] for r in run["aliasing"]],
+            [r[column] for r in run["aliasing"]],
+            color="tab:red",
+            label=f"aliasing ({measure})",
+        )
         stops = _stops(run, selection)
         for method, color in (("oracle", "k"), ("pgd_es", "tab:green"), (f"aliasing_{measure}", "tab:red")):
             if stops[method][0] is not None:

@@ -5,11 +5,10 @@ accuracy plus PGD accuracy on a fixed subset of each validation / test epoch.
 """
 
 import functools
+import math
 from typing import Literal
 
 import lightning as L
-import math
-
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
@@ -31,6 +30,8 @@ def _built_from_config() -> bool:
     except ImportError:
         return False
     return _given_hyperparameters.get() is not None
+
+
 STAGES = ("train", "val", "test")
 
 
@@ -105,7 +106,9 @@ class RobustClassifier(L.LightningModule):
         if masking_margin is not None and not (math.isfinite(masking_margin) and 0.0 <= masking_margin <= 1.0):
             raise ValueError(f"masking_margin={masking_margin} must be in [0, 1] (a gap in accuracy) or None")
         if attack_bn_mode not in BATCHNORM_MODES[:2]:
-            raise ValueError(f"attack_bn_mode={attack_bn_mode!r} is not valid; choose one of {list(BATCHNORM_MODES[:2])}")
+            raise ValueError(
+                f"attack_bn_mode={attack_bn_mode!r} is not valid; choose one of {list(BATCHNORM_MODES[:2])}"
+            )
         # Built by the CLI, `net` arrives with its config ({class_path, init_args}): keep it, so checkpoints rebuild
         # their own network (`load_from_checkpoint`, `train.py test --ckpt_path`). Built in Python, it is a module
         # object, which is no hyperparameter.
@@ -185,10 +188,12 @@ class RobustClassifier(L.LightningModule):
     # --- monitoring -----------------------------------------------------------------------------------------------
     def tensorboard_charts(self) -> dict[str, dict[str, list]]:
         """This module's custom-scalar charts (see robustrain.monitoring)."""
-        return {"robustness": {
-            "val: clean, PGD and FGSM accuracy": ["Multiline", ["^val/acc$", "^val/acc_pgd$", "^val/acc_fgsm$"]],
-            "loss: train (on the training attack) and val (clean)": ["Multiline", ["^train/loss$", "^val/loss$"]],
-        }}
+        return {
+            "robustness": {
+                "val: clean, PGD and FGSM accuracy": ["Multiline", ["^val/acc$", "^val/acc_pgd$", "^val/acc_fgsm$"]],
+                "loss: train (on the training attack) and val (clean)": ["Multiline", ["^train/loss$", "^val/loss$"]],
+            }
+        }
 
     def setup(self, stage: str) -> None:
         # before Lightning's own hparams record: TensorBoard's HPARAMS tab shows a run's first record

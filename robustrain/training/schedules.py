@@ -32,7 +32,7 @@ def lr_factor(schedule: str, step: int, total_steps: int, cyclic_peak: float = 0
 
 
 def warmup_factor(progress_epochs: float, warmup_epochs: float) -> float:
-    """Linear ramp 0 -> 1 over the first `warmup_epochs` of training (progress in epochs, fractional); 1 without warm-up.
+    """Linear ramp 0 -> 1 over the first `warmup_epochs` of training (progress in fractional epochs); 1 without warm-up.
 
     Used to grow the attack radius eps (and its step) at the start of adversarial training: PGD training at MNIST's
     eps 0.3 from random weights can stay at chance accuracy for the whole run.

@@ -6,8 +6,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
 from robustrain.attacks import check_linf_params, pgd
-from robustrain.train_eval_modes import batchnorm_mode, eval_mode
 from robustrain.spatial import SELECTION_RULES, rotate_translate, worst_of_k
+from robustrain.train_eval_modes import batchnorm_mode, eval_mode
 from robustrain.training.base import RobustClassifier
 
 
