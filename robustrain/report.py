@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from robustrain.errors import EXIT_BAD_INPUT, BadInputError
+
 MISSING = "—"
 REPORT_FILES = {"robustness": "robustness.json", "aliasing": "aliasing.json", "spatial": "spatial_report.json"}
 # AliasingMonitor's decision series (logged as aliasing/<name>): not per-layer measurements, left out of the plot
@@ -104,13 +106,15 @@ def describe_method(config: dict[str, Any]) -> str:
     return " + ".join(parts)
 
 
-def _checkpoint_epochs(run_path: Path) -> int | None:
-    ckpt = run_path / "checkpoints" / "last.ckpt"
-    if not ckpt.is_file():
-        return None
-    import torch
+def _checkpoint_epochs(dirs: Sequence[Path]) -> int | None:
+    """Epochs trained, from the newest checkpoints/last.ckpt (read weights-only: a report never runs pickled code)."""
+    from robustrain.checkpoints import read_checkpoint
 
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    found = [d / "checkpoints" / "last.ckpt" for d in reversed(dirs) if (d / "checkpoints" / "last.ckpt").is_file()]
+    if not found:
+        return None
+    ckpt = found[0]  # the newest version's
+    state = read_checkpoint(ckpt)
     return int(state["epoch"]) + 1 if "epoch" in state else None
 
 
@@ -120,7 +124,9 @@ def load_run(path: Path | str, name: str | None = None) -> Run:
     if path.is_file() and path.suffix == ".ckpt":
         path = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     if not path.is_dir():
-        raise ValueError(f"run dir {str(path)!r} does not exist (give a TensorBoard run/version dir or a checkpoint)")
+        raise BadInputError(
+            f"run dir {str(path)!r} does not exist (give a TensorBoard run/version dir or a checkpoint)"
+        )
     dirs = run_dirs(path)
     run = Run(name=name or path.name, path=path)
     for key, filename in REPORT_FILES.items():
@@ -144,7 +150,12 @@ def load_run(path: Path | str, name: str | None = None) -> Run:
         if configs:
             run.method = describe_method(yaml.safe_load(configs[0].read_text()) or {})
     if run.epochs is None:
-        run.epochs = _checkpoint_epochs(path)
+        run.epochs = _checkpoint_epochs(dirs)
+    if run.method is None and run.epochs is None and not any(getattr(run, key) for key in REPORT_FILES):
+        raise BadInputError(
+            f"{path} holds no robustrain run: no config.yaml, TensorBoard events, checkpoint or report "
+            f"({', '.join(REPORT_FILES.values())}) in it or its version_* folders"
+        )
     return run
 
 
@@ -379,7 +390,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--names", nargs="+", help="display names, one per run (default: the dir names)")
     parser.add_argument("--no-hparams", action="store_true", help="skip the TensorBoard hparams view")
     args = parser.parse_args(argv)
-    columns, rows = build_report(args.runs, args.out, args.names, hparams=not args.no_hparams)
+    try:
+        columns, rows = build_report(args.runs, args.out, args.names, hparams=not args.no_hparams)
+    except BadInputError as error:
+        parser.exit(EXIT_BAD_INPUT, f"{parser.prog}: error: {error}\n")
     print(markdown_table(columns, rows))
     print(f"\nwritten to {args.out}/comparison.md")
 

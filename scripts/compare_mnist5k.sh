@@ -48,7 +48,7 @@ for row in "${RUN_TABLE[@]}"; do
   IFS='|' read -r name config eval_extra <<<"$row"
   if [[ -n "${ONLY:-}" && "$name" != "$ONLY" ]]; then continue; fi
   logger_name=$(basename "$config" .yaml)
-  ckpt="runs/$logger_name/checkpoints/last.ckpt"
+  ckpt="runs/$logger_name"
   if [[ "${SKIP_TRAIN:-0}" != 1 ]]; then
     echo "=== fit $name ($config)"
     rm -rf "runs/$logger_name"

@@ -16,8 +16,9 @@ for seed in "${seeds[@]}"; do
   # the same config with its run name (log and checkpoint folders) replaced
   sed "s/mnist5k_fgsm_aliasing/${name}/g" configs/mnist5k_fgsm_aliasing.yaml > "runs/${name}.yaml"
   python train.py fit --config "runs/${name}.yaml" --seed_everything "${seed}" --trainer.enable_progress_bar false
-  ckpt="runs/${name}/checkpoints/last.ckpt"
-  [ -f "runs/${name}/version_0/aliasing_stop.ckpt" ] && ckpt="runs/${name}/version_0/aliasing_stop.ckpt"
+  ckpt="runs/${name}"
+  latest=$(ls -d runs/${name}/version_* | sort -V | tail -1)
+  [ -f "${latest}/aliasing_stop.ckpt" ] && ckpt="${latest}/aliasing_stop.ckpt"
   python train.py test --config configs/eval_robust_mnist5k.yaml --ckpt_path "${ckpt}" \
     --trainer.logger.init_args.name "${name}_eval" --trainer.enable_progress_bar false
 done

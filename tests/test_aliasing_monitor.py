@@ -1,7 +1,6 @@
 """Tests of AliasingMonitor in real (tiny) Lightning runs: stop epoch, restored weights, files, resume, DDP."""
 
 import json
-import logging
 import math
 import os
 import subprocess
@@ -25,6 +24,7 @@ from robustrain.aliasing import measure_model_aliasing
 from robustrain.aliasing.replay import replay
 from robustrain.callbacks import AliasingMonitor
 from robustrain.callbacks.history import read_history_csv
+from robustrain.errors import NonFiniteError
 
 RULE = dict(monitor="conv1", threshold=0.33, window=3, warmup_epochs=2, probe_size=32)
 
@@ -103,17 +103,15 @@ def test_monitor_only_records_the_stop_but_trains_on(tmp_path) -> None:
     assert not (Path(trainer.log_dir) / "aliasing_stop.ckpt").exists()
 
 
-def test_non_finite_aliasing_stops_with_a_reason(tmp_path, caplog) -> None:
+def test_non_finite_weights_stop_at_the_guard_before_the_monitor(tmp_path) -> None:
+    """NaN weights give NaN gradients at the first step: the module's guard stops training there, before the
+    monitor's epoch-end check (which stops on a non-finite value as well: tests/test_aliasing_stopping.py)."""
     L.seed_everything(0)
-    weights, monitor = WeightsPerEpoch(), AliasingMonitor(**RULE)
-    module = tiny_module()
-    trainer = tiny_trainer(tmp_path, [ScaleWeightAt(1, math.nan), weights, monitor])
-    with caplog.at_level(logging.INFO):
-        trainer.fit(module, datamodule=RandomDigits())
-    assert monitor.stopped_epoch == 1  # during the warm-up: non-finite values always stop
-    assert "not finite" in monitor.stopping_reason_message
-    assert "stops training at epoch 1" in caplog.text
-    assert_same_weights(module.state_dict(), weights.states[0])
+    monitor = AliasingMonitor(**RULE)
+    trainer = tiny_trainer(tmp_path, [ScaleWeightAt(1, math.nan), monitor])
+    with pytest.raises(NonFiniteError, match="non-finite gradients at epoch 1, step 4"):
+        trainer.fit(tiny_module(), datamodule=RandomDigits())
+    assert [r["epoch"] for r in monitor.history] == [0]
 
 
 def test_on_the_fly_measures_every_n_steps_and_keeps_module_modes(tmp_path) -> None:

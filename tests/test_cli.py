@@ -29,6 +29,11 @@ FAST = [
 ]
 
 
+def last_ckpt(root, name: str, version: int = 0):
+    """runs/<name>/version_N/checkpoints/last.ckpt: each run keeps its checkpoints in its own version folder."""
+    return root / "runs" / name / f"version_{version}" / "checkpoints" / "last.ckpt"
+
+
 def _data_on_disk(config: dict) -> bool:
     return config.get("data", {}).get("class_path", "robustrain.data.MNIST5k").endswith("MNIST5k")
 
@@ -57,7 +62,7 @@ def test_fit_writes_tensorboard_logs_checkpoints_and_the_config(in_tmp):
     assert list(version.glob("events.out.tfevents.*"))
     saved = yaml.safe_load((version / "config.yaml").read_text())
     assert saved["model"]["init_args"]["eps"] == 0.3 and saved["model"]["class_path"].endswith("FGSMTraining")
-    assert (run / "checkpoints/last.ckpt").is_file() and list(run.glob("checkpoints/best-*.ckpt"))
+    assert (version / "checkpoints/last.ckpt").is_file() and list(version.glob("checkpoints/best-*.ckpt"))
     hparams = yaml.safe_load((version / "hparams.yaml").read_text())
     assert hparams["eps"] == 0.3 and hparams["optimizer"] == "adam"
 
@@ -83,19 +88,22 @@ def test_model_can_be_chosen_on_the_command_line(in_tmp):
 def test_resume_from_last_continues_from_the_saved_epoch(in_tmp):
     config = str(REPO / "configs/mnist5k_standard.yaml")
     main(["fit", "--config", config, *FAST])
-    first = torch.load(in_tmp / "runs/mnist5k_standard/checkpoints/last.ckpt", weights_only=False)
+    first = torch.load(last_ckpt(in_tmp, "mnist5k_standard"), weights_only=True)
     assert first["epoch"] == 0 and first["global_step"] == 3
     resumed = main(["fit", "--config", config, *FAST, "--trainer.max_epochs", "2", "--ckpt_path", "last"])
     assert resumed.trainer.current_epoch == 2 and resumed.trainer.global_step == 6
-    second = torch.load(in_tmp / "runs/mnist5k_standard/checkpoints/last.ckpt", weights_only=False)
+    second = torch.load(last_ckpt(in_tmp, "mnist5k_standard"), weights_only=True)  # the same run, continued
     assert second["epoch"] == 1 and second["global_step"] == 6
+    assert not (in_tmp / "runs/mnist5k_standard/version_1").exists()
 
 
-def test_bad_values_fail_before_training_and_name_the_value(in_tmp):
-    with pytest.raises(ValueError, match="eps=1.5"):
-        main(["fit", "--config", str(REPO / "configs/mnist5k_fgsm.yaml"), "--model.init_args.eps", "1.5"])
-    with pytest.raises(ValueError, match="batch_size=0"):
-        main(["fit", "--config", str(REPO / "configs/mnist5k_fgsm.yaml"), "--data.init_args.batch_size", "0"])
+def test_bad_values_fail_before_training_and_name_the_value(in_tmp, capsys):
+    for flag, value in (("--model.init_args.eps", "1.5"), ("--data.init_args.batch_size", "0")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["fit", "--config", str(REPO / "configs/mnist5k_fgsm.yaml"), flag, value])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"={float(value) if '.' in value else value}" in err
     assert not (in_tmp / "runs").exists()
 
 
@@ -115,7 +123,7 @@ def test_ddp_with_two_cpu_processes_runs_an_epoch(in_tmp):
     ]
     result = subprocess.run(cmd, cwd=in_tmp, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    ckpt = torch.load(in_tmp / "runs/mnist5k_fgsm/checkpoints/last.ckpt", weights_only=False)
+    ckpt = torch.load(last_ckpt(in_tmp, "mnist5k_fgsm"), weights_only=True)
     assert ckpt["global_step"] == 3
 
 
@@ -132,7 +140,7 @@ def test_checkpoint_rebuilds_its_own_network_for_test_and_load(in_tmp):
             "3",
         ]
     )
-    ckpt = in_tmp / "runs/mnist5k_fgsm/checkpoints/last.ckpt"
+    ckpt = last_ckpt(in_tmp, "mnist5k_fgsm")
     loaded = FGSMTraining.load_from_checkpoint(ckpt)
     assert type(loaded.net.conv1).__name__ == "Sequential"  # stride-1 conv + BlurPool
     # A config without anti-aliasing still evaluates the anti-aliased checkpoint: the network comes from the checkpoint.
@@ -157,7 +165,7 @@ def test_checkpoint_rebuilds_its_own_network_for_test_and_load(in_tmp):
 
 def test_evaluation_settings_come_from_the_command_line_not_the_checkpoint(in_tmp):
     main(["fit", "--config", str(REPO / "configs/mnist5k_fgsm.yaml"), *FAST])
-    ckpt = in_tmp / "runs/mnist5k_fgsm/checkpoints/last.ckpt"
+    ckpt = last_ckpt(in_tmp, "mnist5k_fgsm")
     cli = main(
         [
             "test",

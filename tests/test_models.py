@@ -79,8 +79,12 @@ def test_weights_path_errors_name_the_file(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         TorchvisionResNet(weights_path=str(tmp_path / "missing.pt"))
     torch.save([1, 2, 3], tmp_path / "list.pt")
-    with pytest.raises(ValueError, match="not a state dict"):
+    with pytest.raises(ValueError, match="list.pt is not a weights file"):
         TorchvisionResNet(weights_path=str(tmp_path / "list.pt"))
+    (tmp_path / "corrupt.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="corrupt.pt is not a readable weights file") as error:
+        TorchvisionResNet(weights_path=str(tmp_path / "corrupt.pt"))
+    assert "weights_only=False" not in str(error.value)  # never the advice to unpickle it unsafely
     torch.save(SmallCNN().state_dict(), tmp_path / "other.pt")
     with pytest.raises(ValueError, match="does not match resnet18"):
         TorchvisionResNet(weights_path=str(tmp_path / "other.pt"))

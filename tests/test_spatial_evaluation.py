@@ -280,7 +280,7 @@ def test_translation_larger_than_the_image_raises_before_testing(checkpoint, in_
         "30",
     ]
     with pytest.raises(ValueError, match="translation_px_range=30.0 is larger than"):
-        main(args)
+        main([*args, "--debug"])
 
 
 @pytest.mark.parametrize(

@@ -142,7 +142,7 @@ def test_translation_larger_than_the_image_raises_before_training(in_tmp):
         "1",
     ]
     with pytest.raises(ValueError, match="translation_px_range=28.0 is larger than the 28x28 images"):
-        main(args)
+        main([*args, "--debug"])
 
 
 @pytest.mark.parametrize("name", ["mnist5k_worst_of_10.yaml", "cifar10_worst_of_10.yaml"])

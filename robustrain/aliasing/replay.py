@@ -24,6 +24,7 @@ from robustrain.aliasing.stopping import (
     stop_limit,
 )
 from robustrain.callbacks.history import read_history_csv
+from robustrain.errors import EXIT_BAD_INPUT
 
 
 def replay(
@@ -98,16 +99,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kind", default="probe", choices=("probe", "batch"))
     parser.add_argument("--reference", default="window", choices=REFERENCES)
     args = parser.parse_args(argv)
-    decisions = replay(
-        read_history_csv(args.history),
-        args.threshold,
-        args.window,
-        args.warmup_epochs,
-        args.wait_for_lr_peak,
-        args.column,
-        args.kind,
-        args.reference,
-    )
+    try:
+        decisions = replay(
+            read_history_csv(args.history),
+            args.threshold,
+            args.window,
+            args.warmup_epochs,
+            args.wait_for_lr_peak,
+            args.column,
+            args.kind,
+            args.reference,
+        )
+    except (ValueError, OSError) as error:
+        parser.exit(EXIT_BAD_INPUT, f"{parser.prog}: error: {error}\n")
     print(f"{'epoch':>5} {'step':>7} {'value':>10} {'median':>10} {'limit':>10}  decision")
     for d in decisions:
         verdict = "STOP" if d["should_stop"] else ("warm-up" if d["warmup"] else "go on")

@@ -51,9 +51,25 @@ def _parse(column: str, text: str) -> object:
 
 
 def read_history_csv(path: str | Path) -> list[dict]:
-    """The records of a history CSV, with ints, bools, floats (nan included) and text restored."""
+    """The records of a history CSV, with ints, bools, floats (nan included) and text restored.
+
+    Raises:
+        ValueError: naming the file, line and column of the first value that does not parse.
+    """
+    records = []
     with Path(path).open(newline="") as f:
-        return [{key: _parse(key, text) for key, text in row.items()} for row in csv.DictReader(f)]
+        reader = csv.DictReader(f)
+        for row in reader:
+            if None in row or None in row.values():
+                raise ValueError(f"{path}, line {reader.line_num}: {len(reader.fieldnames)} columns expected")
+            record = {}
+            for key, text in row.items():
+                try:
+                    record[key] = _parse(key, text)
+                except ValueError as error:
+                    raise ValueError(f"{path}, line {reader.line_num}, column {key!r}: {error}") from None
+            records.append(record)
+    return records
 
 
 _SERIES_STYLE = {"threshold": dict(ls="--", c="r"), "filtered": dict(ls="--", c="k"), "value": dict(lw=2.5, c="C0")}

@@ -1,10 +1,40 @@
 """ImageDataModule: seeded train / held-out val / test splits and loaders shared by every robustrain dataset."""
 
 from abc import abstractmethod
+from collections.abc import Iterator
+from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+
+from robustrain.seeding import epoch_seed, global_seed
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A random order of range(n) that depends only on (seed, epoch); Lightning calls `set_epoch` every epoch.
+
+    torch's RandomSampler draws its order from the global RNG when the epoch's iterator starts, so the order of an
+    epoch depends on everything drawn before it, and a resumed run (whose RNG restarts from the seed) repeats the
+    orders of its first epochs. Here epoch e's order is the same in every run with the same seed.
+    `generator` seeds the loader's worker processes (their augmentation) the same way.
+    """
+
+    def __init__(self, n: int, seed: int, epoch: int = 0) -> None:
+        self.n, self.seed = n, seed
+        self.generator = torch.Generator()
+        self.set_epoch(epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.generator.manual_seed(epoch_seed(self.seed, epoch, stream="data"))
+
+    def __iter__(self) -> Iterator[int]:
+        order = torch.Generator().manual_seed(self.generator.initial_seed())
+        yield from torch.randperm(self.n, generator=order).tolist()
+
+    def __len__(self) -> int:
+        return self.n
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -53,6 +83,7 @@ class ImageDataModule(L.LightningDataModule):
         self.train_eval_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
+        self.shuffle_seed: int | None = None  # saved in checkpoints (state_dict), so a resumed run keeps its orders
 
     @abstractmethod
     def _build(self) -> tuple[Dataset, Dataset, Dataset]:
@@ -88,24 +119,37 @@ class ImageDataModule(L.LightningDataModule):
         images, labels = zip(*(self.train_eval_set[i] for i in idx))
         return torch.stack(images), torch.as_tensor(labels, dtype=torch.int64)
 
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool = False, **kwargs) -> DataLoader:
+        kwargs.setdefault("persistent_workers", self.num_workers > 0)
         return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            drop_last=False,
+            dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers, drop_last=False, **kwargs
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, shuffle=True)
+        if self.shuffle_seed is None:
+            self.shuffle_seed = global_seed()
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.world_size > 1:
+            # Lightning swaps in a DistributedSampler, whose order is a function of (global seed, epoch) already
+            return self._loader(self.train_set, self.batch_size, shuffle=True, persistent_workers=False)
+        epoch = trainer.current_epoch if trainer is not None else 0  # already restored when resuming
+        sampler = EpochShuffleSampler(len(self.train_set), self.shuffle_seed, epoch)
+        # workers restart every epoch, seeded from the sampler's generator: persistent ones would carry their RNG over
+        return self._loader(
+            self.train_set, self.batch_size, sampler=sampler, generator=sampler.generator, persistent_workers=False
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"shuffle_seed": self.shuffle_seed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.shuffle_seed = state_dict.get("shuffle_seed")
 
     def val_dataloader(self) -> DataLoader | list:
-        return self._loader(self.val_set, self.eval_batch_size, shuffle=False) if self.val_size else []
+        return self._loader(self.val_set, self.eval_batch_size) if self.val_size else []
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
+        return self._loader(self.test_set, self.eval_batch_size)
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()

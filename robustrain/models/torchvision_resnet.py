@@ -7,6 +7,7 @@ import torch
 import torchvision
 from torch import nn
 
+from robustrain.checkpoints import read_checkpoint
 from robustrain.models.antialias import check_filt_size
 from robustrain.models.normalize import Normalize, dataset_stats
 
@@ -24,10 +25,7 @@ def load_state_dict_file(weights_path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(weights_path)
     if not path.is_file():
         raise ValueError(f"weights_path={str(path)!r} does not exist; give a local file saved with torch.save")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors come in many types; name the file and the cause
-        raise ValueError(f"weights_path={str(path)!r} could not be loaded as a state dict: {err}") from err
+    obj = read_checkpoint(path, what="weights file (torch.save of a state dict)")
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

@@ -8,7 +8,6 @@ import functools
 import math
 from typing import Literal
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
@@ -18,6 +17,7 @@ from torchmetrics import MeanMetric
 from robustrain.attacks import check_linf_params, fgsm, pgd
 from robustrain.monitoring import log_run_hparams, log_run_outcome, write_layout
 from robustrain.train_eval_modes import BATCHNORM_MODES, eval_mode
+from robustrain.training.safeguards import Safeguards
 from robustrain.training.schedules import LR_SCHEDULES, lr_factor
 
 OPTIMIZERS = ("sgd", "adam")
@@ -47,7 +47,7 @@ def masking_warning(acc_fgsm: float, acc_pgd: float, margin: float | None) -> st
     )
 
 
-class RobustClassifier(L.LightningModule):
+class RobustClassifier(Safeguards):
     """Image classifier trained with cross-entropy on (possibly perturbed) [0, 1] images.
 
     Args:
@@ -203,6 +203,16 @@ class RobustClassifier(L.LightningModule):
 
     def on_fit_end(self) -> None:
         log_run_outcome(self.trainer)
+
+    def unlogged_reason(self, key: str) -> str | None:
+        if key.startswith("val/") and getattr(self.trainer.datamodule, "val_size", None) == 0:
+            return "data.init_args.val_size=0 turns validation off; hold out validation images or monitor another key"
+        attacked = ("val/acc_pgd", "val/acc_fgsm", "val/masking_gap")
+        if key in attacked and self.hparams.eval_size == 0:
+            return "model.init_args.eval_size=0 turns the attacked evaluation off; set eval_size > 0 or monitor val/acc"
+        if key in attacked[1:] and not self.hparams.get("eval_fgsm", False):
+            return "model.init_args.eval_fgsm is false; set it true or monitor val/acc_pgd"
+        return None
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:

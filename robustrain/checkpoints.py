@@ -1,0 +1,109 @@
+"""Finding and reading checkpoints safely: run folders, `last`, and weights-only loading with readable errors.
+
+A run's files live in its own version folder, `<save_dir>/<name>/version_N/` (TensorBoard events, config.yaml,
+histories, figures) with its checkpoints in `version_N/checkpoints/`, so reruns never mix. `last` names the
+`checkpoints/last.ckpt` of the newest version that has one.
+
+Checkpoints are only ever read with `torch.load(weights_only=True)`, which cannot run code, and never from the
+network.
+"""
+
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from robustrain.errors import BadInputError
+
+LAST = "last"
+_VERSION = re.compile(r"^version_(\d+)$")
+
+
+def is_remote(path: str | Path) -> bool:
+    """True for URLs (http://, s3://, ...), which robustrain never loads."""
+    return "://" in str(path)
+
+
+def run_versions(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """(N, folder) of every `version_N` folder of a run, in increasing N."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if p.is_dir() and (m := _VERSION.match(p.name))]
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: str | Path) -> tuple[Path, int] | None:
+    """(version_N/checkpoints/last.ckpt, N) of the newest version that has one, or None."""
+    for version, folder in reversed(run_versions(run_dir)):
+        path = folder / "checkpoints" / "last.ckpt"
+        if path.is_file():
+            return path, version
+    return None
+
+
+def resolve_ckpt_path(ckpt_path: str, run_dir: str | Path | None) -> tuple[Path, int | None]:
+    """The checkpoint file `ckpt_path` names, and the run version it belongs to (None if it is not a run's).
+
+    Args:
+        ckpt_path: A .ckpt file; a run folder (`runs/<name>`: its newest last.ckpt) or version folder; or "last",
+            the newest last.ckpt of `run_dir`.
+        run_dir: `<save_dir>/<name>` of the run being configured (for "last").
+
+    Raises:
+        BadInputError: for a URL, a missing file or folder, or a folder without checkpoints.
+    """
+    if is_remote(ckpt_path):
+        raise BadInputError(
+            f"ckpt_path={ckpt_path!r} is a URL: robustrain only loads local checkpoints (download it yourself, check "
+            "where it comes from, and pass the local file)"
+        )
+    if ckpt_path == LAST:
+        found = latest_checkpoint(run_dir) if run_dir is not None else None
+        if found is None:
+            raise BadInputError(
+                f"ckpt_path=last: no run to resume, no {run_dir}/version_*/checkpoints/last.ckpt exists; drop "
+                "--ckpt_path to start a new run"
+            )
+        return found
+    path = Path(ckpt_path)
+    if path.is_file():
+        version = _VERSION.match(path.parent.parent.name) if path.parent.name == "checkpoints" else None
+        return path, int(version.group(1)) if version else None
+    if path.is_dir():
+        if _VERSION.match(path.name) and (path / "checkpoints" / "last.ckpt").is_file():
+            return path / "checkpoints" / "last.ckpt", int(_VERSION.match(path.name).group(1))
+        found = latest_checkpoint(path)
+        if found is None:
+            raise BadInputError(f"ckpt_path={ckpt_path!r} is a folder without version_*/checkpoints/last.ckpt")
+        return found
+    raise BadInputError(f"ckpt_path={ckpt_path!r} does not exist: give a .ckpt file, a run folder or 'last'")
+
+
+def read_checkpoint(path: str | Path, what: str = "checkpoint") -> dict[str, Any]:
+    """The file's contents (a checkpoint, or the `what` named), loaded weights-only on the CPU.
+
+    Raises:
+        BadInputError: naming the file, when it is corrupt, truncated, or holds anything but tensors and containers.
+    """
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "Weights only load failed" in str(error):
+            raise BadInputError(
+                f"{path} holds objects other than tensors and plain containers; robustrain refuses to unpickle it, "
+                "since unpickling can run arbitrary code"
+            ) from None
+        raise BadInputError(f"{path} is not a readable {what} (corrupt or truncated: {_first_line(error)})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError) as error:
+        raise BadInputError(f"{path} is not a readable {what} (corrupt or truncated: {_first_line(error)})") from None
+    if not isinstance(checkpoint, dict):
+        raise BadInputError(f"{path} is not a {what}: it holds a {type(checkpoint).__name__}, not a dict")
+    return checkpoint
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,81 @@
+"""What every RobustClassifier does to make a run reproducible, resumable and safe from non-finite values.
+
+Reproducible epochs. Every random draw of epoch e (attack starts, augmentation, dropout, the PGD restarts of its
+validation) comes from the global RNGs reseeded at the start of the epoch with `epoch_seed(run_seed, e, rank)`, and
+the training order comes from the datamodule's `EpochShuffleSampler`, a function of (seed, e) too. Nothing an epoch
+draws depends on how the process got there, so a run resumed from the checkpoint of epoch e - 1 draws exactly what
+the uninterrupted run draws: same device, thread count and library versions give identical histories. `run_seed`
+is Lightning's global seed (`seed_everything`) and travels in every checkpoint.
+
+The non-finite guard. Before every optimizer step the gradient norm is checked (one reduction; under DDP the
+gradients are already all-reduced, so every rank takes the same decision), and before every checkpoint the
+weights. A non-finite value raises `NonFiniteError`, naming the epoch and step, before the update is applied or the
+file is written: the weights in every checkpoint on disk are the last finite ones.
+"""
+
+from collections.abc import Iterable
+
+import lightning as L
+import torch
+
+from robustrain.errors import BadInputError, NonFiniteError
+from robustrain.seeding import epoch_seed, global_seed, seed_all
+
+CHECKPOINT_KEY = "robustrain"
+
+
+def first_non_finite(named: Iterable[tuple[str, torch.Tensor | None]]) -> str | None:
+    """The name of the first floating tensor holding a nan or inf, or None when all are finite."""
+    for name, tensor in named:
+        if tensor is not None and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            return name
+    return None
+
+
+class Safeguards(L.LightningModule):
+    """Reproducible epochs and the non-finite guard, as LightningModule hooks (see the module docstring)."""
+
+    _run_seed: int | None = None
+
+    def _where(self) -> str:
+        return f"epoch {self.current_epoch}, step {self.global_step}"
+
+    def unlogged_reason(self, key: str) -> str | None:
+        """Why the metric `key` will never be logged in this run, or None if it may be (subclasses say)."""
+        return None
+
+    def on_fit_start(self) -> None:
+        for callback in self.trainer.callbacks:
+            key = getattr(callback, "monitor", None)
+            reason = self.unlogged_reason(key) if isinstance(key, str) else None
+            if reason is not None:
+                raise BadInputError(f"{type(callback).__name__} monitors {key!r}, which this run never logs: {reason}")
+        if self._run_seed is None:  # set from the checkpoint when resuming
+            self._run_seed = global_seed()
+
+    def on_train_epoch_start(self) -> None:
+        seed_all(epoch_seed(self._run_seed, self.current_epoch, self.global_rank))
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if str(self.trainer.precision).startswith("16"):
+            return  # fp16's loss scaler expects and skips inf gradients itself
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+            loss = self.trainer.callback_metrics.get("train/loss_step")
+            raise NonFiniteError(
+                f"non-finite gradients at {self._where()} (training loss {float(loss) if loss is not None else '?'}): "
+                "training stopped before the update; the last checkpoint holds the last finite weights (lower the "
+                "learning rate or the attack step)"
+            )
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        bad = first_non_finite(list(self.named_parameters()) + list(self.named_buffers()))
+        if bad is not None:
+            raise NonFiniteError(
+                f"{bad} is not finite at {self._where()}: no checkpoint is written; the last one on disk holds the "
+                "last finite weights"
+            )
+        checkpoint[CHECKPOINT_KEY] = {"run_seed": self._run_seed}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._run_seed = checkpoint.get(CHECKPOINT_KEY, {}).get("run_seed")
