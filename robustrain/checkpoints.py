@@ -91,12 +91,13 @@ def read_checkpoint(path: str | Path, what: str = "checkpoint") -> dict[str, Any
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        if "Weights only load failed" in str(error):
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if unsafe:
             raise BadInputError(
-                f"{path} holds objects other than tensors and plain containers; robustrain refuses to unpickle it, "
-                "since unpickling can run arbitrary code"
+                f"{path} holds objects other than tensors and plain containers ({unsafe.group(1)}); robustrain "
+                "refuses to unpickle it, since unpickling can run arbitrary code"
             ) from None
-        raise BadInputError(f"{path} is not a readable {what} (corrupt or truncated: {_first_line(error)})") from None
+        raise BadInputError(f"{path} is not a readable {what} (corrupt or not a torch.save file)") from None
     except (RuntimeError, EOFError, OSError, ValueError, IndexError) as error:
         raise BadInputError(f"{path} is not a readable {what} (corrupt or truncated: {_first_line(error)})") from None
     if not isinstance(checkpoint, dict):

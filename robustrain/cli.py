@@ -149,16 +149,19 @@ def _usage_hint(args: list[str]) -> str:
 
 def main(args: list[str] | None = None, run: bool = True) -> RobustrainCLI:
     """Entry point of `train.py` and the `robustrain` console script; exits with robustrain.errors' codes."""
-    args = list(sys.argv[1:] if args is None else args)
+    from_argv = args is None
+    args = list(sys.argv[1:] if from_argv else args)
     debug = DEBUG_FLAG in args or os.environ.get("ROBUSTRAIN_DEBUG", "") not in ("", "0")
     args = [a for a in args if a != DEBUG_FLAG]
+    if from_argv:  # LightningCLI reads sys.argv itself (and warns when given both)
+        sys.argv[1:] = args
     try:
         return RobustrainCLI(
             RobustClassifier,
             ImageDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
-            args=args,
+            args=None if from_argv else args,
             run=run,
             # Attacks inside validation / test need autograd, which inference mode forbids.
             trainer_defaults={"inference_mode": False},

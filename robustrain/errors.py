@@ -38,7 +38,7 @@ def _chain(exc: BaseException) -> list[BaseException]:
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         out.append(exc)
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__ if exc.__cause__ is not None or exc.__suppress_context__ else exc.__context__
     return out
 
 

@@ -6,35 +6,37 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from robustrain.seeding import epoch_seed, global_seed
 
 
-class EpochShuffleSampler(Sampler[int]):
-    """A random order of range(n) that depends only on (seed, epoch); Lightning calls `set_epoch` every epoch.
+class EpochShuffleSampler(DistributedSampler):
+    """A random order of the dataset that depends only on (seed, epoch), split over `num_replicas` ranks.
 
     torch's RandomSampler draws its order from the global RNG when the epoch's iterator starts, so the order of an
     epoch depends on everything drawn before it, and a resumed run (whose RNG restarts from the seed) repeats the
-    orders of its first epochs. Here epoch e's order is the same in every run with the same seed.
+    orders of its first epochs. Lightning's DistributedSampler computes its order when the iterator is created,
+    which on resume happens before Lightning sets the epoch. Here the sampler is built at the epoch the run is at
+    and epoch e's order is the same in every run with the same seed. Being a DistributedSampler (padding and
+    splitting over ranks as it does), Lightning keeps it under DDP and calls `set_epoch` every epoch.
     `generator` seeds the loader's worker processes (their augmentation) the same way.
     """
 
-    def __init__(self, n: int, seed: int, epoch: int = 0) -> None:
-        self.n, self.seed = n, seed
+    def __init__(self, dataset: Dataset, seed: int, epoch: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
         self.generator = torch.Generator()
         self.set_epoch(epoch)
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.generator.manual_seed(epoch_seed(self.seed, epoch, stream="data"))
+        super().set_epoch(epoch)
+        self.generator.manual_seed(epoch_seed(self.seed, epoch, self.rank, stream="data"))
 
     def __iter__(self) -> Iterator[int]:
-        order = torch.Generator().manual_seed(self.generator.initial_seed())
-        yield from torch.randperm(self.n, generator=order).tolist()
-
-    def __len__(self) -> int:
-        return self.n
+        order = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream="data"))
+        indices = torch.randperm(len(self.dataset), generator=order).tolist()
+        indices += indices[: self.total_size - len(indices)]  # DistributedSampler's padding (none on one rank)
+        return iter(indices[self.rank : self.total_size : self.num_replicas])
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -129,11 +131,8 @@ class ImageDataModule(L.LightningDataModule):
         if self.shuffle_seed is None:
             self.shuffle_seed = global_seed()
         trainer = getattr(self, "trainer", None)
-        if trainer is not None and trainer.world_size > 1:
-            # Lightning swaps in a DistributedSampler, whose order is a function of (global seed, epoch) already
-            return self._loader(self.train_set, self.batch_size, shuffle=True, persistent_workers=False)
-        epoch = trainer.current_epoch if trainer is not None else 0  # already restored when resuming
-        sampler = EpochShuffleSampler(len(self.train_set), self.shuffle_seed, epoch)
+        ranks = (trainer.current_epoch, trainer.world_size, trainer.global_rank) if trainer is not None else (0, 1, 0)
+        sampler = EpochShuffleSampler(self.train_set, self.shuffle_seed, *ranks)  # the epoch is restored on resume
         # workers restart every epoch, seeded from the sampler's generator: persistent ones would carry their RNG over
         return self._loader(
             self.train_set, self.batch_size, sampler=sampler, generator=sampler.generator, persistent_workers=False
