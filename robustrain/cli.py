@@ -53,6 +53,9 @@ def main(args: list[str] | None = None, run: bool = True) -> RobustrainCLI:
         # Attacks inside validation / test need autograd, which inference mode forbids.
         trainer_defaults={"inference_mode": False},
         save_config_kwargs={"overwrite": True},
+        # omegaconf+: `${...}` interpolation over the merged config, so configs/base/*.yaml can name the checkpoint
+        # folders after the logger's name.
+        parser_kwargs={"parser_mode": "omegaconf+"},
     )
 
 

@@ -13,9 +13,9 @@ mkdir -p runs
 for seed in "${seeds[@]}"; do
   name=flagship_seed${seed}
   rm -rf "runs/${name}" "runs/${name}_eval"
-  # the same config with its run name (log and checkpoint folders) replaced
-  sed "s/mnist5k_fgsm_aliasing/${name}/g" configs/mnist5k_fgsm_aliasing.yaml > "runs/${name}.yaml"
-  python train.py fit --config "runs/${name}.yaml" --seed_everything "${seed}" --trainer.enable_progress_bar false
+  # the run name moves the log and checkpoint folders (configs/base/mnist5k.yaml names the checkpoints after it)
+  python train.py fit --config configs/mnist5k_fgsm_aliasing.yaml --trainer.logger.init_args.name "${name}" \
+    --seed_everything "${seed}" --trainer.enable_progress_bar false
   ckpt="runs/${name}/checkpoints/last.ckpt"
   [ -f "runs/${name}/version_0/aliasing_stop.ckpt" ] && ckpt="runs/${name}/version_0/aliasing_stop.ckpt"
   python train.py test --config configs/eval_robust_mnist5k.yaml --ckpt_path "${ckpt}" \

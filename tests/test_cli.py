@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 import yaml
-from conftest import CONFIGS, REPO
+from conftest import CONFIGS, REPO, resolved_config
 
 from robustrain.cli import main
 
@@ -29,25 +29,26 @@ FAST = [
 ]
 
 
-def _data_on_disk(config: dict) -> bool:
-    return config.get("data", {}).get("class_path", "robustrain.data.MNIST5k").endswith("MNIST5k")
-
-
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_every_config_instantiates(path, in_tmp):
-    config = yaml.safe_load(path.read_text())
+    config = resolved_config("--config", str(path))
     args = ["--config", str(path)]
-    if not _data_on_disk(config):
+    if not config["data"]["class_path"].endswith("MNIST5k"):
         # CIFAR-10 / ImageNet are not on this machine: keep the config's model, trainer and callbacks, swap the data.
         args += ["--data", "robustrain.data.MNIST5k"]
-    if config["model"]["init_args"].get("net", {}).get("init_args", {}).get("weights_path"):
+    if config["model"]["init_args"]["net"]["init_args"].get("weights_path"):
         # Pretrained ImageNet weights are a local file the user provides; loading them is tested in test_models.
         override = in_tmp / "no_weights.yaml"
         override.write_text("model:\n  init_args:\n    net:\n      init_args:\n        weights_path: null\n")
         args += ["--config", str(override)]
     cli = main(args, run=False)
     assert type(cli.model).__name__ == config["model"]["class_path"].rsplit(".", 1)[1]
-    assert cli.trainer.max_epochs == config["trainer"].get("max_epochs", cli.trainer.max_epochs)
+    assert cli.trainer.max_epochs == config["trainer"]["max_epochs"]
+    assert [type(c).__name__ for c in cli.trainer.callbacks if c.__module__.startswith("robustrain")] == [
+        c["class_path"].rsplit(".", 1)[1]
+        for c in config["trainer"]["callbacks"]
+        if c["class_path"].startswith("robustrain")
+    ]
 
 
 def test_fit_writes_tensorboard_logs_checkpoints_and_the_config(in_tmp):

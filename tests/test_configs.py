@@ -1,0 +1,64 @@
+"""The composed configs: each training config names a shared base (configs/base/), its own keys and later files win."""
+
+import pytest
+from conftest import CONFIGS, REPO, resolved_config
+
+TRAINING = [p for p in CONFIGS if not p.name.startswith("eval_")]
+
+
+def _checkpoints(config: dict) -> list[dict]:
+    return [c["init_args"] for c in config["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint")]
+
+
+@pytest.mark.parametrize("path", TRAINING, ids=[p.name for p in TRAINING])
+def test_training_configs_log_and_checkpoint_under_their_own_name(path):
+    config = resolved_config("--config", str(path))
+    assert config["trainer"]["logger"]["init_args"] == {**config["trainer"]["logger"]["init_args"], "name": path.stem}
+    assert config["trainer"]["logger"]["init_args"]["save_dir"] == "runs"
+    last, best = _checkpoints(config)  # exactly the base's two
+    assert last["dirpath"] == best["dirpath"] == f"runs/{path.stem}/checkpoints"
+    assert last["filename"] == "last" and last["monitor"] is None
+    assert best["mode"] == "max" and best["monitor"] in ("val/acc_pgd", "val/acc")
+    assert best["filename"] == ("best-{epoch:03d}" if path.stem.startswith("cifar10") else "best-{epoch:02d}")
+    lr_monitors = [c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("LearningRateMonitor")]
+    assert [c["init_args"]["logging_interval"] for c in lr_monitors] == ["step"]
+    assert config["seed_everything"] == 0 and config["trainer"]["inference_mode"] is False
+
+
+def test_experiment_keys_win_over_the_base():
+    base = resolved_config("--config", str(REPO / "configs/base/mnist5k.yaml"), "--trainer.logger.init_args.name", "x")
+    flagship = resolved_config("--config", str(REPO / "configs/mnist5k_fgsm_aliasing.yaml"))
+    assert base["trainer"]["max_epochs"] == 15 and flagship["trainer"]["max_epochs"] == 30
+    assert flagship["trainer"]["log_every_n_steps"] == base["trainer"]["log_every_n_steps"] == 10  # kept from the base
+    assert [c["class_path"].rsplit(".", 1)[1] for c in flagship["trainer"]["callbacks"]] == [
+        "AliasingMonitor",
+        "PGDEarlyStopping",
+        "ModelCheckpoint",
+        "ModelCheckpoint",
+        "LearningRateMonitor",
+    ]
+
+
+def test_a_later_config_file_wins_and_appends_callbacks_on_top_of_the_base(tmp_path):
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(
+        "trainer:\n  max_epochs: 3\n  callbacks+:\n"
+        "    - class_path: lightning.pytorch.callbacks.EarlyStopping\n      init_args:\n        monitor: val/acc\n"
+    )
+    config = resolved_config("--config", str(REPO / "configs/mnist5k_fgsm.yaml"), "--config", str(extra))
+    assert config["trainer"]["max_epochs"] == 3
+    names = [c["class_path"].rsplit(".", 1)[1] for c in config["trainer"]["callbacks"]]
+    assert names == ["ModelCheckpoint", "ModelCheckpoint", "LearningRateMonitor", "EarlyStopping"]
+    assert config["model"]["init_args"]["eps"] == 0.3  # the rest of the experiment is untouched
+
+
+def test_the_logger_name_moves_the_checkpoints_too():
+    config = resolved_config(
+        "--config", str(REPO / "configs/mnist5k_fgsm_aliasing.yaml"), "--trainer.logger.init_args.name", "seed1"
+    )
+    assert [c["dirpath"] for c in _checkpoints(config)] == ["runs/seed1/checkpoints"] * 2
+
+
+def test_without_a_logger_the_checkpoints_still_have_a_folder():
+    config = resolved_config("--config", str(REPO / "configs/mnist5k_fgsm.yaml"), "--trainer.logger", "false")
+    assert [c["dirpath"] for c in _checkpoints(config)] == ["runs/unnamed/checkpoints"] * 2
