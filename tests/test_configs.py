@@ -62,3 +62,32 @@ def test_the_logger_name_moves_the_checkpoints_too():
 def test_without_a_logger_the_checkpoints_still_have_a_folder():
     config = resolved_config("--config", str(REPO / "configs/mnist5k_fgsm.yaml"), "--trainer.logger", "false")
     assert [c["dirpath"] for c in _checkpoints(config)] == ["runs/unnamed/checkpoints"] * 2
+
+
+def _pgd_stopper(cli):
+    from robustrain.callbacks import PGDEarlyStopping
+
+    (stopper,) = [cb for cb in cli.trainer.callbacks if isinstance(cb, PGDEarlyStopping)]
+    stopper.setup(cli.trainer, cli.model, "fit")  # where it reads the module's evaluation settings
+    return stopper
+
+
+def test_one_eps_override_moves_the_evaluation_and_the_pgd_early_stop(in_tmp):
+    from robustrain.cli import main
+
+    config = str(REPO / "configs/compare_mnist5k_fgsm_pgd_stop.yaml")
+    cli = main(["--config", config, "--model.init_args.eps", "0.2", "--trainer.logger", "false"], run=False)
+    stopper = _pgd_stopper(cli)
+    assert cli.model.hparams.eps == cli.model.eval_eps == stopper.eps == 0.2
+    assert stopper.alpha == 0.075  # given in the config: stays
+
+
+def test_the_flagship_keeps_its_threat_model_when_the_training_eps_moves(in_tmp):
+    from robustrain.cli import main
+
+    config = str(REPO / "configs/mnist5k_fgsm_aliasing.yaml")
+    cli = main(["--config", config, "--model.init_args.eps", "0.5", "--trainer.logger", "false"], run=False)
+    stopper = _pgd_stopper(cli)
+    assert cli.model.hparams.eps == 0.5 and cli.model.eval_eps == stopper.eps == 0.3
+    cli = main(["--config", config, "--model.init_args.eval_eps", "0.2", "--trainer.logger", "false"], run=False)
+    assert _pgd_stopper(cli).eps == cli.model.eval_eps == 0.2
