@@ -24,8 +24,12 @@ OPTIMIZERS = ("sgd", "adam")
 
 
 def _built_from_config() -> bool:
-    """True while LightningCLI instantiates the module, handing save_hyperparameters the parsed config."""
-    try:  # private to Lightning; without it we simply don't record `net`
+    """True while LightningCLI instantiates the module, handing save_hyperparameters the parsed config.
+
+    Private to Lightning, and no public route tells the two cases apart (in both `net` arrives as a module object);
+    tests/test_cli.py::test_lightning_still_hands_the_cli_config_to_save_hyperparameters fails if Lightning changes it.
+    """
+    try:  # without it we simply don't record `net`
         from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
     except ImportError:
         return False
