@@ -12,9 +12,9 @@ from PIL import Image
 
 from robustrain.cli import main
 from robustrain.data import MNIST5k, load_mnist5k
-from robustrain.evaluation import SpatialEvaluation, spatial_grid
+from robustrain.evaluation import SpatialEvaluation
 from robustrain.models import SmallCNN, TorchvisionResNet
-from robustrain.spatial import rotate_translate
+from robustrain.spatial import grid_parameters, rotate_translate
 from robustrain.training import StandardTraining
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,7 +104,7 @@ def _trained_net(checkpoint: Path) -> SmallCNN:
 
 def test_cli_report_matches_brute_force_whatever_the_batch_and_chunk_size(checkpoint, in_tmp):
     x, y = _mnist_test_set(30)
-    params = spatial_grid(**SMALL_GRID, translation_axes="both")  # (45, 3)
+    params = grid_parameters(**SMALL_GRID, translation_axes="both")  # (45, 3)
     correct = _brute_force(_trained_net(checkpoint), x, y, params)  # (30, 45)
     reports = []
     for batch_size, chunk_size in ((16, 4), (30, 45)):
@@ -225,7 +225,7 @@ def test_torchvision_resnet_with_local_weights_over_an_image_folder(tmp_path, in
     cli.datamodule.setup()
     x, y = zip(*(cli.datamodule.test_set[i] for i in range(8)))
     x, y = torch.stack(x), torch.as_tensor(y)
-    params = spatial_grid(30.0, 3, 3.0, 5, "y")  # (15, 3): tx = 0
+    params = grid_parameters(30.0, 3, 3.0, 5, "y")  # (15, 3): tx = 0
     correct = _brute_force(reference, x, y, params)
     assert report["n_images"] == 8 and report["grid"]["n_transforms"] == 15
     assert report["grid"]["translation_axes"] == "y"

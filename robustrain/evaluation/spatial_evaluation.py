@@ -43,40 +43,23 @@ from torch import Tensor, nn
 from robustrain.monitoring import tensorboard_loggers
 from robustrain.spatial import (
     SELECTION_RULES,
+    TRANSLATION_AXES,
+    axis_mask,
     evaluate_transforms,
     first_order_attack,
     grid_parameters,
+    grid_shape,
     loss_surfaces,
     plot_heatmap,
     plot_surfaces,
-    random_parameters,
+    random_correct,
     rotate_translate,
-    select_worst,
     surface_smoothness,
+    worst_of_k,
 )
 from robustrain.train_eval_modes import eval_mode
 
-TRANSLATION_AXES = ("both", "x", "y")
 SMOOTHNESS_FIELDS = ("gradient_mean", "gradient_std", "total_variation")
-
-
-def axis_mask(translation_axes: str) -> Tensor:
-    """(3,) multiplier of (rotation_deg, tx_px, ty_px) rows that zeroes the axes not translated."""
-    return torch.tensor([1.0, float(translation_axes in ("both", "x")), float(translation_axes in ("both", "y"))])
-
-
-def spatial_grid(
-    rotation_deg_range: float, n_rotations: int, translation_px_range: float, n_translations: int, translation_axes: str
-) -> Tensor:
-    """`grid_parameters` rows restricted to the translated axes: (R*N*N, 3) for "both", (R*N, 3) for "x" or "y"."""
-    params = grid_parameters(rotation_deg_range, n_rotations, translation_px_range, n_translations)
-    view = params.view(n_rotations, n_translations, n_translations, 3)  # (R*N*N, 3) -> (R, Ntx, Nty, 3)
-    middle = n_translations // 2  # the exact 0 of odd counts
-    if translation_axes == "x":
-        return view[:, :, middle].reshape(-1, 3).clone()  # ty = 0: (R, Ntx, 3) -> (R*Ntx, 3)
-    if translation_axes == "y":
-        return view[:, middle, :].reshape(-1, 3).clone()  # tx = 0: (R, Nty, 3) -> (R*Nty, 3)
-    return params
 
 
 def shift_consistency(model: nn.Module, x: Tensor, max_shift_px: int, pairs: int, mask: Tensor, generator) -> Tensor:
@@ -227,7 +210,7 @@ class SpatialEvaluation(Callback):
         self.first_order_translation_step_px = float(first_order_translation_step_px)
         self.shift_pairs, self.max_images, self.n_example_surfaces = shift_pairs, max_images, n_example_surfaces
         self.report_name, self.seed = report_name, seed
-        self.params = spatial_grid(  # (T, 3) rows (rotation_deg, tx_px, ty_px)
+        self.params = grid_parameters(  # (T, 3) rows (rotation_deg, tx_px, ty_px), in the order of grid_shape
             rotation_deg_range, n_rotations, translation_px_range, n_translations, translation_axes
         )
         self.mask = axis_mask(translation_axes)
@@ -345,19 +328,25 @@ class SpatialEvaluation(Callback):
             self._add("shift_consistent", consistent.sum())
             self._add("shift_pairs", torch.tensor(float(batch_size * self.shift_pairs)))
 
-    def _random_params(self, n: int, device: torch.device) -> Tensor:
-        draws = random_parameters(n, self.rotation_deg_range, self.translation_px_range, self._generator, device)
-        return draws * self.mask.to(device)  # (n, 3), untranslated axes zeroed
-
     def _random_correct(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        params = self._random_params(x.shape[0], x.device).unsqueeze(1)  # (B, 3) -> (B, 1, 3)
-        return evaluate_transforms(model, x, y, params, chunk_size=1).robust_correct  # (B,)
+        return random_correct(
+            model, x, y, self.rotation_deg_range, self.translation_px_range, self._generator, self.translation_axes
+        )  # (B,)
 
     def _worst_of_k_correct(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        candidates = self._random_params(x.shape[0] * self.k, x.device).view(x.shape[0], self.k, 3)  # (B, k, 3)
-        result = evaluate_transforms(model, x, y, candidates, chunk_size=self.chunk_size)
-        index = select_worst(result.loss, result.correct, self.selection_rule)  # (B,)
-        return result.correct[torch.arange(x.shape[0], device=x.device), index]  # (B,)
+        _, correct = worst_of_k(
+            model,
+            x,
+            y,
+            self.k,
+            self.rotation_deg_range,
+            self.translation_px_range,
+            rule=self.selection_rule,
+            generator=self._generator,
+            chunk_size=self.chunk_size,
+            translation_axes=self.translation_axes,
+        )
+        return correct  # (B,)
 
     def _surfaces_of(self, loss: Tensor) -> Tensor | None:
         """(B, T) grid losses -> (B, S, R, N) loss surfaces (S = N ty slices for "both", else 1); None if too small."""
@@ -367,7 +356,7 @@ class SpatialEvaluation(Callback):
         surfaces = loss_surfaces(loss, self.n_rotations)  # (B, T) -> (B, R, T/R)
         if self.translation_axes != "both":
             return surfaces.unsqueeze(1)  # (B, R, N) -> (B, 1, R, N)
-        surfaces = surfaces.view(loss.shape[0], self.n_rotations, n_translations, n_translations)  # (B, R, Ntx, Nty)
+        surfaces = surfaces.view(loss.shape[0], *grid_shape(self.n_rotations, n_translations))  # (B, R, Ntx, Nty)
         return surfaces.permute(0, 3, 1, 2)  # (B, Nty, R, Ntx): one rotation x tx surface per ty
 
     def _add_surfaces(self, loss: Tensor) -> None:
@@ -406,10 +395,8 @@ class SpatialEvaluation(Callback):
         if report["per_transform_acc_grid"] is not None:
             heatmap = torch.tensor(report["per_transform_acc_grid"], dtype=torch.float64)
             heatmap = heatmap.view(self.n_rotations, -1)  # (T,) -> (R, T/R)
-            shape = (self.n_rotations, self.n_translations, self.n_translations)
-            report["per_transform_acc_grid"] = heatmap.view(
-                shape if self.translation_axes == "both" else heatmap.shape
-            ).tolist()
+            shape = grid_shape(self.n_rotations, self.n_translations, self.translation_axes)
+            report["per_transform_acc_grid"] = heatmap.view(shape).tolist()  # (R, Ntx, Nty) or (R, N)
         self.report = report
         for name, value in self._scalars(report).items():
             pl_module.log(name, value, on_epoch=True, sync_dist=False)
