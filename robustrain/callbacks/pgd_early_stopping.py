@@ -160,6 +160,8 @@ class PGDEarlyStopping(RollbackEarlyStopping):
                 with torch.no_grad():
                     counts[0] = (net(adv).argmax(1) == labels).sum()
             counts[1] = len(labels)
+        # (correct, total) in one float64 all-reduce per check, not a torchmetrics SumMetric: a callback holds
+        # no nn.Module to carry metric states to the device, and two exact counts need no metric object.
         counts = trainer.strategy.reduce(counts, reduce_op="sum")
         return (counts[0] / counts[1]).item() if counts[1] > 0 else math.nan
 

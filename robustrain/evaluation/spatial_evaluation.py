@@ -379,6 +379,10 @@ class SpatialEvaluation(Callback):
     def _finish(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Reduces the sums across ranks, then logs the scalars on every rank and writes files on rank zero."""
         device = pl_module.device
+        # Sums across ranks with trainer.strategy.reduce, not torchmetrics' SumMetric/CatMetric, on purpose:
+        # exact float64 counts, some of them vectors (SumMetric flattens to a scalar in float32), held by a
+        # callback (no nn.Module carries metric states to the device), reduced in one collective per key at
+        # epoch end under any Lightning strategy.
         sums = {
             key: trainer.strategy.reduce(value.to(device), reduce_op="sum").cpu()
             for key, value in sorted(self._sums.items())
