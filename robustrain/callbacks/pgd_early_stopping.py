@@ -19,6 +19,7 @@ import torch
 from robustrain.attacks import check_linf_params, pgd
 from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping
 from robustrain.train_eval_modes import eval_mode
+from robustrain.validation import check_choice, check_in_range, check_positive_int
 
 SOURCES = ("first_batch", "probe")
 
@@ -86,13 +87,10 @@ class PGDEarlyStopping(RollbackEarlyStopping):
     ) -> None:
         super().__init__(monitor_only=monitor_only, restore=restore, save_checkpoint=save_checkpoint, verbose=verbose)
         check_linf_params(0.0 if eps is None else eps, alpha, steps, restarts)  # None: checked at setup
-        if not (math.isfinite(max_drop) and 0.0 < max_drop <= 1.0):
-            raise ValueError(f"max_drop={max_drop} must be in (0, 1] (a fall in accuracy; Wong et al.: 0.2)")
-        if source not in SOURCES:
-            raise ValueError(f"source={source!r} is not valid; choose one of {list(SOURCES)}")
-        for arg, value in (("probe_size", probe_size), ("every_n_epochs", every_n_epochs)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{arg}={value!r} must be an int >= 1")
+        check_in_range("max_drop", max_drop, 0.0, 1.0, low_open=True, note="(a fall in accuracy; Wong et al.: 0.2)")
+        check_choice("source", source, SOURCES)
+        check_positive_int("probe_size", probe_size)
+        check_positive_int("every_n_epochs", every_n_epochs)
         self.eps, self.alpha, self.steps, self.restarts = eps, alpha, steps, restarts
         self.max_drop = max_drop
         self.source = source

@@ -58,6 +58,7 @@ from robustrain.spatial import (
     worst_of_k,
 )
 from robustrain.train_eval_modes import eval_mode
+from robustrain.validation import check_choice, check_in_range, check_int
 
 SMOOTHNESS_FIELDS = ("gradient_mean", "gradient_std", "total_variation")
 
@@ -175,8 +176,7 @@ class SpatialEvaluation(Callback):
             ("first_order_rotation_step_deg", first_order_rotation_step_deg),
             ("first_order_translation_step_px", first_order_translation_step_px),
         ):
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name}={value!r} is not valid: it must be a finite number >= 0")
+            check_in_range(name, value, 0.0)
         for name, value, low in (
             ("n_rotations", n_rotations, 1),
             ("n_translations", n_translations, 1),
@@ -188,12 +188,9 @@ class SpatialEvaluation(Callback):
             ("n_example_surfaces", n_example_surfaces, 0),
             ("max_images", 1 if max_images is None else max_images, 1),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name}={value!r} is not valid: it must be an integer >= {low}")
-        if translation_axes not in TRANSLATION_AXES:
-            raise ValueError(f"translation_axes={translation_axes!r} is not one of {list(TRANSLATION_AXES)}")
-        if selection_rule not in SELECTION_RULES:
-            raise ValueError(f"selection_rule={selection_rule!r} is not valid; choose one of {list(SELECTION_RULES)}")
+            check_int(name, value, low)
+        check_choice("translation_axes", translation_axes, TRANSLATION_AXES)
+        check_choice("selection_rule", selection_rule, SELECTION_RULES)
         if first_order_steps > 0 and translation_axes != "both":
             raise ValueError(
                 f"first_order_steps={first_order_steps} with translation_axes={translation_axes!r} is not valid: the "

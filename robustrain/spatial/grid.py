@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustrain.spatial.transforms import axis_mask, grid_parameters, grid_shape, random_parameters, rotate_translate
+from robustrain.validation import check_choice, check_positive_int
 
 SELECTION_RULES = ("misclassified_then_loss", "loss")
 
@@ -26,11 +27,6 @@ class TransformEvaluation:
     robust_correct: Tensor
     loss: Tensor | None = None
     correct: Tensor | None = None
-
-
-def _check_positive_int(name: str, value: int) -> None:
-    if int(value) != value or value < 1:
-        raise ValueError(f"{name}={value!r} is not allowed: it must be an integer >= 1.")
 
 
 def _check_params(params: Tensor, batch_size: int) -> None:
@@ -96,7 +92,7 @@ def evaluate_transforms(
     Raises:
         ValueError: on bad shapes or chunk_size < 1.
     """
-    _check_positive_int("chunk_size", chunk_size)
+    check_positive_int("chunk_size", chunk_size)
     if x.dim() != 4 or y.shape != (x.shape[0],):
         raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)}: (B, C, H, W) and (B,) are required.")
     batch_size = x.shape[0]
@@ -251,8 +247,7 @@ def select_worst(loss: Tensor, correct: Tensor, rule: str = "misclassified_then_
     Raises:
         ValueError: on an unknown rule or mismatched shapes.
     """
-    if rule not in SELECTION_RULES:
-        raise ValueError(f"rule={rule!r} is not allowed: valid rules are {list(SELECTION_RULES)}.")
+    check_choice("rule", rule, SELECTION_RULES)
     if loss.dim() != 2 or loss.shape != correct.shape:
         raise ValueError(f"loss {tuple(loss.shape)} and correct {tuple(correct.shape)} must both be (B, K).")
     highest_loss = loss.argmax(dim=1)  # (B,)
@@ -302,9 +297,8 @@ def worst_of_k(
     Raises:
         ValueError: on k < 1 or an unknown rule.
     """
-    _check_positive_int("k", k)
-    if rule not in SELECTION_RULES:
-        raise ValueError(f"rule={rule!r} is not allowed: valid rules are {list(SELECTION_RULES)}.")
+    check_positive_int("k", k)
+    check_choice("rule", rule, SELECTION_RULES)
     batch_size = x.shape[0]
     draws = random_parameters(batch_size * k, rotation_deg_range, translation_px_range, generator, x.device)
     draws = draws * axis_mask(translation_axes).to(x.device)  # untranslated axes zeroed

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from robustrain.validation import check_choice, check_in_range, check_positive_int
 
 # One convention for both affine_grid and grid_sample: with align_corners=False the normalised
 # coordinate of pixel index u is (2u + 1) / W - 1, so one pixel is exactly 2 / W normalised units,
@@ -17,13 +17,11 @@ TRANSLATION_AXES = ("both", "x", "y")
 
 
 def _check_range(name: str, value: float) -> None:
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name}={value!r} is not allowed: it must be a finite number >= 0.")
+    check_in_range(name, value, 0.0)
 
 
 def _check_count(name: str, value: int) -> None:
-    if int(value) != value or value < 1:
-        raise ValueError(f"{name}={value!r} is not allowed: it must be an integer >= 1.")
+    check_positive_int(name, value)
 
 
 def _check_inputs(x: Tensor, rotation_deg: Tensor, translation_px: Tensor) -> None:
@@ -125,8 +123,7 @@ def grid_shape(n_rotations: int, n_translations: int, translation_axes: str = "b
 
 
 def _check_axes(translation_axes: str) -> None:
-    if translation_axes not in TRANSLATION_AXES:
-        raise ValueError(f"translation_axes={translation_axes!r} is not one of {list(TRANSLATION_AXES)}")
+    check_choice("translation_axes", translation_axes, TRANSLATION_AXES)
 
 
 def grid_parameters(

@@ -5,7 +5,6 @@ accuracy plus PGD accuracy on a fixed subset of each validation / test epoch.
 """
 
 import functools
-import math
 from typing import Literal
 
 import lightning as L
@@ -17,8 +16,9 @@ from torchmetrics import MeanMetric
 
 from robustrain.attacks import check_linf_params, fgsm, pgd
 from robustrain.monitoring import log_run_hparams, log_run_outcome, write_layout
-from robustrain.train_eval_modes import BATCHNORM_MODES, eval_mode
+from robustrain.train_eval_modes import ATTACK_BATCHNORM_MODES, eval_mode
 from robustrain.training.schedules import LR_SCHEDULES, lr_factor
+from robustrain.validation import check_choice, check_in_range, check_int
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -101,21 +101,14 @@ class RobustClassifier(L.LightningModule):
         attack_bn_mode: Literal["train", "eval"] = "train",
     ) -> None:
         super().__init__()
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer={optimizer!r} is not valid; choose one of {list(OPTIMIZERS)}")
-        if not lr > 0:
-            raise ValueError(f"lr={lr} must be > 0")
-        if lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule={lr_schedule!r} is not valid; choose one of {list(LR_SCHEDULES)}")
+        check_choice("optimizer", optimizer, OPTIMIZERS)
+        check_in_range("lr", lr, 0.0, low_open=True)
+        check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
         lr_factor(lr_schedule, 0, 1, cyclic_peak)  # validates cyclic_peak
-        if eval_size < 0:
-            raise ValueError(f"eval_size={eval_size} must be >= 0 (0 disables PGD evaluation)")
-        if masking_margin is not None and not (math.isfinite(masking_margin) and 0.0 <= masking_margin <= 1.0):
-            raise ValueError(f"masking_margin={masking_margin} must be in [0, 1] (a gap in accuracy) or None")
-        if attack_bn_mode not in BATCHNORM_MODES[:2]:
-            raise ValueError(
-                f"attack_bn_mode={attack_bn_mode!r} is not valid; choose one of {list(BATCHNORM_MODES[:2])}"
-            )
+        check_int("eval_size", eval_size, 0)  # 0 disables PGD evaluation
+        if masking_margin is not None:
+            check_in_range("masking_margin", masking_margin, 0.0, 1.0, note="(a gap in accuracy) or None")
+        check_choice("attack_bn_mode", attack_bn_mode, ATTACK_BATCHNORM_MODES)
         # Built by the CLI, `net` arrives with its config ({class_path, init_args}): keep it, so checkpoints rebuild
         # their own network (`load_from_checkpoint`, `train.py test --ckpt_path`). Built in Python, it is a module
         # object, which is no hyperparameter.
