@@ -1,4 +1,4 @@
-"""SpatialEvaluation: a test-time callback measuring spatial robustness (Engstrom et al. 2019, Zhang 2019, blog 000).
+"""SpatialEvaluation: a test-time callback measuring spatial robustness (Engstrom et al. 2019; Zhang 2019).
 
 Thin layers: the hooks collect per-batch sums (`on_test_batch_end`), `_finish` reduces them across ranks and
 reports once, and all the math is in `robustrain.spatial` (grid, worst-of-k, first-order attack, loss surfaces)
@@ -8,7 +8,8 @@ Report (`spatial_report.json` in the run's log dir; every accuracy is a fraction
     n_images: test images evaluated (all ranks together).
     clean_acc: accuracy on the untransformed images.
     grid_acc: an image counts only if it is correct under every grid transform (Engstrom's robust accuracy).
-    per_transform_acc: accuracy over all n_images x n_transforms transformed copies (blog 000's measure).
+    per_transform_acc: accuracy over all n_images x n_transforms transformed copies (the measure of the one-axis
+        ImageNet experiment, configs/eval_spatial_imagenet_resnet50.yaml).
     per_transform_acc_grid: that accuracy per transform, nested [rotation][tx][ty] ("both") or [rotation][t].
     random_acc: accuracy under one uniformly random transform per image.
     worst_of_k_acc: accuracy under each image's worst of k random transforms (`selection_rule`); logged as
@@ -23,7 +24,8 @@ Report (`spatial_report.json` in the run's log dir; every accuracy is a fraction
     smoothness: mean and std over images of the loss surfaces' gradient_mean, gradient_std, total_variation
         (`robustrain.spatial.surface_smoothness`). A surface is the loss over rotation x translation along one
         axis: with translation_axes "both" each ty value gives a rotation x tx surface and an image's value is the
-        mean over its ty surfaces; with "x" or "y" each image has one rotation x t surface (blog 000).
+        mean over its ty surfaces; with "x" or "y" each image has one rotation x t surface (as the one-axis ImageNet
+        experiment).
     grid: the transforms (rotations_deg, translations_px, translation_axes, n_transforms); settings: the arguments.
     Keys of disabled measures are null.
 """
@@ -131,7 +133,7 @@ class SpatialEvaluation(Callback):
         n_rotations: Grid rotations, default 31 (2 degree steps).
         translation_px_range: Grid translations span [-range, range] px per axis, default 3 (CIFAR-10; 24 at 224).
         n_translations: Grid translations per axis, default 5: 31 x 5 x 5 = 775 transforms.
-        translation_axes: "both" (Engstrom's grid), or only "x" / "y" (blog 000: 31 rotations x 5 translations).
+        translation_axes: "both" (Engstrom's grid), or only "x" / "y" (the one-axis ImageNet experiment: 31 x 5).
         chunk_size: Grid transforms per forward pass (batch x chunk_size images each), default 32.
         accuracy_only: Only the grid accuracy from the grid (early exit: fooled images are dropped from later
             chunks); per-transform accuracy, heatmap and loss surfaces are then not computed.

@@ -164,7 +164,7 @@ def per_transform_accuracy(
     n_translations: int = 5,
     chunk_size: int = 32,
 ) -> tuple[Tensor, Tensor]:
-    """Accuracy of each grid transform, averaged over the images (the measure of the 000 blog).
+    """Accuracy of each grid transform, averaged over the images (the one-axis ImageNet experiment's measure).
 
     Args:
         model: classifier returning logits.
