@@ -100,6 +100,7 @@ def test_bad_values_fail_before_training_and_name_the_value(in_tmp):
     assert not (in_tmp / "runs").exists()
 
 
+@pytest.mark.slow  # ~40 s; AliasingMonitor's DDP test stays in the fast suite
 def test_ddp_with_two_cpu_processes_runs_an_epoch(in_tmp):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [
