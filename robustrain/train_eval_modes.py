@@ -9,6 +9,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 BatchNormMode = Literal["train", "eval", "keep"]
 BATCHNORM_MODES = ("train", "eval", "keep")
+ATTACK_BATCHNORM_MODES = ("train", "eval")  # a training attack picks one; "keep" is for callers nesting modes
 
 
 @contextmanager

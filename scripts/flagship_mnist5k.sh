@@ -13,10 +13,10 @@ mkdir -p runs
 for seed in "${seeds[@]}"; do
   name=flagship_seed${seed}
   rm -rf "runs/${name}" "runs/${name}_eval"
-  # the same config with its run name (log and checkpoint folders) replaced
-  sed "s/mnist5k_fgsm_aliasing/${name}/g" configs/mnist5k_fgsm_aliasing.yaml > "runs/${name}.yaml"
-  python train.py fit --config "runs/${name}.yaml" --seed_everything "${seed}" --trainer.enable_progress_bar false
-  ckpt="runs/${name}"
+  # the run name moves the log and checkpoint folders: runs/<name>/version_N/
+  python train.py fit --config configs/mnist5k_fgsm_aliasing.yaml --trainer.logger.init_args.name "${name}" \
+    --seed_everything "${seed}" --trainer.enable_progress_bar false
+  ckpt="runs/${name}"  # its newest version's last.ckpt
   latest=$(ls -d runs/${name}/version_* | sort -V | tail -1)
   [ -f "${latest}/aliasing_stop.ckpt" ] && ckpt="${latest}/aliasing_stop.ckpt"
   python train.py test --config configs/eval_robust_mnist5k.yaml --ckpt_path "${ckpt}" \

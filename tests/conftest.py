@@ -1,12 +1,25 @@
 """Shared test set-up: fast CPU tests by default; `slow` runs only with --runslow, `gpu` only with CUDA."""
 
+import contextlib
+import io
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+CONFIGS = sorted((REPO / "configs").glob("*.yaml"))  # the runs; configs/base/ holds what they share
+
+
+def resolved_config(*args: str) -> dict:
+    """The config the CLI would run with `args` (`--config` files and overrides), fully merged: `--print_config`."""
+    from robustrain.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        main([*args, "--print_config"], run=False)
+    return yaml.safe_load(out.getvalue())
 
 
 def pytest_addoption(parser):

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 import yaml
-from conftest import CONFIGS, REPO
+from conftest import CONFIGS, REPO, resolved_config
 
 from robustrain.cli import main
 
@@ -34,25 +34,26 @@ def last_ckpt(root, name: str, version: int = 0):
     return root / "runs" / name / f"version_{version}" / "checkpoints" / "last.ckpt"
 
 
-def _data_on_disk(config: dict) -> bool:
-    return config.get("data", {}).get("class_path", "robustrain.data.MNIST5k").endswith("MNIST5k")
-
-
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_every_config_instantiates(path, in_tmp):
-    config = yaml.safe_load(path.read_text())
+    config = resolved_config("--config", str(path))
     args = ["--config", str(path)]
-    if not _data_on_disk(config):
+    if not config["data"]["class_path"].endswith("MNIST5k"):
         # CIFAR-10 / ImageNet are not on this machine: keep the config's model, trainer and callbacks, swap the data.
         args += ["--data", "robustrain.data.MNIST5k"]
-    if config["model"]["init_args"].get("net", {}).get("init_args", {}).get("weights_path"):
+    if config["model"]["init_args"]["net"]["init_args"].get("weights_path"):
         # Pretrained ImageNet weights are a local file the user provides; loading them is tested in test_models.
         override = in_tmp / "no_weights.yaml"
         override.write_text("model:\n  init_args:\n    net:\n      init_args:\n        weights_path: null\n")
         args += ["--config", str(override)]
     cli = main(args, run=False)
     assert type(cli.model).__name__ == config["model"]["class_path"].rsplit(".", 1)[1]
-    assert cli.trainer.max_epochs == config["trainer"].get("max_epochs", cli.trainer.max_epochs)
+    assert cli.trainer.max_epochs == config["trainer"]["max_epochs"]
+    assert [type(c).__name__ for c in cli.trainer.callbacks if c.__module__.startswith("robustrain")] == [
+        c["class_path"].rsplit(".", 1)[1]
+        for c in config["trainer"]["callbacks"]
+        if c["class_path"].startswith("robustrain")
+    ]
 
 
 def test_fit_writes_tensorboard_logs_checkpoints_and_the_config(in_tmp):
@@ -107,6 +108,7 @@ def test_bad_values_fail_before_training_and_name_the_value(in_tmp, capsys):
     assert not (in_tmp / "runs").exists()
 
 
+@pytest.mark.slow  # ~40 s; AliasingMonitor's DDP test stays in the fast suite
 def test_ddp_with_two_cpu_processes_runs_an_epoch(in_tmp):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [
@@ -186,3 +188,18 @@ def test_evaluation_settings_come_from_the_command_line_not_the_checkpoint(in_tm
     assert type(cli.model).__name__ == "FGSMTraining" and cli.model.hparams.eps == 0.3  # trained as it was
     assert cli.model.hparams.eval_size == 0  # evaluated as asked
     assert "test/acc" in cli.trainer.callback_metrics and "test/acc_pgd" not in cli.trainer.callback_metrics
+
+
+def test_lightning_still_hands_the_cli_config_to_save_hyperparameters(in_tmp):
+    """robustrain.training.base reads Lightning's private `_given_hyperparameters` (no public route tells a module built
+    by LightningCLI, whose `net` hyperparameter is then its config, from one built in Python, whose `net` is a module
+    object). This fails loudly when Lightning renames or drops it: checkpoints would silently stop recording `net`."""
+    from lightning.pytorch.core.mixins import hparams_mixin
+
+    from robustrain.models import SmallCNN
+    from robustrain.training import StandardTraining
+
+    assert hasattr(hparams_mixin, "_given_hyperparameters")
+    cli = main(["--config", str(REPO / "configs/mnist5k_standard.yaml"), "--trainer.logger", "false"], run=False)
+    assert cli.model.hparams["net"]["class_path"] == "robustrain.models.SmallCNN"
+    assert "net" not in StandardTraining(net=SmallCNN()).hparams

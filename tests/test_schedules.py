@@ -1,6 +1,7 @@
 """Learning-rate schedules against hand-computed values."""
 
 import pytest
+import torch
 
 from robustrain.training import lr_factor
 
@@ -51,3 +52,41 @@ def test_training_module_rejects_negative_eps_warmup():
 
     with pytest.raises(ValueError, match="eps_warmup_epochs=-2"):
         PGDTraining(net=SmallCNN(), eps_warmup_epochs=-2)
+
+
+class _Progress:
+    """The two trainer attributes EpsWarmup reads."""
+
+    def __init__(self, global_step: int, num_training_batches: float) -> None:
+        self.global_step, self.num_training_batches = global_step, num_training_batches
+
+
+def _module_at(step: int, batches: float = 10, warmup: float = 2.0):
+    from robustrain.models import SmallCNN
+    from robustrain.training import FGSMTraining
+
+    module = FGSMTraining(net=SmallCNN(), eps=0.3, alpha=0.375, eps_warmup_epochs=warmup)
+    module._trainer = _Progress(step, batches)  # what Trainer.fit attaches
+    return module
+
+
+@pytest.mark.parametrize(("step", "scale"), [(0, 0.0), (5, 0.25), (10, 0.5), (15, 0.75), (20, 1.0), (35, 1.0)])
+def test_eps_warmup_grows_eps_linearly_over_its_epochs(step, scale):
+    assert _module_at(step).eps_scale() == pytest.approx(scale)  # 10 batches per epoch, 2 warm-up epochs
+
+
+def test_eps_warmup_is_off_without_warmup_a_trainer_or_a_known_epoch_length():
+    assert _module_at(0, warmup=0.0).eps_scale() == 1.0
+    assert _module_at(0, batches=float("inf")).eps_scale() == 1.0  # an iterable dataset of unknown length
+    module = _module_at(0)
+    module._trainer = None
+    assert module.eps_scale() == 1.0
+
+
+def test_fgsm_training_at_the_start_of_the_warmup_does_not_perturb(mnist_batch):
+    images, labels = mnist_batch
+    module = _module_at(0)
+    assert torch.equal(module.perturb(images[:8], labels[:8]), images[:8])
+    module = _module_at(10)  # half-way: eps 0.15
+    delta = module.perturb(images[:8], labels[:8]) - images[:8]
+    assert delta.abs().max() <= 0.15 + 1e-6 and delta.abs().max() > 0.1

@@ -12,9 +12,9 @@ from PIL import Image
 
 from robustrain.cli import main
 from robustrain.data import MNIST5k, load_mnist5k
-from robustrain.evaluation import SpatialEvaluation, spatial_grid
+from robustrain.evaluation import SpatialEvaluation
 from robustrain.models import SmallCNN, TorchvisionResNet
-from robustrain.spatial import rotate_translate
+from robustrain.spatial import grid_parameters, rotate_translate
 from robustrain.training import StandardTraining
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,9 +102,10 @@ def _trained_net(checkpoint: Path) -> SmallCNN:
     return net.eval()
 
 
+@pytest.mark.slow  # ~160 s on 2 CPU cores
 def test_cli_report_matches_brute_force_whatever_the_batch_and_chunk_size(checkpoint, in_tmp):
     x, y = _mnist_test_set(30)
-    params = spatial_grid(**SMALL_GRID, translation_axes="both")  # (45, 3)
+    params = grid_parameters(**SMALL_GRID, translation_axes="both")  # (45, 3)
     correct = _brute_force(_trained_net(checkpoint), x, y, params)  # (30, 45)
     reports = []
     for batch_size, chunk_size in ((16, 4), (30, 45)):
@@ -159,6 +160,7 @@ def _run_test(devices: int, root: Path, checkpoint: Path) -> dict:
     return json.loads((root / "spatial_report.json").read_text())
 
 
+@pytest.mark.slow  # ~50 s
 def test_two_ddp_processes_report_what_one_process_reports(checkpoint, tmp_path):
     one = _run_test(1, tmp_path / "one", checkpoint)
     two = _run_test(2, tmp_path / "two", checkpoint)  # each rank evaluates 15 of the 30 images
@@ -181,6 +183,7 @@ def _write_image_folder(root: Path, per_class: int = 4) -> None:
                 Image.fromarray((images[index, 0] * 255).round().byte().numpy()).save(folder / f"{i}.png")
 
 
+@pytest.mark.slow  # ~30 s
 def test_torchvision_resnet_with_local_weights_over_an_image_folder(tmp_path, in_tmp):
     _write_image_folder(tmp_path / "folder", per_class=2)
     torch.manual_seed(1)
@@ -225,7 +228,7 @@ def test_torchvision_resnet_with_local_weights_over_an_image_folder(tmp_path, in
     cli.datamodule.setup()
     x, y = zip(*(cli.datamodule.test_set[i] for i in range(8)))
     x, y = torch.stack(x), torch.as_tensor(y)
-    params = spatial_grid(30.0, 3, 3.0, 5, "y")  # (15, 3): tx = 0
+    params = grid_parameters(30.0, 3, 3.0, 5, "y")  # (15, 3): tx = 0
     correct = _brute_force(reference, x, y, params)
     assert report["n_images"] == 8 and report["grid"]["n_transforms"] == 15
     assert report["grid"]["translation_axes"] == "y"

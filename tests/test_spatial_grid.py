@@ -219,3 +219,14 @@ def test_first_order_random_start_is_in_box_and_rejects_bad_values(model, batch)
         first_order_attack(model, x, y, steps=-1)
     with pytest.raises(ValueError, match="translation_px_range=9"):
         first_order_attack(model, x, y, translation_px_range=9.0)
+
+
+@pytest.mark.parametrize("axes", ["x", "y"])
+def test_one_axis_grid_is_the_full_grid_at_zero_on_the_other_axis(axes):
+    from robustrain.spatial import grid_shape
+
+    full = grid_parameters(30.0, 3, 2.0, 5).view(*grid_shape(3, 5), 3)  # (R, Ntx, Nty, 3)
+    one = grid_parameters(30.0, 3, 2.0, 5, translation_axes=axes).view(*grid_shape(3, 5, axes), 3)  # (R, N, 3)
+    expected = full[:, :, 2] if axes == "x" else full[:, 2, :]
+    assert torch.equal(one, expected)
+    assert (one[..., 2 if axes == "x" else 1] == 0).all()

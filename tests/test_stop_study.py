@@ -2,6 +2,8 @@
 
 import math
 
+import pytest
+
 from robustrain.tools.stop_study import (
     PAPER_RULE,
     classify,
@@ -69,6 +71,7 @@ def test_select_rule_prefers_hits_without_false_stops():
     assert len(scored) == 3 and not math.isnan(scored[0]["mean_abs_distance"])
 
 
+@pytest.mark.slow  # ~100 s on 2 CPU cores
 def test_the_study_runs_end_to_end_on_real_digits(tmp_path, monkeypatch):
     """train -> select -> evaluate -> report on two 2-epoch runs of a tiny setting (real MNIST5k digits)."""
     import dataclasses

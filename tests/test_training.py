@@ -143,3 +143,19 @@ def test_validation_logs_fgsm_beside_pgd_accuracy_and_the_gap():
 def test_bad_masking_margin_raises_naming_it(bad):
     with pytest.raises(ValueError, match="masking_margin"):
         FGSMTraining(net=SmallCNN(), masking_margin=bad)
+
+
+def test_eval_eps_defaults_to_the_training_eps_and_8_255_without_one():
+    assert FGSMTraining(net=SmallCNN(), eps=0.2, alpha=0.25).eval_eps == 0.2
+    assert PGDTraining(net=SmallCNN(), eps=0.1, eval_eps=0.3).eval_eps == 0.3  # given: kept
+    assert StandardTraining(net=SmallCNN()).eval_eps == 8 / 255
+
+
+def test_pgd_early_stop_without_eps_needs_a_module_that_has_one():
+    from robustrain.callbacks import PGDEarlyStopping
+
+    class NoEval(L.LightningModule):
+        pass
+
+    with pytest.raises(ValueError, match="eps=None.*give eps explicitly"):
+        PGDEarlyStopping().setup(None, NoEval(), "fit")

@@ -19,6 +19,7 @@ import torch
 from robustrain.attacks import check_linf_params, pgd
 from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping
 from robustrain.train_eval_modes import eval_mode
+from robustrain.validation import check_choice, check_in_range, check_positive_int
 
 SOURCES = ("first_batch", "probe")
 
@@ -50,8 +51,9 @@ class PGDEarlyStopping(RollbackEarlyStopping):
     `pgd_es/threshold` (previous - max_drop). Files: `pgd_es_history.csv`, `pgd_es_curves.png`, `pgd_es_stop.ckpt`.
 
     Args:
-        eps: L-inf radius in [0, 1] pixel units (8/255 on CIFAR-10; 0.3 on MNIST).
-        alpha: PGD step size (2/255 on CIFAR-10; e.g. 0.1 on MNIST).
+        eps: L-inf radius in [0, 1] pixel units (8/255 on CIFAR-10; 0.3 on MNIST). None: the module's `eval_eps`
+            (the threat model of its PGD evaluation), read at setup.
+        alpha: PGD step size (2/255 on CIFAR-10; e.g. 0.1 on MNIST). None: the module's `eval_alpha`, read at setup.
         steps: PGD steps (5).
         restarts: Random restarts (1); each example keeps its worst restart.
         max_drop: Stop when the accuracy fell by more than this since the previous check (0.2).
@@ -68,8 +70,8 @@ class PGDEarlyStopping(RollbackEarlyStopping):
 
     def __init__(
         self,
-        eps: float = 8 / 255,
-        alpha: float = 2 / 255,
+        eps: float | None = None,
+        alpha: float | None = None,
         steps: int = 5,
         restarts: int = 1,
         max_drop: float = 0.2,
@@ -84,14 +86,11 @@ class PGDEarlyStopping(RollbackEarlyStopping):
         verbose: bool = False,
     ) -> None:
         super().__init__(monitor_only=monitor_only, restore=restore, save_checkpoint=save_checkpoint, verbose=verbose)
-        check_linf_params(eps, alpha, steps, restarts)
-        if not (math.isfinite(max_drop) and 0.0 < max_drop <= 1.0):
-            raise ValueError(f"max_drop={max_drop} must be in (0, 1] (a fall in accuracy; Wong et al.: 0.2)")
-        if source not in SOURCES:
-            raise ValueError(f"source={source!r} is not valid; choose one of {list(SOURCES)}")
-        for arg, value in (("probe_size", probe_size), ("every_n_epochs", every_n_epochs)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{arg}={value!r} must be an int >= 1")
+        check_linf_params(0.0 if eps is None else eps, alpha, steps, restarts)  # None: checked at setup
+        check_in_range("max_drop", max_drop, 0.0, 1.0, low_open=True, note="(a fall in accuracy; Wong et al.: 0.2)")
+        check_choice("source", source, SOURCES)
+        check_positive_int("probe_size", probe_size)
+        check_positive_int("every_n_epochs", every_n_epochs)
         self.eps, self.alpha, self.steps, self.restarts = eps, alpha, steps, restarts
         self.max_drop = max_drop
         self.source = source
@@ -105,6 +104,7 @@ class PGDEarlyStopping(RollbackEarlyStopping):
         return self._generate_state_key(eps=self.eps, steps=self.steps, source=self.source)
 
     def setup(self, trainer: "L.Trainer", pl_module: "L.LightningModule", stage: str) -> None:
+        self._take_eval_settings(pl_module)
         if stage != "fit" or self.source != "probe":
             return
         if not hasattr(trainer.datamodule, "probe_set"):
@@ -115,6 +115,20 @@ class PGDEarlyStopping(RollbackEarlyStopping):
         images, labels = trainer.datamodule.probe_set(self.probe_size, self.probe_seed)
         rank, world = trainer.global_rank, trainer.world_size
         self._images, self._labels = images[rank::world], labels[rank::world]  # this rank's share
+
+    def _take_eval_settings(self, pl_module: "L.LightningModule") -> None:
+        """eps / alpha left None take the module's evaluation settings (`eval_eps`, `hparams.eval_alpha`)."""
+        module_values = {"eps": getattr(pl_module, "eval_eps", None), "alpha": pl_module.hparams.get("eval_alpha")}
+        for name, value in module_values.items():
+            if getattr(self, name) is not None:
+                continue
+            if value is None:
+                raise ValueError(
+                    f"PGDEarlyStopping({name}=None) takes the module's eval_{name}, but {type(pl_module).__name__} "
+                    f"has none: give {name} explicitly"
+                )
+            setattr(self, name, value)
+        check_linf_params(self.eps, self.alpha)
 
     def on_train_batch_start(
         self, trainer: "L.Trainer", pl_module: "L.LightningModule", batch: Any, batch_idx: int
@@ -144,6 +158,8 @@ class PGDEarlyStopping(RollbackEarlyStopping):
                 with torch.no_grad():
                     counts[0] = (net(adv).argmax(1) == labels).sum()
             counts[1] = len(labels)
+        # (correct, total) in one float64 all-reduce per check, not a torchmetrics SumMetric: a callback holds
+        # no nn.Module to carry metric states to the device, and two exact counts need no metric object.
         counts = trainer.strategy.reduce(counts, reduce_op="sum")
         return (counts[0] / counts[1]).item() if counts[1] > 0 else math.nan
 

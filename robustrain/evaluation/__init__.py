@@ -8,7 +8,6 @@ from robustrain.evaluation.spatial_evaluation import (
     SpatialEvaluation,
     format_table,
     shift_consistency,
-    spatial_grid,
     summarize,
 )
 
@@ -21,6 +20,5 @@ __all__ = [
     "format_table",
     "robust_accuracy",
     "shift_consistency",
-    "spatial_grid",
     "summarize",
 ]

@@ -155,6 +155,10 @@ class AliasingAnalysis(Callback):
         """Reduces across ranks, logs on every rank, writes the report and figures on rank zero."""
         device = pl_module.device
 
+        # Sums across ranks with trainer.strategy.reduce, not torchmetrics' SumMetric/CatMetric, on purpose:
+        # exact float64 counts, some of them vectors (SumMetric flattens to a scalar in float32), held by a
+        # callback (no nn.Module carries metric states to the device), reduced in one collective per key at
+        # epoch end under any Lightning strategy.
         def reduce(value: Tensor) -> Tensor:
             return trainer.strategy.reduce(value.to(device), reduce_op="sum").cpu()
 

@@ -237,6 +237,10 @@ class RobustnessEvaluation(Callback):
     def _finish(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Reduces the sums across ranks, logs on every rank and writes the report and figures on rank zero."""
         device = pl_module.device
+        # Sums across ranks with trainer.strategy.reduce, not torchmetrics' SumMetric/CatMetric, on purpose:
+        # exact float64 counts, some of them vectors (SumMetric flattens to a scalar in float32), held by a
+        # callback (no nn.Module carries metric states to the device), reduced in one collective per key at
+        # epoch end under any Lightning strategy.
         sums = {k: trainer.strategy.reduce(v.to(device), reduce_op="sum").cpu() for k, v in sorted(self._sums.items())}
         report = self._report(trainer, pl_module, sums)
         self.report = report

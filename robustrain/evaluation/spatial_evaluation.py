@@ -1,4 +1,4 @@
-"""SpatialEvaluation: a test-time callback measuring spatial robustness (Engstrom et al. 2019, Zhang 2019, blog 000).
+"""SpatialEvaluation: a test-time callback measuring spatial robustness (Engstrom et al. 2019; Zhang 2019).
 
 Thin layers: the hooks collect per-batch sums (`on_test_batch_end`), `_finish` reduces them across ranks and
 reports once, and all the math is in `robustrain.spatial` (grid, worst-of-k, first-order attack, loss surfaces)
@@ -8,7 +8,8 @@ Report (`spatial_report.json` in the run's log dir; every accuracy is a fraction
     n_images: test images evaluated (all ranks together).
     clean_acc: accuracy on the untransformed images.
     grid_acc: an image counts only if it is correct under every grid transform (Engstrom's robust accuracy).
-    per_transform_acc: accuracy over all n_images x n_transforms transformed copies (blog 000's measure).
+    per_transform_acc: accuracy over all n_images x n_transforms transformed copies (the measure of the one-axis
+        ImageNet experiment, configs/eval_spatial_imagenet_resnet50.yaml).
     per_transform_acc_grid: that accuracy per transform, nested [rotation][tx][ty] ("both") or [rotation][t].
     random_acc: accuracy under one uniformly random transform per image.
     worst_of_k_acc: accuracy under each image's worst of k random transforms (`selection_rule`); logged as
@@ -23,7 +24,8 @@ Report (`spatial_report.json` in the run's log dir; every accuracy is a fraction
     smoothness: mean and std over images of the loss surfaces' gradient_mean, gradient_std, total_variation
         (`robustrain.spatial.surface_smoothness`). A surface is the loss over rotation x translation along one
         axis: with translation_axes "both" each ty value gives a rotation x tx surface and an image's value is the
-        mean over its ty surfaces; with "x" or "y" each image has one rotation x t surface (blog 000).
+        mean over its ty surfaces; with "x" or "y" each image has one rotation x t surface (as the one-axis ImageNet
+        experiment).
     grid: the transforms (rotations_deg, translations_px, translation_axes, n_transforms); settings: the arguments.
     Keys of disabled measures are null.
 """
@@ -43,40 +45,24 @@ from torch import Tensor, nn
 from robustrain.monitoring import tensorboard_loggers
 from robustrain.spatial import (
     SELECTION_RULES,
+    TRANSLATION_AXES,
+    axis_mask,
     evaluate_transforms,
     first_order_attack,
     grid_parameters,
+    grid_shape,
     loss_surfaces,
     plot_heatmap,
     plot_surfaces,
-    random_parameters,
+    random_correct,
     rotate_translate,
-    select_worst,
     surface_smoothness,
+    worst_of_k,
 )
 from robustrain.train_eval_modes import eval_mode
+from robustrain.validation import check_choice, check_in_range, check_int
 
-TRANSLATION_AXES = ("both", "x", "y")
 SMOOTHNESS_FIELDS = ("gradient_mean", "gradient_std", "total_variation")
-
-
-def axis_mask(translation_axes: str) -> Tensor:
-    """(3,) multiplier of (rotation_deg, tx_px, ty_px) rows that zeroes the axes not translated."""
-    return torch.tensor([1.0, float(translation_axes in ("both", "x")), float(translation_axes in ("both", "y"))])
-
-
-def spatial_grid(
-    rotation_deg_range: float, n_rotations: int, translation_px_range: float, n_translations: int, translation_axes: str
-) -> Tensor:
-    """`grid_parameters` rows restricted to the translated axes: (R*N*N, 3) for "both", (R*N, 3) for "x" or "y"."""
-    params = grid_parameters(rotation_deg_range, n_rotations, translation_px_range, n_translations)
-    view = params.view(n_rotations, n_translations, n_translations, 3)  # (R*N*N, 3) -> (R, Ntx, Nty, 3)
-    middle = n_translations // 2  # the exact 0 of odd counts
-    if translation_axes == "x":
-        return view[:, :, middle].reshape(-1, 3).clone()  # ty = 0: (R, Ntx, 3) -> (R*Ntx, 3)
-    if translation_axes == "y":
-        return view[:, middle, :].reshape(-1, 3).clone()  # tx = 0: (R, Nty, 3) -> (R*Nty, 3)
-    return params
 
 
 def shift_consistency(model: nn.Module, x: Tensor, max_shift_px: int, pairs: int, mask: Tensor, generator) -> Tensor:
@@ -147,7 +133,7 @@ class SpatialEvaluation(Callback):
         n_rotations: Grid rotations, default 31 (2 degree steps).
         translation_px_range: Grid translations span [-range, range] px per axis, default 3 (CIFAR-10; 24 at 224).
         n_translations: Grid translations per axis, default 5: 31 x 5 x 5 = 775 transforms.
-        translation_axes: "both" (Engstrom's grid), or only "x" / "y" (blog 000: 31 rotations x 5 translations).
+        translation_axes: "both" (Engstrom's grid), or only "x" / "y" (the one-axis ImageNet experiment: 31 x 5).
         chunk_size: Grid transforms per forward pass (batch x chunk_size images each), default 32.
         accuracy_only: Only the grid accuracy from the grid (early exit: fooled images are dropped from later
             chunks); per-transform accuracy, heatmap and loss surfaces are then not computed.
@@ -192,8 +178,7 @@ class SpatialEvaluation(Callback):
             ("first_order_rotation_step_deg", first_order_rotation_step_deg),
             ("first_order_translation_step_px", first_order_translation_step_px),
         ):
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name}={value!r} is not valid: it must be a finite number >= 0")
+            check_in_range(name, value, 0.0)
         for name, value, low in (
             ("n_rotations", n_rotations, 1),
             ("n_translations", n_translations, 1),
@@ -205,12 +190,9 @@ class SpatialEvaluation(Callback):
             ("n_example_surfaces", n_example_surfaces, 0),
             ("max_images", 1 if max_images is None else max_images, 1),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name}={value!r} is not valid: it must be an integer >= {low}")
-        if translation_axes not in TRANSLATION_AXES:
-            raise ValueError(f"translation_axes={translation_axes!r} is not one of {list(TRANSLATION_AXES)}")
-        if selection_rule not in SELECTION_RULES:
-            raise ValueError(f"selection_rule={selection_rule!r} is not valid; choose one of {list(SELECTION_RULES)}")
+            check_int(name, value, low)
+        check_choice("translation_axes", translation_axes, TRANSLATION_AXES)
+        check_choice("selection_rule", selection_rule, SELECTION_RULES)
         if first_order_steps > 0 and translation_axes != "both":
             raise ValueError(
                 f"first_order_steps={first_order_steps} with translation_axes={translation_axes!r} is not valid: the "
@@ -227,7 +209,7 @@ class SpatialEvaluation(Callback):
         self.first_order_translation_step_px = float(first_order_translation_step_px)
         self.shift_pairs, self.max_images, self.n_example_surfaces = shift_pairs, max_images, n_example_surfaces
         self.report_name, self.seed = report_name, seed
-        self.params = spatial_grid(  # (T, 3) rows (rotation_deg, tx_px, ty_px)
+        self.params = grid_parameters(  # (T, 3) rows (rotation_deg, tx_px, ty_px), in the order of grid_shape
             rotation_deg_range, n_rotations, translation_px_range, n_translations, translation_axes
         )
         self.mask = axis_mask(translation_axes)
@@ -345,19 +327,25 @@ class SpatialEvaluation(Callback):
             self._add("shift_consistent", consistent.sum())
             self._add("shift_pairs", torch.tensor(float(batch_size * self.shift_pairs)))
 
-    def _random_params(self, n: int, device: torch.device) -> Tensor:
-        draws = random_parameters(n, self.rotation_deg_range, self.translation_px_range, self._generator, device)
-        return draws * self.mask.to(device)  # (n, 3), untranslated axes zeroed
-
     def _random_correct(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        params = self._random_params(x.shape[0], x.device).unsqueeze(1)  # (B, 3) -> (B, 1, 3)
-        return evaluate_transforms(model, x, y, params, chunk_size=1).robust_correct  # (B,)
+        return random_correct(
+            model, x, y, self.rotation_deg_range, self.translation_px_range, self._generator, self.translation_axes
+        )  # (B,)
 
     def _worst_of_k_correct(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        candidates = self._random_params(x.shape[0] * self.k, x.device).view(x.shape[0], self.k, 3)  # (B, k, 3)
-        result = evaluate_transforms(model, x, y, candidates, chunk_size=self.chunk_size)
-        index = select_worst(result.loss, result.correct, self.selection_rule)  # (B,)
-        return result.correct[torch.arange(x.shape[0], device=x.device), index]  # (B,)
+        _, correct = worst_of_k(
+            model,
+            x,
+            y,
+            self.k,
+            self.rotation_deg_range,
+            self.translation_px_range,
+            rule=self.selection_rule,
+            generator=self._generator,
+            chunk_size=self.chunk_size,
+            translation_axes=self.translation_axes,
+        )
+        return correct  # (B,)
 
     def _surfaces_of(self, loss: Tensor) -> Tensor | None:
         """(B, T) grid losses -> (B, S, R, N) loss surfaces (S = N ty slices for "both", else 1); None if too small."""
@@ -367,7 +355,7 @@ class SpatialEvaluation(Callback):
         surfaces = loss_surfaces(loss, self.n_rotations)  # (B, T) -> (B, R, T/R)
         if self.translation_axes != "both":
             return surfaces.unsqueeze(1)  # (B, R, N) -> (B, 1, R, N)
-        surfaces = surfaces.view(loss.shape[0], self.n_rotations, n_translations, n_translations)  # (B, R, Ntx, Nty)
+        surfaces = surfaces.view(loss.shape[0], *grid_shape(self.n_rotations, n_translations))  # (B, R, Ntx, Nty)
         return surfaces.permute(0, 3, 1, 2)  # (B, Nty, R, Ntx): one rotation x tx surface per ty
 
     def _add_surfaces(self, loss: Tensor) -> None:
@@ -390,6 +378,10 @@ class SpatialEvaluation(Callback):
     def _finish(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Reduces the sums across ranks, then logs the scalars on every rank and writes files on rank zero."""
         device = pl_module.device
+        # Sums across ranks with trainer.strategy.reduce, not torchmetrics' SumMetric/CatMetric, on purpose:
+        # exact float64 counts, some of them vectors (SumMetric flattens to a scalar in float32), held by a
+        # callback (no nn.Module carries metric states to the device), reduced in one collective per key at
+        # epoch end under any Lightning strategy.
         sums = {
             key: trainer.strategy.reduce(value.to(device), reduce_op="sum").cpu()
             for key, value in sorted(self._sums.items())
@@ -406,10 +398,8 @@ class SpatialEvaluation(Callback):
         if report["per_transform_acc_grid"] is not None:
             heatmap = torch.tensor(report["per_transform_acc_grid"], dtype=torch.float64)
             heatmap = heatmap.view(self.n_rotations, -1)  # (T,) -> (R, T/R)
-            shape = (self.n_rotations, self.n_translations, self.n_translations)
-            report["per_transform_acc_grid"] = heatmap.view(
-                shape if self.translation_axes == "both" else heatmap.shape
-            ).tolist()
+            shape = grid_shape(self.n_rotations, self.n_translations, self.translation_axes)
+            report["per_transform_acc_grid"] = heatmap.view(shape).tolist()  # (R, Ntx, Nty) or (R, N)
         self.report = report
         for name, value in self._scalars(report).items():
             pl_module.log(name, value, on_epoch=True, sync_dist=False)

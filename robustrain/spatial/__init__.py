@@ -9,6 +9,7 @@ from robustrain.spatial.grid import (
     grid_accuracy,
     per_transform_accuracy,
     random_accuracy,
+    random_correct,
     select_worst,
     worst_of_k,
     worst_of_k_accuracy,
@@ -21,22 +22,33 @@ from robustrain.spatial.surface import (
     surface_gradients,
     surface_smoothness,
 )
-from robustrain.spatial.transforms import grid_parameters, random_parameters, rotate_translate
+from robustrain.spatial.transforms import (
+    TRANSLATION_AXES,
+    axis_mask,
+    grid_parameters,
+    grid_shape,
+    random_parameters,
+    rotate_translate,
+)
 
 __all__ = [
     "SELECTION_RULES",
+    "TRANSLATION_AXES",
     "FirstOrderResult",
     "SurfaceSmoothness",
     "TransformEvaluation",
+    "axis_mask",
     "evaluate_transforms",
     "first_order_attack",
     "grid_accuracy",
     "grid_parameters",
+    "grid_shape",
     "loss_surfaces",
     "per_transform_accuracy",
     "plot_heatmap",
     "plot_surfaces",
     "random_accuracy",
+    "random_correct",
     "random_parameters",
     "rotate_translate",
     "select_worst",

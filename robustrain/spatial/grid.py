@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustrain.spatial.transforms import grid_parameters, random_parameters, rotate_translate
+from robustrain.spatial.transforms import axis_mask, grid_parameters, grid_shape, random_parameters, rotate_translate
+from robustrain.validation import check_choice, check_positive_int
 
 SELECTION_RULES = ("misclassified_then_loss", "loss")
 
@@ -26,11 +27,6 @@ class TransformEvaluation:
     robust_correct: Tensor
     loss: Tensor | None = None
     correct: Tensor | None = None
-
-
-def _check_positive_int(name: str, value: int) -> None:
-    if int(value) != value or value < 1:
-        raise ValueError(f"{name}={value!r} is not allowed: it must be an integer >= 1.")
 
 
 def _check_params(params: Tensor, batch_size: int) -> None:
@@ -96,7 +92,7 @@ def evaluate_transforms(
     Raises:
         ValueError: on bad shapes or chunk_size < 1.
     """
-    _check_positive_int("chunk_size", chunk_size)
+    check_positive_int("chunk_size", chunk_size)
     if x.dim() != 4 or y.shape != (x.shape[0],):
         raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)}: (B, C, H, W) and (B,) are required.")
     batch_size = x.shape[0]
@@ -168,7 +164,7 @@ def per_transform_accuracy(
     n_translations: int = 5,
     chunk_size: int = 32,
 ) -> tuple[Tensor, Tensor]:
-    """Accuracy of each grid transform, averaged over the images (the measure of the 000 blog).
+    """Accuracy of each grid transform, averaged over the images (the one-axis ImageNet experiment's measure).
 
     Args:
         model: classifier returning logits.
@@ -187,8 +183,33 @@ def per_transform_accuracy(
     """
     params = grid_parameters(rotation_deg_range, n_rotations, translation_px_range, n_translations)
     correct = evaluate_transforms(model, x, y, params, chunk_size=chunk_size).correct.float()  # (B, T)
-    accuracy = correct.mean(dim=0).view(n_rotations, n_translations, n_translations)  # (T,) -> (R, N, N)
+    accuracy = correct.mean(dim=0).view(grid_shape(n_rotations, n_translations))  # (T,) -> (R, N, N)
     return correct.mean(), accuracy
+
+
+def random_correct(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    rotation_deg_range: float = 30.0,
+    translation_px_range: float = 3.0,
+    generator: torch.Generator | None = None,
+    translation_axes: str = "both",
+) -> Tensor:
+    """Per image, whether it is classified correctly under one uniformly random transform: (B,) bool.
+
+    Args:
+        model: classifier returning logits.
+        x: (B, C, H, W) images.
+        y: (B,) labels.
+        rotation_deg_range: rotations uniform in [-range, range] degrees.
+        translation_px_range: tx, ty uniform in [-range, range] pixels.
+        generator: random generator on x's device, for reproducible draws.
+        translation_axes: "both", or "x" / "y": the other axis is not translated (its draw is zeroed).
+    """
+    params = random_parameters(x.shape[0], rotation_deg_range, translation_px_range, generator, x.device)
+    params = params * axis_mask(translation_axes).to(x.device)  # (B, 3), untranslated axes zeroed
+    return evaluate_transforms(model, x, y, params.unsqueeze(1), chunk_size=1).robust_correct  # (B, 3) -> (B, 1, 3)
 
 
 def random_accuracy(
@@ -198,23 +219,16 @@ def random_accuracy(
     rotation_deg_range: float = 30.0,
     translation_px_range: float = 3.0,
     generator: torch.Generator | None = None,
+    translation_axes: str = "both",
 ) -> Tensor:
-    """Accuracy under one uniformly random transform per image (the "random" column of Engstrom et al.).
-
-    Args:
-        model: classifier returning logits.
-        x: (B, C, H, W) images.
-        y: (B,) labels.
-        rotation_deg_range: rotations uniform in [-range, range] degrees.
-        translation_px_range: tx, ty uniform in [-range, range] pixels.
-        generator: random generator on x's device, for reproducible draws.
+    """Accuracy under one uniformly random transform per image (the "random" column of Engstrom et al.; arguments
+    as in `random_correct`).
 
     Returns:
         Scalar float tensor in [0, 1].
     """
-    params = random_parameters(x.shape[0], rotation_deg_range, translation_px_range, generator, x.device)
-    result = evaluate_transforms(model, x, y, params.unsqueeze(1), chunk_size=1)  # (B, 3) -> (B, 1, 3)
-    return result.robust_correct.float().mean()
+    correct = random_correct(model, x, y, rotation_deg_range, translation_px_range, generator, translation_axes)
+    return correct.float().mean()
 
 
 def select_worst(loss: Tensor, correct: Tensor, rule: str = "misclassified_then_loss") -> Tensor:
@@ -233,8 +247,7 @@ def select_worst(loss: Tensor, correct: Tensor, rule: str = "misclassified_then_
     Raises:
         ValueError: on an unknown rule or mismatched shapes.
     """
-    if rule not in SELECTION_RULES:
-        raise ValueError(f"rule={rule!r} is not allowed: valid rules are {list(SELECTION_RULES)}.")
+    check_choice("rule", rule, SELECTION_RULES)
     if loss.dim() != 2 or loss.shape != correct.shape:
         raise ValueError(f"loss {tuple(loss.shape)} and correct {tuple(correct.shape)} must both be (B, K).")
     highest_loss = loss.argmax(dim=1)  # (B,)
@@ -256,6 +269,7 @@ def worst_of_k(
     include_identity: bool = False,
     generator: torch.Generator | None = None,
     chunk_size: int = 32,
+    translation_axes: str = "both",
 ) -> tuple[Tensor, Tensor]:
     """Worst-of-k search: per example, k uniformly random transforms, keep the worst (no grad).
 
@@ -275,6 +289,7 @@ def worst_of_k(
             spatial-pytorch); it wins ties.
         generator: random generator on x's device, for reproducible draws.
         chunk_size: candidates per forward pass.
+        translation_axes: "both", or "x" / "y": the other axis is not translated (its draws are zeroed).
 
     Returns:
         (params, correct): the selected (B, 3) transforms and (B,) bool correctness under them.
@@ -282,11 +297,11 @@ def worst_of_k(
     Raises:
         ValueError: on k < 1 or an unknown rule.
     """
-    _check_positive_int("k", k)
-    if rule not in SELECTION_RULES:
-        raise ValueError(f"rule={rule!r} is not allowed: valid rules are {list(SELECTION_RULES)}.")
+    check_positive_int("k", k)
+    check_choice("rule", rule, SELECTION_RULES)
     batch_size = x.shape[0]
     draws = random_parameters(batch_size * k, rotation_deg_range, translation_px_range, generator, x.device)
+    draws = draws * axis_mask(translation_axes).to(x.device)  # untranslated axes zeroed
     candidates = draws.view(batch_size, k, 3)  # (B*k, 3) -> (B, k, 3)
     if include_identity:
         candidates = torch.cat([candidates.new_zeros(batch_size, 1, 3), candidates], dim=1)  # (B, k+1, 3)
@@ -307,6 +322,7 @@ def worst_of_k_accuracy(
     include_identity: bool = False,
     generator: torch.Generator | None = None,
     chunk_size: int = 32,
+    translation_axes: str = "both",
 ) -> Tensor:
     """Accuracy under the worst-of-k transform of each image (arguments as in `worst_of_k`).
 
@@ -314,6 +330,16 @@ def worst_of_k_accuracy(
         Scalar float tensor in [0, 1].
     """
     _, correct = worst_of_k(
-        model, x, y, k, rotation_deg_range, translation_px_range, rule, include_identity, generator, chunk_size
+        model,
+        x,
+        y,
+        k,
+        rotation_deg_range,
+        translation_px_range,
+        rule,
+        include_identity,
+        generator,
+        chunk_size,
+        translation_axes,
     )
     return correct.float().mean()

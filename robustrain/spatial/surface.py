@@ -1,4 +1,4 @@
-"""Loss surfaces over the rotation x translation grid, their smoothness metrics and plots (the 000 blog)."""
+"""Loss surfaces over the rotation x translation grid, their smoothness metrics and plots."""
 
 from __future__ import annotations
 

@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from robustrain.validation import check_choice, check_in_range, check_positive_int
 
 # One convention for both affine_grid and grid_sample: with align_corners=False the normalised
 # coordinate of pixel index u is (2u + 1) / W - 1, so one pixel is exactly 2 / W normalised units,
 # the image centre ((W - 1) / 2 in pixel indices) is 0, and the identity matrix samples every pixel
 # centre. A mismatch between the two calls shifts or scales the image (the spatial-pytorch bug).
 ALIGN_CORNERS = False
+TRANSLATION_AXES = ("both", "x", "y")
 
 
 def _check_range(name: str, value: float) -> None:
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name}={value!r} is not allowed: it must be a finite number >= 0.")
+    check_in_range(name, value, 0.0)
 
 
 def _check_count(name: str, value: int) -> None:
-    if int(value) != value or value < 1:
-        raise ValueError(f"{name}={value!r} is not allowed: it must be an integer >= 1.")
+    check_positive_int(name, value)
 
 
 def _check_inputs(x: Tensor, rotation_deg: Tensor, translation_px: Tensor) -> None:
@@ -108,11 +107,31 @@ def _symmetric_linspace(value_range: float, count: int) -> Tensor:
     return values
 
 
+def axis_mask(translation_axes: str = "both") -> Tensor:
+    """(3,) multiplier of (rotation_deg, tx_px, ty_px) rows that zeroes the axes not translated."""
+    _check_axes(translation_axes)
+    return torch.tensor([1.0, float(translation_axes in ("both", "x")), float(translation_axes in ("both", "y"))])
+
+
+def grid_shape(n_rotations: int, n_translations: int, translation_axes: str = "both") -> tuple[int, ...]:
+    """The grid's order, rotation first: `grid_parameters(...).view(*grid_shape(...), 3)` indexes
+    [rotation, tx, ty] for "both" and [rotation, t] for "x" or "y"; so does any (T,) per-transform measure."""
+    _check_axes(translation_axes)
+    if translation_axes == "both":
+        return (n_rotations, n_translations, n_translations)
+    return (n_rotations, n_translations)
+
+
+def _check_axes(translation_axes: str) -> None:
+    check_choice("translation_axes", translation_axes, TRANSLATION_AXES)
+
+
 def grid_parameters(
     rotation_deg_range: float = 30.0,
     n_rotations: int = 31,
     translation_px_range: float = 3.0,
     n_translations: int = 5,
+    translation_axes: str = "both",
 ) -> Tensor:
     """The grid of Engstrom et al. 2019: linspace rotations x linspace tx x linspace ty.
 
@@ -125,10 +144,11 @@ def grid_parameters(
         n_rotations: number of rotations.
         translation_px_range: tx and ty each span [-range, range] pixels.
         n_translations: number of translations per axis.
+        translation_axes: "both" (the full grid), or "x" / "y": only that axis translated (the other one 0).
 
     Returns:
-        (n_rotations * n_translations**2, 3) float32 rows (rotation_deg, tx_px, ty_px), ordered so
-        that `.view(n_rotations, n_translations, n_translations, 3)` indexes [rotation, tx, ty].
+        (T, 3) float32 rows (rotation_deg, tx_px, ty_px), T = n_rotations * n_translations**2 for "both" and
+        n_rotations * n_translations otherwise, in the order of `grid_shape` (rotation first).
 
     Raises:
         ValueError: on a negative range or a count < 1.
@@ -140,7 +160,15 @@ def grid_parameters(
     rotations_deg = _symmetric_linspace(rotation_deg_range, n_rotations)
     translations_px = _symmetric_linspace(translation_px_range, n_translations)
     rot, tx, ty = torch.meshgrid(rotations_deg, translations_px, translations_px, indexing="ij")  # 3 x (R, N, N)
-    return torch.stack([rot, tx, ty], dim=-1).reshape(-1, 3).float()  # (R, N, N, 3) -> (R*N*N, 3)
+    params = torch.stack([rot, tx, ty], dim=-1).reshape(-1, 3).float()  # (R, N, N, 3) -> (R*N*N, 3)
+    _check_axes(translation_axes)
+    if translation_axes == "both":
+        return params
+    view = params.view(*grid_shape(n_rotations, n_translations), 3)  # (R*N*N, 3) -> (R, Ntx, Nty, 3)
+    middle = n_translations // 2  # the exact 0 of odd counts
+    if translation_axes == "x":
+        return view[:, :, middle].reshape(-1, 3).clone()  # ty = 0: (R, Ntx, 3) -> (R*Ntx, 3)
+    return view[:, middle, :].reshape(-1, 3).clone()  # tx = 0: (R, Nty, 3) -> (R*Nty, 3)
 
 
 def random_parameters(

@@ -1,4 +1,4 @@
-"""Benchmark of the batched grid evaluation against the seed-000 loop, in image-transforms per second.
+"""Benchmark of the batched grid evaluation against the per-image loop, in image-transforms per second.
 
     python -m robustrain.tools.bench_spatial [--repeats 5] [--threads N]
 
@@ -7,7 +7,7 @@ PreActResNet18 at 32x32 with random weights on random images), it times, alterna
   A  ours, full grid: `evaluate_transforms` over the 31 x 5 x 5 = 775 transforms (+-30 deg, +-3 px), loss and
      correctness of every image-transform, `chunk_size` transforms per forward;
   A' ours, early exit: the same grid in accuracy-only mode (fooled images leave after each chunk);
-  B  the seed-000 loop: one image and one transform per forward through
+  B  the per-image loop: one image and one transform per forward through
      `torchvision.transforms.functional.affine` (on a few images and the first transforms of the grid; its cost
      per image-transform is constant, so the rate extrapolates).
 It prints the median rate of each and the ratios A/B, A'/B with their spread (min..max of the per-repeat ratios).
@@ -29,7 +29,7 @@ from robustrain.spatial import evaluate_transforms, grid_parameters
 
 
 def seed_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Blog 000's evaluation: for each image, for each transform, affine() then one forward of one image."""
+    """The per-image reference: for each image, for each transform, affine() then one forward of one image."""
     losses = torch.zeros(x.shape[0], params.shape[0], device=x.device)
     correct = torch.zeros(x.shape[0], params.shape[0], dtype=torch.bool)
     with torch.no_grad():
@@ -120,7 +120,7 @@ def bench(
         f"grid acc {float(grid_acc.robust_correct.float().mean()):.2f}"
     )
     print(f"  {'method':<26}{'image-transforms/s (median, min..max)':<44}{'x seed loop (median, min..max)'}")
-    labels = {"seed": "seed-000 loop (B)", "full": "ours, full grid (A)", "early": "ours, early exit (A')"}
+    labels = {"seed": "per-image loop (B)", "full": "ours, full grid (A)", "early": "ours, early exit (A')"}
     for key in ("seed", "full", "early"):
         r = rates[key]
         line = f"  {labels[key]:<26}{statistics.median(r):>10.0f}  ({min(r):.0f}..{max(r):.0f})"

@@ -5,7 +5,6 @@ accuracy plus PGD accuracy on a fixed subset of each validation / test epoch.
 """
 
 import functools
-import math
 from typing import Literal
 
 import torch
@@ -16,16 +15,21 @@ from torchmetrics import MeanMetric
 
 from robustrain.attacks import check_linf_params, fgsm, pgd
 from robustrain.monitoring import log_run_hparams, log_run_outcome, write_layout
-from robustrain.train_eval_modes import BATCHNORM_MODES, eval_mode
+from robustrain.train_eval_modes import ATTACK_BATCHNORM_MODES, eval_mode
 from robustrain.training.safeguards import Safeguards
 from robustrain.training.schedules import LR_SCHEDULES, lr_factor
+from robustrain.validation import check_choice, check_in_range, check_int
 
 OPTIMIZERS = ("sgd", "adam")
 
 
 def _built_from_config() -> bool:
-    """True while LightningCLI instantiates the module, handing save_hyperparameters the parsed config."""
-    try:  # private to Lightning; without it we simply don't record `net`
+    """True while LightningCLI instantiates the module, handing save_hyperparameters the parsed config.
+
+    Private to Lightning, and no public route tells the two cases apart (in both `net` arrives as a module object);
+    tests/test_cli.py::test_lightning_still_hands_the_cli_config_to_save_hyperparameters fails if Lightning changes it.
+    """
+    try:  # without it we simply don't record `net`
         from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
     except ImportError:
         return False
@@ -33,6 +37,7 @@ def _built_from_config() -> bool:
 
 
 STAGES = ("train", "val", "test")
+DEFAULT_EVAL_EPS = 8 / 255  # eval_eps of a module without a training eps, when none is given
 
 
 def masking_warning(acc_fgsm: float, acc_pgd: float, margin: float | None) -> str | None:
@@ -59,7 +64,10 @@ class RobustClassifier(Safeguards):
         nesterov: Nesterov momentum for SGD.
         lr_schedule: "cyclic" (Wong et al.), "piecewise" (Rice et al.), "cosine" or "constant", stepped every batch.
         cyclic_peak: Fraction of training at which the cyclic schedule peaks.
-        eval_eps: L-inf radius of the PGD evaluation (val/acc_pgd, test/acc_pgd) in [0, 1] pixel units.
+        eval_eps: L-inf radius of the PGD evaluation (val/acc_pgd, test/acc_pgd) in [0, 1] pixel units. None: the
+            module's training `eps` (FGSMTraining, PGDTraining), so one override moves both; modules without one
+            (StandardTraining, WorstOfKSpatialTraining) then use 8/255. Give it explicitly to train and evaluate at
+            different radii. The value in force is `self.eval_eps`.
         eval_alpha: PGD evaluation step size.
         eval_steps: PGD evaluation steps.
         eval_restarts: PGD evaluation random restarts (an example counts as broken if any restart fools it).
@@ -83,7 +91,7 @@ class RobustClassifier(Safeguards):
         nesterov: bool = False,
         lr_schedule: Literal["cyclic", "piecewise", "cosine", "constant"] = "cyclic",
         cyclic_peak: float = 0.4,
-        eval_eps: float = 8 / 255,
+        eval_eps: float | None = None,
         eval_alpha: float = 2 / 255,
         eval_steps: int = 10,
         eval_restarts: int = 1,
@@ -93,26 +101,20 @@ class RobustClassifier(Safeguards):
         attack_bn_mode: Literal["train", "eval"] = "train",
     ) -> None:
         super().__init__()
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer={optimizer!r} is not valid; choose one of {list(OPTIMIZERS)}")
-        if not lr > 0:
-            raise ValueError(f"lr={lr} must be > 0")
-        if lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule={lr_schedule!r} is not valid; choose one of {list(LR_SCHEDULES)}")
+        check_choice("optimizer", optimizer, OPTIMIZERS)
+        check_in_range("lr", lr, 0.0, low_open=True)
+        check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
         lr_factor(lr_schedule, 0, 1, cyclic_peak)  # validates cyclic_peak
-        check_linf_params(eval_eps, eval_alpha, eval_steps, eval_restarts)
-        if eval_size < 0:
-            raise ValueError(f"eval_size={eval_size} must be >= 0 (0 disables PGD evaluation)")
-        if masking_margin is not None and not (math.isfinite(masking_margin) and 0.0 <= masking_margin <= 1.0):
-            raise ValueError(f"masking_margin={masking_margin} must be in [0, 1] (a gap in accuracy) or None")
-        if attack_bn_mode not in BATCHNORM_MODES[:2]:
-            raise ValueError(
-                f"attack_bn_mode={attack_bn_mode!r} is not valid; choose one of {list(BATCHNORM_MODES[:2])}"
-            )
+        check_int("eval_size", eval_size, 0)  # 0 disables PGD evaluation
+        if masking_margin is not None:
+            check_in_range("masking_margin", masking_margin, 0.0, 1.0, note="(a gap in accuracy) or None")
+        check_choice("attack_bn_mode", attack_bn_mode, ATTACK_BATCHNORM_MODES)
         # Built by the CLI, `net` arrives with its config ({class_path, init_args}): keep it, so checkpoints rebuild
         # their own network (`load_from_checkpoint`, `train.py test --ckpt_path`). Built in Python, it is a module
         # object, which is no hyperparameter.
         self.save_hyperparameters(ignore=None if _built_from_config() else ["net"])
+        self.eval_eps = self.hparams.get("eps", DEFAULT_EVAL_EPS) if eval_eps is None else eval_eps
+        check_linf_params(self.eval_eps, eval_alpha, eval_steps, eval_restarts)
         self.net = net
         self.metrics = nn.ModuleDict(
             {f"{stage}_{name}": MeanMetric() for stage in STAGES for name in ("loss", "acc", "acc_pgd", "acc_fgsm")}
@@ -163,13 +165,12 @@ class RobustClassifier(Safeguards):
         """PGD with the evaluation settings, the network in eval mode (modes restored afterwards)."""
         hp = self.hparams
         with eval_mode(self.net):
-            return pgd(self.net, images, labels, hp.eval_eps, hp.eval_alpha, hp.eval_steps, restarts=hp.eval_restarts)
+            return pgd(self.net, images, labels, self.eval_eps, hp.eval_alpha, hp.eval_steps, restarts=hp.eval_restarts)
 
     def attack_fgsm(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Plain FGSM (zero start, step eval_eps), the network in eval mode: the cheap attack a masked model resists."""
-        hp = self.hparams
         with eval_mode(self.net):
-            return fgsm(self.net, images, labels, hp.eval_eps, hp.eval_eps, init="zero")
+            return fgsm(self.net, images, labels, self.eval_eps, self.eval_eps, init="zero")
 
     def on_validation_epoch_start(self) -> None:
         self._eval_attacked = 0

@@ -2,6 +2,8 @@
 
 import math
 
+from robustrain.validation import check_choice, check_in_range, check_positive_int
+
 LR_SCHEDULES = ("cyclic", "piecewise", "cosine", "constant")
 
 
@@ -14,13 +16,10 @@ def lr_factor(schedule: str, step: int, total_steps: int, cyclic_peak: float = 0
     - cosine: 0.5 * (1 + cos(pi * step / total_steps)).
     - constant: 1.
     """
-    if schedule not in LR_SCHEDULES:
-        raise ValueError(f"lr_schedule={schedule!r} is not valid; choose one of {list(LR_SCHEDULES)}")
-    if total_steps < 1:
-        raise ValueError(f"total_steps={total_steps} must be >= 1")
+    check_choice("lr_schedule", schedule, LR_SCHEDULES)
+    check_positive_int("total_steps", total_steps)
     if schedule == "cyclic":
-        if not 0.0 < cyclic_peak < 1.0:
-            raise ValueError(f"cyclic_peak={cyclic_peak} must be in (0, 1)")
+        check_in_range("cyclic_peak", cyclic_peak, 0.0, 1.0, low_open=True, high_open=True)
         t = min((step + 1) / total_steps, 1.0)
         return t / cyclic_peak if t <= cyclic_peak else (1.0 - t) / (1.0 - cyclic_peak)
     t = min(step / total_steps, 1.0)
@@ -37,8 +36,7 @@ def warmup_factor(progress_epochs: float, warmup_epochs: float) -> float:
     Used to grow the attack radius eps (and its step) at the start of adversarial training: PGD training at MNIST's
     eps 0.3 from random weights can stay at chance accuracy for the whole run.
     """
-    if warmup_epochs < 0:
-        raise ValueError(f"eps_warmup_epochs={warmup_epochs} must be >= 0")
+    check_in_range("eps_warmup_epochs", warmup_epochs, 0.0)
     if warmup_epochs == 0:
         return 1.0
     return min(max(progress_epochs / warmup_epochs, 0.0), 1.0)

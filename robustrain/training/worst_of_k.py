@@ -1,7 +1,5 @@
 """Worst-of-k spatial training (Engstrom et al. 2019): train on each image's worst of k random rotation-translations."""
 
-import math
-
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
@@ -9,13 +7,13 @@ from robustrain.attacks import check_linf_params, pgd
 from robustrain.spatial import SELECTION_RULES, rotate_translate, worst_of_k
 from robustrain.train_eval_modes import batchnorm_mode, eval_mode
 from robustrain.training.base import RobustClassifier
+from robustrain.validation import check_choice, check_in_range, check_positive_int
 
 
 def check_spatial_ranges(rotation_deg_range: float, translation_px_range: float) -> None:
     """Raises ValueError unless both ranges are finite numbers >= 0."""
-    for name, value in (("rotation_deg_range", rotation_deg_range), ("translation_px_range", translation_px_range)):
-        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name}={value!r} is not valid: it must be a finite number >= 0 (a +- range)")
+    check_in_range("rotation_deg_range", rotation_deg_range, 0.0, note="(a +- range)")
+    check_in_range("translation_px_range", translation_px_range, 0.0, note="(a +- range)")
 
 
 def check_translation_fits(translation_px_range: float, image_shape: tuple[int, ...]) -> None:
@@ -69,14 +67,11 @@ class WorstOfKSpatialTraining(RobustClassifier):
         pgd_steps: int = 10,
         **kwargs,
     ) -> None:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k={k!r} is not valid: the number of candidates per example must be an integer >= 1")
+        check_positive_int("k", k)  # candidates per example
         check_spatial_ranges(rotation_deg_range, translation_px_range)
-        if selection_rule not in SELECTION_RULES:
-            raise ValueError(f"selection_rule={selection_rule!r} is not valid; choose one of {list(SELECTION_RULES)}")
-        bad_chunk = isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
-        if chunk_size is not None and bad_chunk:
-            raise ValueError(f"chunk_size={chunk_size!r} must be None (all candidates at once) or an integer >= 1")
+        check_choice("selection_rule", selection_rule, SELECTION_RULES)
+        if chunk_size is not None:  # None: all candidates at once
+            check_positive_int("chunk_size", chunk_size)
         check_linf_params(pgd_eps, pgd_alpha, pgd_steps)
         super().__init__(**kwargs)
 

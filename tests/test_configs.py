@@ -1,0 +1,93 @@
+"""The composed configs: each training config names a shared base (configs/base/), its own keys and later files win."""
+
+from pathlib import Path
+
+import pytest
+from conftest import CONFIGS, REPO, resolved_config
+
+TRAINING = [p for p in CONFIGS if not p.name.startswith("eval_")]
+
+
+def _checkpoints(config: dict) -> list[dict]:
+    return [c["init_args"] for c in config["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint")]
+
+
+@pytest.mark.parametrize("path", TRAINING, ids=[p.name for p in TRAINING])
+def test_training_configs_log_and_checkpoint_under_their_own_name(path):
+    config = resolved_config("--config", str(path))
+    assert config["trainer"]["logger"]["init_args"] == {**config["trainer"]["logger"]["init_args"], "name": path.stem}
+    assert config["trainer"]["logger"]["init_args"]["save_dir"] == "runs"
+    best, last = _checkpoints(config)  # exactly the base's two, best first (last.ckpt then holds its state)
+    assert last["dirpath"] is None and best["dirpath"] is None  # in the run's version folder: reruns never mix
+    assert last["filename"] == "last" and last["monitor"] is None
+    assert best["mode"] == "max" and best["monitor"] in ("val/acc_pgd", "val/acc")
+    assert best["filename"] == ("best-{epoch:03d}" if path.stem.startswith("cifar10") else "best-{epoch:02d}")
+    lr_monitors = [c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("LearningRateMonitor")]
+    assert [c["init_args"]["logging_interval"] for c in lr_monitors] == ["step"]
+    assert config["seed_everything"] == 0 and config["trainer"]["inference_mode"] is False
+
+
+def test_experiment_keys_win_over_the_base():
+    base = resolved_config("--config", str(REPO / "configs/base/mnist5k.yaml"), "--trainer.logger.init_args.name", "x")
+    flagship = resolved_config("--config", str(REPO / "configs/mnist5k_fgsm_aliasing.yaml"))
+    assert base["trainer"]["max_epochs"] == 15 and flagship["trainer"]["max_epochs"] == 30
+    assert flagship["trainer"]["log_every_n_steps"] == base["trainer"]["log_every_n_steps"] == 10  # kept from the base
+    assert [c["class_path"].rsplit(".", 1)[1] for c in flagship["trainer"]["callbacks"]] == [
+        "AliasingMonitor",
+        "PGDEarlyStopping",
+        "ModelCheckpoint",
+        "ModelCheckpoint",
+        "LearningRateMonitor",
+    ]
+
+
+def test_a_later_config_file_wins_and_appends_callbacks_on_top_of_the_base(tmp_path):
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(
+        "trainer:\n  max_epochs: 3\n  callbacks+:\n"
+        "    - class_path: lightning.pytorch.callbacks.EarlyStopping\n      init_args:\n        monitor: val/acc\n"
+    )
+    config = resolved_config("--config", str(REPO / "configs/mnist5k_fgsm.yaml"), "--config", str(extra))
+    assert config["trainer"]["max_epochs"] == 3
+    names = [c["class_path"].rsplit(".", 1)[1] for c in config["trainer"]["callbacks"]]
+    assert names == ["ModelCheckpoint", "ModelCheckpoint", "LearningRateMonitor", "EarlyStopping"]
+    assert config["model"]["init_args"]["eps"] == 0.3  # the rest of the experiment is untouched
+
+
+def test_the_logger_name_moves_the_checkpoints_too(in_tmp):
+    from robustrain.cli import main
+
+    config = str(REPO / "configs/mnist5k_fgsm.yaml")
+    cli = main(["fit", "--config", config, "--trainer.logger.init_args.name", "seed1", "--trainer.max_steps", "1",
+                "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false"])  # fmt: skip
+    folders = {Path(c.dirpath).resolve() for c in cli.trainer.checkpoint_callbacks}
+    assert folders == {(in_tmp / "runs/seed1/version_0/checkpoints").resolve()}
+
+
+def _pgd_stopper(cli):
+    from robustrain.callbacks import PGDEarlyStopping
+
+    (stopper,) = [cb for cb in cli.trainer.callbacks if isinstance(cb, PGDEarlyStopping)]
+    stopper.setup(cli.trainer, cli.model, "fit")  # where it reads the module's evaluation settings
+    return stopper
+
+
+def test_one_eps_override_moves_the_evaluation_and_the_pgd_early_stop(in_tmp):
+    from robustrain.cli import main
+
+    config = str(REPO / "configs/compare_mnist5k_fgsm_pgd_stop.yaml")
+    cli = main(["--config", config, "--model.init_args.eps", "0.2", "--trainer.logger", "false"], run=False)
+    stopper = _pgd_stopper(cli)
+    assert cli.model.hparams.eps == cli.model.eval_eps == stopper.eps == 0.2
+    assert stopper.alpha == 0.075  # given in the config: stays
+
+
+def test_the_flagship_keeps_its_threat_model_when_the_training_eps_moves(in_tmp):
+    from robustrain.cli import main
+
+    config = str(REPO / "configs/mnist5k_fgsm_aliasing.yaml")
+    cli = main(["--config", config, "--model.init_args.eps", "0.5", "--trainer.logger", "false"], run=False)
+    stopper = _pgd_stopper(cli)
+    assert cli.model.hparams.eps == 0.5 and cli.model.eval_eps == stopper.eps == 0.3
+    cli = main(["--config", config, "--model.init_args.eval_eps", "0.2", "--trainer.logger", "false"], run=False)
+    assert _pgd_stopper(cli).eps == cli.model.eval_eps == 0.2
