@@ -1,0 +1,31 @@
+"""The benchmark command's pure parts: ratio summaries over repeats and target checks."""
+
+import pytest
+
+from robustrain.tools.benchmarks import meets, ratio_summary
+
+
+def test_ratio_summary_is_median_and_spread_of_per_repeat_ratios() -> None:
+    summary = ratio_summary([2.0, 9.0, 3.0], [1.0, 3.0, 2.0])  # ratios 2, 3, 1.5
+    assert summary == {"median": 2.0, "min": 1.5, "max": 3.0}
+
+
+def test_ratio_summary_pairs_repeats_instead_of_dividing_medians() -> None:
+    # medians 2 / 2 = 1 would hide that each repeat's numerator was twice its denominator
+    assert ratio_summary([1.0, 2.0, 4.0], [0.5, 1.0, 2.0])["median"] == 2.0
+
+
+@pytest.mark.parametrize(("numerators", "denominators"), [([], []), ([1.0], [1.0, 2.0])])
+def test_ratio_summary_refuses_unpaired_repeats(numerators, denominators) -> None:
+    with pytest.raises(ValueError, match="one length"):
+        ratio_summary(numerators, denominators)
+
+
+def test_meets_compares_costs_and_speed_ups_in_their_direction() -> None:
+    assert meets(0.04, 0.05, "<=") is True
+    assert meets(0.06, 0.05, "<=") is False
+    assert meets(55.0, 50.0, ">=") is True
+    assert meets(20.0, 20.0, ">=") is True
+    assert meets(1.0, None, "<=") is None
+    with pytest.raises(ValueError, match="direction"):
+        meets(1.0, 1.0, "<")
