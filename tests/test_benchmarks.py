@@ -1,7 +1,9 @@
 """The benchmark command's pure parts: ratio summaries over repeats and target checks."""
 
 import pytest
+import torch
 
+from robustrain.tools.bench_spatial import early_exit_work
 from robustrain.tools.benchmarks import meets, ratio_summary
 
 
@@ -29,3 +31,11 @@ def test_meets_compares_costs_and_speed_ups_in_their_direction() -> None:
     assert meets(1.0, None, "<=") is None
     with pytest.raises(ValueError, match="direction"):
         meets(1.0, 1.0, "<")
+
+
+def test_early_exit_work_counts_chunks_up_to_the_first_fooling_transform() -> None:
+    correct = torch.ones(3, 8, dtype=torch.bool)
+    correct[1, 0] = False  # fooled in chunk 1 of 4: 2 transforms run
+    correct[2, 5] = False  # fooled in chunk 3: 6 transforms run; the robust image runs all 8
+    assert early_exit_work(correct, chunk_size=2) == (8 + 2 + 6) / 24
+    assert early_exit_work(correct, chunk_size=8) == 1.0

@@ -100,7 +100,9 @@ def run_all(device: torch.device, repeats: dict[str, int]) -> dict[str, dict[str
     results["spatial rates (image-transforms/s)"] = {
         key: {"median": statistics.median(r), "min": min(r), "max": max(r)} for key, r in rates.items()
     }
-    results["spatial rates (image-transforms/s)"].update(grid_acc=spatial["grid_acc"], clean_acc=spatial["clean_acc"])
+    results["spatial rates (image-transforms/s)"].update(
+        grid_acc=spatial["grid_acc"], clean_acc=spatial["clean_acc"], early_exit_work=spatial["early_exit_work"]
+    )
     seconds["spatial"] = time.perf_counter() - start
     results["seconds per part"] = seconds
     return results
@@ -116,7 +118,10 @@ def _print(results: dict[str, dict[str, object]]) -> None:
         print(f"{name:62s} {r['median']:8.4g} {r['min']:8.4g}..{r['max']:<8.4g} {target:>9s}  {met}")
     rates = results["spatial rates (image-transforms/s)"]
     parts = [f"{k} {rates[k]['median']:.0f} ({rates[k]['min']:.0f}..{rates[k]['max']:.0f})" for k in SPATIAL_KEYS]
-    print(f"spatial image-transforms/s: {', '.join(parts)}; grid acc {rates['grid_acc']:.2f}")
+    print(
+        f"spatial image-transforms/s: {', '.join(parts)}; grid acc {rates['grid_acc']:.2f}; early exit evaluates "
+        f"{rates['early_exit_work']:.0%} of the grid (bound: full-grid speed-up / that fraction)"
+    )
     print("seconds per part: " + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds per part"].items()))
 
 
