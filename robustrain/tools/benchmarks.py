@@ -9,7 +9,9 @@ Runs, each with its tasks alternated within every repeat (so load from elsewhere
 - training steps (robustrain.tools.bench_training): SmallCNN FGSM-RS and PGD-10 steps vs a standard step;
 - spatial grid (robustrain.tools.bench_spatial): full grid and early exit vs the one-image-one-transform loop, on a
   worst-of-10-trained SmallCNN (grid accuracy about 60%; trained on first use, about a minute, cached in runs/bench).
-A ratio's figure is the median of its per-repeat ratios; the spread is their min..max. About 3 minutes on 2 CPU cores.
+A ratio's figure is the median of its per-repeat ratios; the spread is their min..max. About 3 minutes on 2 idle CPU
+cores (plus a minute the first time, to train the worst-of-10 model). Next to the JSON, the same as a markdown table.
+On a machine shared with other jobs, `--threads 1` keeps the ratios stable (two threads oversubscribe it).
 """
 
 import argparse
@@ -17,6 +19,7 @@ import datetime
 import json
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -108,6 +111,34 @@ def run_all(device: torch.device, repeats: dict[str, int]) -> dict[str, dict[str
     return results
 
 
+def to_markdown(report: dict[str, object]) -> str:
+    """The report as markdown: its conditions, then one row per ratio (median, min..max, target, met)."""
+    conditions = report["conditions"]
+    lines = [
+        f"`{conditions['command']}`: {conditions['device']} ({conditions['device_name']}), "
+        f"{conditions['cpu_threads']} CPU threads, torch {conditions['torch']}, {conditions['date_utc']} UTC; "
+        f"repeats {', '.join(f'{k} {v}' for k, v in conditions['repeats'].items())}. Each figure is the median of the "
+        "per-repeat ratios, the tasks of a ratio alternated within every repeat; spread = min..max.",
+        "",
+        "| ratio | median | min..max | target | met |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in report["results"].items():
+        if "direction" not in r:
+            continue
+        target = "" if r["target"] is None else f"{r['direction']} {r['target']:g}"
+        met = {True: "yes", False: "**no**", None: ""}[r["meets"]]
+        lines.append(f"| {name} | {r['median']:.4g} | {r['min']:.4g}..{r['max']:.4g} | {target} | {met} |")
+    rates = report["results"]["spatial rates (image-transforms/s)"]
+    parts = [f"{k} {rates[k]['median']:.0f} ({rates[k]['min']:.0f}..{rates[k]['max']:.0f})" for k in SPATIAL_KEYS]
+    lines += [
+        "",
+        f"Spatial rates (image-transforms/s, median and min..max): {', '.join(parts)}; grid accuracy "
+        f"{rates['grid_acc']:.2f}, early exit evaluates {rates['early_exit_work']:.0%} of the grid.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def _print(results: dict[str, dict[str, object]]) -> None:
     print(f"{'ratio':62s} {'median':>8s} {'min..max':>18s} {'target':>9s}  met")
     for name, r in results.items():
@@ -138,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
-    command = "python -m robustrain.tools.benchmarks" + ("" if args.device == "cpu" else f" --device {args.device}")
+    command = " ".join(["python -m robustrain.tools.benchmarks", *(sys.argv[1:] if argv is None else argv)])
     conditions = {
         "device": str(device),
         "device_name": where,
@@ -154,7 +185,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     report = {"conditions": {**conditions, "repeats": repeats}, "results": results}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written to {args.json}")
+    args.json.with_suffix(".md").write_text(to_markdown(report))
+    print(f"written to {args.json} and {args.json.with_suffix('.md')}")
     return report
 
 
