@@ -268,7 +268,7 @@ def test_attacks_equal_torchattacks_bit_for_bit_under_a_fixed_seed(trained_cnn, 
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("name", ["fgsm_random_clipped", "fgsm_zero", "pgd"])
+@pytest.mark.parametrize("name", ["fgsm_random_clipped", "fgsm_random_unclipped", "fgsm_zero", "pgd"])
 def test_attack_moves_inputs_to_the_model_device_read_at_call_time(trained_cnn, mnist_batch, name):
     x, y = mnist_batch
     model = SmallCNN().cuda()

@@ -80,16 +80,15 @@ def fgsm(
     check_linf_params(eps, alpha)
     check_fgsm_init(init)
     require_grad_mode()
+    device = model_device(model)  # torchattacks' protection kept: the inputs go to the model's device
+    x, labels = images.detach().to(device), labels.to(device)
     with torch.enable_grad():
         if init == "random_unclipped":
-            images = images.detach()
-            delta = torch.empty_like(images).uniform_(-eps, eps).requires_grad_(True)
-            loss = F.cross_entropy(model(images + delta), labels)
+            delta = torch.empty_like(x).uniform_(-eps, eps).requires_grad_(True)
+            loss = F.cross_entropy(model(x + delta), labels)
             (grad,) = torch.autograd.grad(loss, delta)
             delta = (delta.detach() + alpha * grad.sign()).clamp_(-eps, eps)
-            return (images + delta).clamp_(0.0, 1.0)
-        device = model_device(model)  # torchattacks' protection kept: the inputs go to the model's device
-        x, labels = images.detach().to(device), labels.to(device)
+            return (x + delta).clamp_(0.0, 1.0)
         if init == "random_clipped":
             # torchattacks.FFGSM's start, random numbers included (randn_like then uniform_, as it draws them), so
             # that a seeded run gives its exact result (tested); written here to skip its per-call object and copies
