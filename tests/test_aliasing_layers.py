@@ -147,7 +147,7 @@ def test_captured_measure_equals_measure_of_stride_one_maps() -> None:
 def test_hooks_are_removed_on_exit_and_after_an_exception() -> None:
     model = _small_net()
     with capture_aliasing(model):
-        assert len(model[0]._forward_hooks) == 1 and len(model._forward_pre_hooks) == 1
+        assert len(model[0]._forward_hooks) == 1 and len(model[3]._forward_hooks) == 1
     with pytest.raises(RuntimeError, match="boom"):
         with capture_aliasing(model, ["3"]):
             raise RuntimeError("boom")
@@ -173,6 +173,48 @@ def test_measure_model_aliasing_is_deterministic_in_eval_mode_and_independent_of
     a = measure_model_aliasing(model, x, ["3"], batch_size=5)
     b = measure_model_aliasing(model, x, ["3"], batch_size=2)
     assert a["3"] == pytest.approx(b["3"], rel=1e-6)
+
+
+def _mixed_net() -> nn.Sequential:
+    torch.manual_seed(4)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True),
+        BlurPool(4, filt_size=3, stride=2),
+        nn.AvgPool2d(2, stride=(1, 2)),
+        nn.Flatten(),
+    )
+
+
+def test_probe_equals_hooks_on_the_real_forward_for_convs_pools_and_blurpool() -> None:
+    # the probe runs each layer once at stride 1 and feeds its subsampled map on; the hooks see the real outputs
+    model = _mixed_net().eval()
+    x = torch.randn(6, 3, 29, 31)
+    with capture_aliasing(model) as recorder:
+        model(x)
+    expected = recorder.means()
+    probed = measure_model_aliasing(model, x, batch_size=4)
+    assert list(probed) == ["0", "2", "3", "4"]
+    assert probed == pytest.approx(expected, rel=1e-5)
+
+
+def test_probe_puts_each_layers_own_forward_back_also_after_an_exception() -> None:
+    model = _mixed_net()
+    measure_model_aliasing(model, torch.randn(2, 3, 32, 32))
+    assert all("forward" not in module.__dict__ for module in model.modules())
+    with pytest.raises(RuntimeError):
+        measure_model_aliasing(model, torch.randn(2, 5, 32, 32))  # wrong channel count fails inside the probe
+    assert all("forward" not in module.__dict__ for module in model.modules())
+    torch.testing.assert_close(model[0](torch.ones(1, 3, 8, 8)).shape, torch.Size([1, 4, 4, 4]))
+
+
+def test_probe_skips_the_layers_after_the_last_monitored_one() -> None:
+    model = _mixed_net()
+    reached = []
+    model[3].register_forward_pre_hook(lambda *args: reached.append(True))
+    values = measure_model_aliasing(model, torch.randn(3, 3, 16, 16), ["0", "2"], batch_size=2)
+    assert list(values) == ["0", "2"] and reached == []
 
 
 def test_eval_mode_restores_flags_after_an_exception() -> None:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from robustrain.aliasing.measure import (
+    _half_spectrum_sums,
     alias_free_spectrum,
     aliased_residual,
     aliasing_measure,
@@ -185,3 +186,19 @@ def test_sliced_reference_equals_the_masked_sum_of_folded_copies(size, stride) -
     copies = folded_spectrum(f, stride)
     masked = (copies * low_band_mask(copies.shape[-2:], stride)).sum(dim=(-4, -3))
     torch.testing.assert_close(alias_free_spectrum(f, stride), masked, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3, (2, 3), (3, 1), 4])
+def test_half_spectrum_sums_equal_the_full_complex_spectra_for_odd_and_even_sizes(stride) -> None:
+    # the fast path (real FFTs, mirrored columns, Nyquist row and column) against the full complex residual
+    torch.manual_seed(5)
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    for h in range(max(2, sh), 13, 3 if sh > 2 else 1):
+        for w in range(max(2, sw), 13):
+            f = torch.randn(2, 3, h, w)
+            y = torch.fft.fft2(f[..., ::sh, ::sw])
+            aliased, energy = _half_spectrum_sums(f, (sh, sw))
+            scale = y.abs().sum(dim=(-2, -1))
+            expected = aliased_residual(f, stride).abs().sum(dim=(-2, -1))
+            torch.testing.assert_close(aliased / scale, expected / scale, atol=2e-6, rtol=0)
+            torch.testing.assert_close(energy, scale, atol=0, rtol=2e-6)

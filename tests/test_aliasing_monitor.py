@@ -133,6 +133,23 @@ def test_on_the_fly_measures_every_n_steps_and_keeps_module_modes(tmp_path) -> N
     assert set(seen) == {(True, True, False)}
 
 
+def test_on_the_fly_check_measures_the_first_batch_probe_size_images(tmp_path) -> None:
+    L.seed_everything(0)
+    module = tiny_module()
+    expected = []
+
+    class FirstThree(L.Callback):  # runs just before the monitor, on the same weights and batch
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            expected.append(measure_model_aliasing(pl_module.net, batch[0][:3]))
+
+    monitor = AliasingMonitor(**RULE, every_n_train_steps=1, batch_probe_size=3)
+    tiny_trainer(tmp_path, [FirstThree(), monitor], max_epochs=1).fit(module, datamodule=RandomDigits())
+    batch = [r for r in monitor.history if r["kind"] == "batch"]
+    assert len(batch) == len(expected) == 4
+    for record, values in zip(batch, expected):
+        assert record["conv1"] == pytest.approx(values["conv1"], rel=1e-6)
+
+
 def test_decides_on_the_fly_when_asked(tmp_path) -> None:
     L.seed_everything(0)
     weights = WeightsPerEpoch()
@@ -190,6 +207,7 @@ def test_fast_dev_run_is_skipped(tmp_path) -> None:
         ({"measure": "squared"}, "measure='squared'"),
         ({"reference": "last"}, "reference='last'"),
         ({"layers": []}, "layers"),
+        ({"batch_probe_size": 0}, "batch_probe_size"),
     ],
 )
 def test_invalid_arguments_raise_naming_the_parameter(kwargs: dict, name: str) -> None:

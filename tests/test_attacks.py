@@ -224,18 +224,11 @@ def test_pgd_restarts_count_an_example_broken_if_any_restart_fools_it(monkeypatc
     )
     attacked = []
 
-    class ScriptedPGD:
-        def __init__(self, *args, **kwargs):
-            pass
+    def scripted_pgd(model, images, labels, eps, alpha, steps, random_start):
+        attacked.append(len(images))
+        return next(outputs).clamp(min=-30)[:, None, None, :]  # "images" whose pixels are the logits
 
-        def set_device(self, device):
-            pass
-
-        def forward(self, images, labels):
-            attacked.append(len(images))
-            return next(outputs).clamp(min=-30)[:, None, None, :]  # "images" whose pixels are the logits
-
-    monkeypatch.setattr(linf.torchattacks, "PGD", ScriptedPGD)
+    monkeypatch.setattr(linf, "_pgd_plain", scripted_pgd)
     logits_net = nn.Sequential(nn.Flatten(), nn.Identity())
     logits_net.register_parameter("unused", nn.Parameter(torch.zeros(())))  # so the attack can find a device
     x = torch.zeros(2, 1, 1, 3)
@@ -244,3 +237,40 @@ def test_pgd_restarts_count_an_example_broken_if_any_restart_fools_it(monkeypatc
     torch.testing.assert_close(adv[0, 0, 0], fooled_low_loss.clamp(min=-30))
     torch.testing.assert_close(adv[1, 0, 0], correct_high_loss)
     assert attacked == [2, 1]
+
+
+def _torchattacks_result(name, model, *args, images, labels):
+    import torchattacks
+
+    return getattr(torchattacks, name)(model, *args).forward(images, labels)
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        (lambda m, x, y: fgsm(m, x, y, 0.3, 0.375, "random_clipped"), ("FFGSM", 0.3, 0.375)),
+        (lambda m, x, y: fgsm(m, x, y, 0.2, 0.2, "zero"), ("PGD", 0.2, 0.2, 1, False)),
+        (lambda m, x, y: pgd(m, x, y, 0.3, 0.075, 7), ("PGD", 0.3, 0.075, 7, True)),
+        (lambda m, x, y: pgd(m, x, y, 0.1, 0.01, 3, random_start=False), ("PGD", 0.1, 0.01, 3, False)),
+    ],
+)
+def test_attacks_equal_torchattacks_bit_for_bit_under_a_fixed_seed(trained_cnn, mnist_batch, ours, theirs):
+    x, y = mnist_batch
+    clean = x.clone()
+    torch.manual_seed(7)
+    expected = _torchattacks_result(theirs[0], trained_cnn, *theirs[1:], images=x, labels=y)
+    rng_after = torch.get_rng_state()
+    torch.manual_seed(7)
+    adv = ours(trained_cnn, x, y)
+    assert torch.equal(adv, expected)
+    assert torch.equal(torch.get_rng_state(), rng_after)  # the same random numbers drawn: later batches agree too
+    assert torch.equal(x, clean)  # the caller's images are never written to
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["fgsm_random_clipped", "fgsm_random_unclipped", "fgsm_zero", "pgd"])
+def test_attack_moves_inputs_to_the_model_device_read_at_call_time(trained_cnn, mnist_batch, name):
+    x, y = mnist_batch
+    model = SmallCNN().cuda()
+    adv = ATTACKS[name](model, x, y, 0.1)
+    assert adv.device == next(model.parameters()).device

@@ -230,3 +230,19 @@ def test_one_axis_grid_is_the_full_grid_at_zero_on_the_other_axis(axes):
     expected = full[:, :, 2] if axes == "x" else full[:, 2, :]
     assert torch.equal(one, expected)
     assert (one[..., 2 if axes == "x" else 1] == 0).all()
+
+
+def test_evaluate_transforms_refuses_a_translation_larger_than_the_image_before_any_forward(model, batch):
+    x, y = batch
+    params = torch.tensor([[0.0, 0.0, 0.0], [10.0, 9.0, 0.0]])  # tx = 9 px on 8 px wide images
+    with pytest.raises(ValueError, match=r"translation_px=\[9.0, 0.0\].*larger than the image"):
+        evaluate_transforms(model, x, y, params, chunk_size=1)
+    assert model.images_seen == 8  # only the fixture's clean forward
+
+
+def test_shared_transforms_give_the_same_results_as_the_same_transforms_per_example(model, batch):
+    x, y = batch
+    shared = evaluate_transforms(model, x, y, SMALL_GRID, chunk_size=7)
+    per_example = evaluate_transforms(model, x, y, SMALL_GRID.expand(len(x), -1, -1), chunk_size=7)
+    torch.testing.assert_close(shared.loss, per_example.loss, rtol=1e-6, atol=1e-6)
+    assert torch.equal(shared.correct, per_example.correct)

@@ -9,7 +9,7 @@ For each of them stride_one_output(module, x)[..., ::sh, ::sw] == module(x), whi
 """
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -134,7 +134,7 @@ def stride_one_output(module: nn.Module, x: Tensor) -> Tensor:
 
 
 class _StopForward(Exception):
-    """Raised by the last monitored layer's hook to skip the rest of the forward pass."""
+    """Raised by the last monitored layer of a probe forward pass to skip the rest of the network."""
 
 
 class AliasingRecorder:
@@ -194,9 +194,7 @@ def _select_layers(model: nn.Module, layer_names: list[str] | None) -> dict[str,
 
 
 @contextmanager
-def capture_aliasing(
-    model: nn.Module, layer_names: list[str] | None = None, stop_after_last: bool = False
-) -> Iterator[AliasingRecorder]:
+def capture_aliasing(model: nn.Module, layer_names: list[str] | None = None) -> Iterator[AliasingRecorder]:
     """Measure aliasing in the model's downsampling layers during every forward pass inside the context.
 
     Each hook re-runs its layer at stride 1 in float32 (autocast off, no grad) and adds the per-sample
@@ -205,15 +203,12 @@ def capture_aliasing(
     Args:
         model: The model; called as model(x) inside the context.
         layer_names: Module paths to monitor (see find_downsampling_layers); default all downsampling layers.
-        stop_after_last: Raise a private exception once every monitored layer has run in the current forward
-            pass, so the rest of the network is skipped; measure_model_aliasing catches it.
 
     Yields:
         The AliasingRecorder holding per-layer sums and counts.
     """
     layers = _select_layers(model, layer_names)
     recorder = AliasingRecorder(layers)
-    fired: set[str] = set()
 
     def make_hook(name: str):
         def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor | tuple[Tensor, ...]) -> None:
@@ -226,16 +221,11 @@ def capture_aliasing(
                 shapes = f"stride-1 map {tuple(f_s1.shape)}, output {tuple(out.shape)}"
                 raise RuntimeError(f"{name}: the stride-1 re-run does not subsample to the output ({shapes})")
             recorder.add(name, *aliasing_measures(f_s1, (sh, sw)))
-            fired.add(name)
-            if stop_after_last and len(fired) == len(layers):
-                fired.clear()
-                raise _StopForward
 
         return hook
 
-    handles = [model.register_forward_pre_hook(lambda module, args: fired.clear())]
+    handles = [module.register_forward_hook(make_hook(name)) for name, module in layers.items()]
     try:
-        handles += [module.register_forward_hook(make_hook(name)) for name, module in layers.items()]
         yield recorder
     finally:
         for handle in handles:
@@ -275,13 +265,62 @@ def probe_aliasing(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if images.dim() != 4 or len(images) == 0:
         raise ValueError(f"images must have shape (N, C, H, W) with N >= 1, got shape {tuple(images.shape)}")
-    with eval_mode(model), torch.no_grad(), capture_aliasing(model, layer_names, stop_after_last=True) as recorder:
+    layers = _select_layers(model, layer_names)
+    recorder = AliasingRecorder(layers)
+    with eval_mode(model), torch.no_grad(), _measuring_forwards(model, layers, recorder) as measure:
         for batch in images.split(batch_size):
-            try:
-                model(batch)
-            except _StopForward:
-                pass
+            measure(batch)
     return recorder
+
+
+@contextmanager
+def _measuring_forwards(
+    model: nn.Module, layers: dict[str, nn.Module], recorder: AliasingRecorder
+) -> Iterator[Callable[[Tensor], None]]:
+    """Inside, each monitored layer runs once, at stride 1: it measures that map and returns its subsampled copy.
+
+    This is what makes the probe cost one stride-1 evaluation per layer instead of a strided forward plus a
+    stride-1 re-run: module(x) == stride_one_output(module, x)[..., ::sh, ::sw] for every layer layer_stride
+    accepts (tested), up to float rounding. Each layer's forward is an instance attribute inside the context; the
+    class's forward is back on exit.
+
+    Yields:
+        measure(batch): one forward pass of the model, stopped once every monitored layer has measured the batch.
+    """
+    pending: set[str] = set()
+
+    def measure(batch: Tensor) -> None:
+        pending.update(layers)
+        try:
+            model(batch)
+        except _StopForward:
+            pass
+
+    def make_forward(name: str, module: nn.Module):
+        sh, sw = layer_stride(module)
+
+        def forward(x: Tensor) -> Tensor:
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                f_s1 = stride_one_output(module, x.float())  # (B, C_out, H1, W1)
+            recorder.add(name, *aliasing_measures(f_s1, (sh, sw)))
+            pending.discard(name)
+            if not pending:  # the last monitored layer of this forward pass: skip the rest of the network
+                raise _StopForward
+            return f_s1[..., ::sh, ::sw].to(x.dtype)  # (B, C_out, H1, W1) -> the layer's output
+
+        return forward
+
+    saved = {name: module.__dict__.get("forward") for name, module in layers.items()}
+    try:
+        for name, module in layers.items():
+            module.forward = make_forward(name, module)
+        yield measure
+    finally:
+        for name, module in layers.items():
+            if saved[name] is None:
+                module.__dict__.pop("forward", None)
+            else:
+                module.forward = saved[name]
 
 
 def group_layers(values: dict[str, float], prefixes: list[str]) -> dict[str, float]:

@@ -1,9 +1,11 @@
-"""L-inf attacks (FGSM, FGSM-RS, PGD with restarts and early stop) through torchattacks, wrapped so its model-mode
-and device faults cannot leak.
+"""L-inf attacks (FGSM, FGSM-RS, PGD with restarts and early stop): torchattacks' FFGSM and PGD arithmetic, bit for
+bit, without its model-mode and device faults or its per-call cost.
 
 torchattacks' `Attack.__call__` switches the model to eval() (or to train() with string-matched BatchNorm rules) and
-restores only `train()`; it also binds the device at construction. We therefore build the attack on the model's
-current device at every call and run its `forward` directly, leaving model modes to the caller
+restores only `train()`; it also binds the device at construction, and it builds an attack object, a loss module and
+copies of the inputs at every call, which is several percent of a small network's training step. The loops are
+therefore written here with torchattacks' float operations in their order (tests compare them with torchattacks under
+a fixed seed); the inputs go to the model's device at every call, and model modes are left to the caller
 (`robustrain.train_eval_modes`). Inputs and outputs are images in [0, 1]; eps and alpha are in [0, 1] pixel units.
 """
 
@@ -11,7 +13,6 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-import torchattacks
 from torch import nn
 
 # FGSM starts, named for what they do (see `fgsm`):
@@ -44,7 +45,7 @@ def require_grad_mode() -> None:
 
 
 def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's parameters (torchattacks must be told it at every call)."""
+    """The device of the model's parameters, read at every call (the model may have moved since the last one)."""
     return next(model.parameters()).device
 
 
@@ -70,7 +71,7 @@ def fgsm(
       random start; without it the start keeps its full spread. torchattacks has no such attack, so it is written
       here (three lines).
     - "random_clipped": x + delta is clipped to [0, 1] before the gradient (fast_adversarial CIFAR10/train_fgsm.py,
-      and torchattacks.FFGSM, which is what runs).
+      and torchattacks.FFGSM, whose result this gives bit for bit under the same seed).
     - "zero": delta = 0, i.e. plain FGSM with step alpha (torchattacks.PGD with one step and no random start).
 
     Every start then takes delta + alpha * sign(grad), projects it onto the eps-ball and x + delta onto [0, 1].
@@ -79,20 +80,22 @@ def fgsm(
     check_linf_params(eps, alpha)
     check_fgsm_init(init)
     require_grad_mode()
+    device = model_device(model)  # torchattacks' protection kept: the inputs go to the model's device
+    x, labels = images.detach().to(device), labels.to(device)
     with torch.enable_grad():
         if init == "random_unclipped":
-            images = images.detach()
-            delta = torch.empty_like(images).uniform_(-eps, eps).requires_grad_(True)
-            loss = F.cross_entropy(model(images + delta), labels)
+            delta = torch.empty_like(x).uniform_(-eps, eps).requires_grad_(True)
+            loss = F.cross_entropy(model(x + delta), labels)
             (grad,) = torch.autograd.grad(loss, delta)
             delta = (delta.detach() + alpha * grad.sign()).clamp_(-eps, eps)
-            return (images + delta).clamp_(0.0, 1.0)
+            return (x + delta).clamp_(0.0, 1.0)
         if init == "random_clipped":
-            attack = torchattacks.FFGSM(model, eps=eps, alpha=alpha)
+            # torchattacks.FFGSM's start, random numbers included (randn_like then uniform_, as it draws them), so
+            # that a seeded run gives its exact result (tested); written here to skip its per-call object and copies
+            start = (x + torch.randn_like(x).uniform_(-eps, eps)).clamp_(0.0, 1.0)
         else:
-            attack = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=1, random_start=False)
-        attack.set_device(model_device(model))
-        return attack.forward(images, labels).detach()
+            start = x
+        return _signed_steps(model, x, start, labels, eps, alpha, 1)
 
 
 def pgd(
@@ -121,7 +124,7 @@ def pgd(
     """
     check_linf_params(eps, alpha, steps, restarts)
     require_grad_mode()
-    attack_once = _pgd_early_stop if early_stop else _pgd_torchattacks
+    attack_once = _pgd_early_stop if early_stop else _pgd_plain
     if restarts == 1:
         return attack_once(model, images, labels, eps, alpha, steps, random_start)
     x = images.detach()
@@ -142,7 +145,33 @@ def pgd(
     return adv
 
 
-def _pgd_torchattacks(
+def _signed_steps(
+    model: nn.Module,
+    images: torch.Tensor,
+    start: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float,
+    alpha: float,
+    steps: int,
+) -> torch.Tensor:
+    """torchattacks.PGD's loop from a given start: the same float operations in the same order, so the same result
+    bit for bit (tested against torchattacks with a fixed seed). Written here because torchattacks builds an attack
+    object, a loss module and copies of the images and labels at every call, which costs several percent of a small
+    network's training step."""
+    adv = start.detach()
+    with torch.enable_grad():
+        for _ in range(steps):
+            adv.requires_grad_(True)
+            loss = F.cross_entropy(model(adv), labels)
+            (grad,) = torch.autograd.grad(loss, adv)
+            # adv + alpha * sign(grad), in place on the fresh gradient (adv may share the caller's images at step 1)
+            adv = grad.sign_().mul_(alpha).add_(adv.detach())
+            delta = (adv - images).clamp_(-eps, eps)
+            adv = (images + delta).clamp_(0.0, 1.0)
+    return adv
+
+
+def _pgd_plain(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -151,10 +180,10 @@ def _pgd_torchattacks(
     steps: int,
     random_start: bool,
 ) -> torch.Tensor:
-    with torch.enable_grad():
-        attack = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start)
-        attack.set_device(model_device(model))
-        return attack.forward(images, labels).detach()
+    device = model_device(model)
+    x, labels = images.detach().to(device), labels.to(device)
+    start = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp_(0.0, 1.0) if random_start else x
+    return _signed_steps(model, x, start, labels, eps, alpha, steps)
 
 
 def _pgd_early_stop(

@@ -8,7 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustrain.spatial.transforms import axis_mask, grid_parameters, grid_shape, random_parameters, rotate_translate
+from robustrain.spatial.transforms import (
+    ALIGN_CORNERS,
+    affine_matrices,
+    axis_mask,
+    grid_parameters,
+    grid_shape,
+    random_parameters,
+)
 from robustrain.validation import check_choice, check_positive_int
 
 SELECTION_RULES = ("misclassified_then_loss", "loss")
@@ -39,23 +46,48 @@ def _check_params(params: Tensor, batch_size: int) -> None:
         )
 
 
+def _check_translations(params: Tensor, height: int, width: int) -> None:
+    """rotate_translate's bound |tx| <= W, |ty| <= H, checked once per evaluation (one host sync), not per chunk."""
+    too_far = params[..., 1:].abs() > params.new_tensor([width, height])  # (..., 2)
+    if bool(too_far.any()):
+        worst = params[..., 1:][too_far.any(dim=-1)][0].tolist()
+        raise ValueError(
+            f"translation_px={worst} (tx, ty) is larger than the image: |tx| <= width={width} and "
+            f"|ty| <= height={height} px are allowed."
+        )
+
+
+def _sampling_grids(params: Tensor, height: int, width: int) -> Tensor:
+    """The grid_sample grids of rotate_translate for n transforms (rows rotation_deg, tx_px, ty_px): (n, H, W, 2)."""
+    theta = affine_matrices(params[:, 0], params[:, 1:], height, width)  # (n, 2, 3)
+    return F.affine_grid(theta, [params.shape[0], 1, height, width], align_corners=ALIGN_CORNERS)
+
+
 def _forward_chunk(model: nn.Module, x: Tensor, y: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
     """Loss and correctness of every image under every transform of a chunk, in one forward pass.
+
+    The images are transformed as by rotate_translate (translations checked by the caller). Shared transforms build
+    one sampling grid per transform, reused for every image, instead of one per image-transform.
 
     Args:
         model: classifier returning logits.
         x: (B, C, H, W) images.
         y: (B,) labels.
-        params: (B, t, 3) per-example transforms.
+        params: (t, 3) transforms shared by all images, or (B, t, 3) per-example transforms.
 
     Returns:
         loss (B, t) and correct (B, t).
     """
-    batch_size, chunk = params.shape[:2]
+    batch_size, _, height, width = x.shape
+    chunk = params.shape[-2]
     images = x.unsqueeze(1).expand(-1, chunk, -1, -1, -1).flatten(0, 1)  # (B, C, H, W) -> (B*t, C, H, W)
-    flat_params = params.flatten(0, 1)  # (B, t, 3) -> (B*t, 3)
+    if params.dim() == 2:
+        grids = _sampling_grids(params, height, width)  # (t, H, W, 2)
+        grids = grids.unsqueeze(0).expand(batch_size, -1, -1, -1, -1).flatten(0, 1)  # -> (B*t, H, W, 2)
+    else:
+        grids = _sampling_grids(params.flatten(0, 1), height, width)  # (B, t, 3) -> (B*t, H, W, 2)
+    transformed = F.grid_sample(images, grids, mode="bilinear", padding_mode="zeros", align_corners=ALIGN_CORNERS)
     labels = y.unsqueeze(1).expand(-1, chunk).flatten()  # (B,) -> (B*t,)
-    transformed = rotate_translate(images, flat_params[:, 0], flat_params[:, 1:])  # (B*t, C, H, W)
     logits = model(transformed)  # (B*t, K)
     loss = F.cross_entropy(logits, labels, reduction="none")  # (B*t,)
     correct = logits.argmax(dim=1) == labels  # (B*t,)
@@ -97,16 +129,15 @@ def evaluate_transforms(
         raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)}: (B, C, H, W) and (B,) are required.")
     batch_size = x.shape[0]
     _check_params(params, batch_size)
-    params = params.to(device=x.device, dtype=x.dtype)
-    if params.dim() == 2:
-        params = params.unsqueeze(0).expand(batch_size, -1, -1)  # (T, 3) -> (B, T, 3)
-    n_transforms = params.shape[1]
+    params = params.to(device=x.device, dtype=x.dtype)  # (T, 3) shared or (B, T, 3)
+    _check_translations(params, *x.shape[-2:])
+    n_transforms = params.shape[-2]
     with torch.no_grad():
         if early_exit:
             return TransformEvaluation(robust_correct=_robust_correct_early_exit(model, x, y, params, chunk_size))
         losses, corrects = [], []
         for start in range(0, n_transforms, chunk_size):
-            loss, correct = _forward_chunk(model, x, y, params[:, start : start + chunk_size])
+            loss, correct = _forward_chunk(model, x, y, params[..., start : start + chunk_size, :])
             losses.append(loss)
             corrects.append(correct)
         loss, correct = torch.cat(losses, dim=1), torch.cat(corrects, dim=1)  # (B, T), (B, T)
@@ -114,11 +145,12 @@ def evaluate_transforms(
 
 
 def _robust_correct_early_exit(model: nn.Module, x: Tensor, y: Tensor, params: Tensor, chunk_size: int) -> Tensor:
-    """Per-image robust correctness, forwarding only images not yet fooled (params (B, T, 3))."""
+    """Per-image robust correctness, forwarding only images not yet fooled (params (T, 3) or (B, T, 3))."""
     robust_correct = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)  # (B,)
     active = torch.arange(x.shape[0], device=x.device)  # indices of images still correct
-    for start in range(0, params.shape[1], chunk_size):
-        _, correct = _forward_chunk(model, x[active], y[active], params[active, start : start + chunk_size])
+    for start in range(0, params.shape[-2], chunk_size):
+        chunk = params[..., start : start + chunk_size, :]
+        _, correct = _forward_chunk(model, x[active], y[active], chunk if params.dim() == 2 else chunk[active])
         still_correct = correct.all(dim=1)  # (B_active,)
         robust_correct[active[~still_correct]] = False
         active = active[still_correct]

@@ -1,0 +1,195 @@
+"""Every speed benchmark in one command: each ratio beside its target and its spread, written to a JSON file.
+
+    python -m robustrain.tools.benchmarks [--device cpu|cuda] [--threads N] [--json docs/results/benchmarks.json]
+
+Runs, each with its tasks alternated within every repeat (so load from elsewhere hits both sides of a ratio alike):
+- aliasing (robustrain.tools.bench_aliasing): the probe check of PreActResNet18's layer2 vs Wong et al.'s PGD-5 check;
+  SmallCNN's probe check vs one FGSM-RS epoch on MNIST5k; the per-batch mode (AliasingMonitor every_n_train_steps=1)
+  vs the FGSM-RS training step it follows;
+- training steps (robustrain.tools.bench_training): SmallCNN FGSM-RS and PGD-10 steps vs a standard step;
+- spatial grid (robustrain.tools.bench_spatial): full grid and early exit vs the one-image-one-transform loop, on a
+  worst-of-10-trained SmallCNN (grid accuracy about 60%; trained on first use, about a minute, cached in runs/bench).
+A ratio's figure is the median of its per-repeat ratios; the spread is their min..max. About 3 minutes on 2 idle CPU
+cores (plus a minute the first time, to train the worst-of-10 model). Next to the JSON, the same as a markdown table.
+On a machine shared with other jobs, `--threads 1` keeps the ratios stable (two threads oversubscribe it).
+"""
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from robustrain.tools.bench_aliasing import RATIOS as ALIASING_RATIOS
+from robustrain.tools.bench_aliasing import bench_aliasing
+from robustrain.tools.bench_spatial import bench_rates, worst_of_10_setup
+from robustrain.tools.bench_training import bench_training
+
+PGD_STEPS = 10
+SPATIAL_KEYS = ("full", "early", "seed")
+
+
+def ratio_summary(numerators: list[float], denominators: list[float]) -> dict[str, float]:
+    """Median, min and max over repeats of the per-repeat ratios numerator / denominator.
+
+    Args:
+        numerators: One value per repeat.
+        denominators: One value per repeat, the same count, each > 0.
+
+    Returns:
+        {"median", "min", "max"} of the ratios.
+    """
+    if len(numerators) != len(denominators) or not numerators:
+        raise ValueError(
+            f"numerators and denominators must be non-empty and of one length, got {len(numerators)} and "
+            f"{len(denominators)}"
+        )
+    ratios = [a / b for a, b in zip(numerators, denominators)]
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+
+
+def meets(value: float, target: float | None, direction: str) -> bool | None:
+    """Whether value meets the target: direction "<=" (a cost) or ">=" (a speed-up); None without a target."""
+    if direction not in ("<=", ">="):
+        raise ValueError(f"direction={direction!r} is not valid; choose one of ['<=', '>=']")
+    if target is None:
+        return None
+    return value <= target if direction == "<=" else value >= target
+
+
+def _entry(summary: dict[str, float], target: float | None, direction: str, what: str) -> dict[str, object]:
+    met = meets(summary["median"], target, direction)
+    return {**summary, "target": target, "direction": direction, "meets": met, "what": what}
+
+
+def run_all(device: torch.device, repeats: dict[str, int]) -> dict[str, dict[str, object]]:
+    """All ratios, name -> {median, min, max, target, direction, meets, what}, plus the spatial rates and the seconds
+    each part took."""
+    results: dict[str, dict[str, object]] = {}
+    start = time.perf_counter()
+    times = bench_aliasing(repeats["aliasing"], device)
+    for name, (a, b, target, count) in ALIASING_RATIOS.items():
+        per_check = [t / count for t in times[a]]
+        what = f"{a} / {count} / {b}" if count > 1 else f"{a} / {b}"
+        results[name] = _entry(ratio_summary(per_check, times[b]), target, "<=", what)
+    seconds = {"aliasing": time.perf_counter() - start}
+
+    start = time.perf_counter()
+    steps = bench_training("SmallCNN", 10, 100, repeats["training"], PGD_STEPS, device)
+    pgd_target = round(1.05 * (PGD_STEPS + 1), 2)
+    for mode, target in (("fgsm", 2.1), (f"pgd{PGD_STEPS}", pgd_target)):
+        what = f"SmallCNN {mode} training step / standard step, 10 MNIST5k batches of 100"
+        results[f"{mode} step / standard step (SmallCNN)"] = _entry(
+            ratio_summary(steps[mode], steps["standard"]), target, "<=", what
+        )
+    seconds["training"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    model, x, y = worst_of_10_setup(50)
+    spatial = bench_rates(model.to(device), x.to(device), y.to(device), repeats["spatial"], 8, 2, 100)
+    rates = spatial["rates"]
+    for key, label, target in (("full", "full grid", 20.0), ("early", "early exit", 50.0)):
+        what = (
+            f"SmallCNN worst-of-10 (grid acc {spatial['grid_acc']:.2f}), 50 images x 775 transforms, {label} vs the "
+            "one-image-one-transform loop, image-transforms per second"
+        )
+        results[f"spatial {label} / one-by-one loop (SmallCNN worst-of-10)"] = _entry(
+            ratio_summary(rates[key], rates["seed"]), target, ">=", what
+        )
+    results["spatial rates (image-transforms/s)"] = {
+        key: {"median": statistics.median(r), "min": min(r), "max": max(r)} for key, r in rates.items()
+    }
+    results["spatial rates (image-transforms/s)"].update(
+        grid_acc=spatial["grid_acc"], clean_acc=spatial["clean_acc"], early_exit_work=spatial["early_exit_work"]
+    )
+    seconds["spatial"] = time.perf_counter() - start
+    results["seconds per part"] = seconds
+    return results
+
+
+def to_markdown(report: dict[str, object]) -> str:
+    """The report as markdown: its conditions, then one row per ratio (median, min..max, target, met)."""
+    conditions = report["conditions"]
+    lines = [
+        f"`{conditions['command']}`: {conditions['device']} ({conditions['device_name']}), "
+        f"{conditions['cpu_threads']} CPU threads, torch {conditions['torch']}, {conditions['date_utc']} UTC; "
+        f"repeats {', '.join(f'{k} {v}' for k, v in conditions['repeats'].items())}. Each figure is the median of the "
+        "per-repeat ratios, the tasks of a ratio alternated within every repeat; spread = min..max.",
+        "",
+        "| ratio | median | min..max | target | met |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in report["results"].items():
+        if "direction" not in r:
+            continue
+        target = "" if r["target"] is None else f"{r['direction']} {r['target']:g}"
+        met = {True: "yes", False: "**no**", None: ""}[r["meets"]]
+        lines.append(f"| {name} | {r['median']:.4g} | {r['min']:.4g}..{r['max']:.4g} | {target} | {met} |")
+    rates = report["results"]["spatial rates (image-transforms/s)"]
+    parts = [f"{k} {rates[k]['median']:.0f} ({rates[k]['min']:.0f}..{rates[k]['max']:.0f})" for k in SPATIAL_KEYS]
+    lines += [
+        "",
+        f"Spatial rates (image-transforms/s, median and min..max): {', '.join(parts)}; grid accuracy "
+        f"{rates['grid_acc']:.2f}, early exit evaluates {rates['early_exit_work']:.0%} of the grid.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _print(results: dict[str, dict[str, object]]) -> None:
+    print(f"{'ratio':62s} {'median':>8s} {'min..max':>18s} {'target':>9s}  met")
+    for name, r in results.items():
+        if "direction" not in r:
+            continue
+        target = "" if r["target"] is None else f"{r['direction']} {r['target']:g}"
+        met = {True: "yes", False: "NO", None: "-"}[r["meets"]]
+        print(f"{name:62s} {r['median']:8.4g} {r['min']:8.4g}..{r['max']:<8.4g} {target:>9s}  {met}")
+    rates = results["spatial rates (image-transforms/s)"]
+    parts = [f"{k} {rates[k]['median']:.0f} ({rates[k]['min']:.0f}..{rates[k]['max']:.0f})" for k in SPATIAL_KEYS]
+    print(
+        f"spatial image-transforms/s: {', '.join(parts)}; grid acc {rates['grid_acc']:.2f}; early exit evaluates "
+        f"{rates['early_exit_work']:.0%} of the grid's image-transforms"
+    )
+    print("seconds per part: " + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds per part"].items()))
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    parser = argparse.ArgumentParser(prog="python -m robustrain.tools.benchmarks", description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu", help="torch device of every run: cpu (default) or cuda")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--aliasing-repeats", type=int, default=3)
+    parser.add_argument("--training-repeats", type=int, default=5)
+    parser.add_argument("--spatial-repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=Path("docs/results/benchmarks.json"), help="where to write")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
+    command = " ".join(["python -m robustrain.tools.benchmarks", *(sys.argv[1:] if argv is None else argv)])
+    conditions = {
+        "device": str(device),
+        "device_name": where,
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "command": command,
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+    }
+    print(", ".join(f"{k} {v}" for k, v in conditions.items()))
+    repeats = {"aliasing": args.aliasing_repeats, "training": args.training_repeats, "spatial": args.spatial_repeats}
+    results = run_all(device, repeats)
+    _print(results)
+    report = {"conditions": {**conditions, "repeats": repeats}, "results": results}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    args.json.with_suffix(".md").write_text(to_markdown(report))
+    print(f"written to {args.json} and {args.json.with_suffix('.md')}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
