@@ -259,7 +259,8 @@ def test_bad_inputs_get_one_line_before_training(tmp_path, args, expected):
     config = FLAGSHIP
     if isinstance(args, dict):  # AliasingMonitor settings: a copy of the config with them changed
         settings = yaml.safe_load(FLAGSHIP.read_text())
-        monitor = next(c for c in settings["trainer"]["callbacks"] if c["class_path"].endswith("AliasingMonitor"))
+        settings["config"] = str(FLAGSHIP.parent / settings["config"])  # the base, relative to the original
+        monitor = next(c for c in settings["trainer.callbacks"] if c["class_path"].endswith("AliasingMonitor"))
         monitor["init_args"].update(args)
         config, args = tmp_path / "config.yaml", []
         config.write_text(yaml.safe_dump(settings))
