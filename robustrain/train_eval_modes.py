@@ -7,6 +7,8 @@ from typing import Literal
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from robustrain.validation import check_choice
+
 BatchNormMode = Literal["train", "eval", "keep"]
 BATCHNORM_MODES = ("train", "eval", "keep")
 ATTACK_BATCHNORM_MODES = ("train", "eval")  # a training attack picks one; "keep" is for callers nesting modes
@@ -37,8 +39,7 @@ def batchnorm_mode(model: nn.Module, mode: BatchNormMode) -> Iterator[nn.Module]
 
     Only BatchNorm layers change (found by type, not by class name); everything is restored on exit.
     """
-    if mode not in BATCHNORM_MODES:
-        raise ValueError(f"batchnorm mode={mode!r} is not valid; choose one of {list(BATCHNORM_MODES)}")
+    check_choice("batchnorm mode", mode, BATCHNORM_MODES)
     with preserved_modes(model):
         if mode != "keep":
             for module in model.modules():

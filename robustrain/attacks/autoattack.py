@@ -17,6 +17,7 @@ import torchattacks
 from torch import Tensor, nn
 
 from robustrain.attacks.linf import check_linf_params, model_device, require_grad_mode
+from robustrain.validation import check_positive_int
 
 AUTOATTACK_COMPONENTS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
 AUTOATTACK_STANDARD = ("apgd-ce", "apgd-t", "fab-t", "square")  # Croce & Hein's 'standard' version, in its order
@@ -34,10 +35,9 @@ def check_autoattack_params(
             f"autoattack components={list(components)!r} are not valid: a non-empty list without "
             f"repeats of {list(AUTOATTACK_COMPONENTS)}"
         )
-    if n_target_classes is not None and n_target_classes < 1:
-        raise ValueError(f"n_target_classes={n_target_classes} must be >= 1 or None (all other classes)")
-    if square_queries < 1:
-        raise ValueError(f"square_queries={square_queries} must be >= 1")
+    if n_target_classes is not None:  # None: all other classes
+        check_positive_int("n_target_classes", n_target_classes)
+    check_positive_int("square_queries", square_queries)
 
 
 def _fork_rng(device: torch.device):

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustrain.validation import check_choice, check_in_range, check_positive_int
+
 # FGSM starts, named for what they do (see `fgsm`):
 #   random_unclipped: delta ~ U[-eps, eps], gradient taken at the unclipped x + delta (Wong et al.'s MNIST code);
 #   random_clipped:   delta ~ U[-eps, eps], x + delta clipped to [0, 1] first (Wong et al.'s CIFAR code,
@@ -25,14 +27,12 @@ FGSM_INITS = ("random_unclipped", "random_clipped", "zero")
 
 def check_linf_params(eps: float, alpha: float | None = None, steps: int | None = None, restarts: int = 1) -> None:
     """Raises ValueError naming the first parameter outside its valid range."""
-    if not 0.0 <= eps <= 1.0:
-        raise ValueError(f"eps={eps} must be in [0, 1] (pixel units of images in [0, 1], e.g. 8/255 or 0.3)")
-    if alpha is not None and not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha={alpha} must be in [0, 1] (step size in [0, 1] pixel units; 0 only leaves the start)")
-    if steps is not None and steps < 1:
-        raise ValueError(f"steps={steps} must be >= 1")
-    if restarts < 1:
-        raise ValueError(f"restarts={restarts} must be >= 1")
+    check_in_range("eps", eps, 0.0, 1.0, note="(pixel units of images in [0, 1], e.g. 8/255 or 0.3)")
+    if alpha is not None:
+        check_in_range("alpha", alpha, 0.0, 1.0, note="(a step in [0, 1] pixel units; 0 only leaves the start)")
+    if steps is not None:
+        check_positive_int("steps", steps)
+    check_positive_int("restarts", restarts)
 
 
 def require_grad_mode() -> None:
@@ -51,8 +51,7 @@ def model_device(model: nn.Module) -> torch.device:
 
 def check_fgsm_init(init: str) -> None:
     """Raises ValueError naming `init` when it is not one of FGSM_INITS."""
-    if init not in FGSM_INITS:
-        raise ValueError(f"init={init!r} is not valid; choose one of {list(FGSM_INITS)}")
+    check_choice("init", init, FGSM_INITS)
 
 
 def fgsm(

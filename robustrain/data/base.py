@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from robustrain.seeding import epoch_seed, global_seed
+from robustrain.validation import check_int, check_positive_int
 
 
 class EpochShuffleSampler(DistributedSampler):
@@ -68,13 +69,11 @@ class ImageDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size or 1)):
-            if value < 1:
-                raise ValueError(f"{name}={value} must be >= 1")
-        if val_size < 0:
-            raise ValueError(f"val_size={val_size} must be >= 0")
-        if num_workers < 0:
-            raise ValueError(f"num_workers={num_workers} must be >= 0")
+        check_positive_int("batch_size", batch_size)
+        if eval_batch_size is not None:
+            check_positive_int("eval_batch_size", eval_batch_size)
+        check_int("val_size", val_size, minimum=0)
+        check_int("num_workers", num_workers, minimum=0)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.val_size = val_size

@@ -11,7 +11,6 @@ each restart attacks the examples that are still correct, and an example fooled 
 AutoAttack is assembled in `robustrain.attacks.autoattack`.
 """
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -20,6 +19,7 @@ from torch import Tensor, nn
 
 from robustrain.attacks import AUTOATTACK_STANDARD, autoattack, check_autoattack_params, check_linf_params, fgsm, pgd
 from robustrain.train_eval_modes import eval_mode
+from robustrain.validation import check_choice, check_in_range, check_positive_int
 
 ATTACK_NAMES = ("clean", "fgsm", "pgd", "autoattack")
 
@@ -59,7 +59,7 @@ class AttackSpec:
 
     def __post_init__(self) -> None:
         if self.name not in ATTACK_NAMES:
-            raise ValueError(f"attack name={self.name!r} is not valid; choose one of {list(ATTACK_NAMES)}")
+            check_choice("attack name", self.name, ATTACK_NAMES)
         object.__setattr__(self, "components", tuple(self.components))
         if self.name == "clean":
             return
@@ -168,8 +168,7 @@ def check_eps_list(eps_list: Sequence[float]) -> list[float]:
     if len(eps_list) == 0:
         raise ValueError("eps_list is empty: give at least one eps in [0, 1]")
     for eps in eps_list:
-        if not (isinstance(eps, (int, float)) and math.isfinite(eps) and 0.0 <= eps <= 1.0):
-            raise ValueError(f"eps={eps!r} in eps_list must be in [0, 1] (pixel units of images in [0, 1])")
+        check_in_range("eps", eps, 0.0, 1.0, note="(eps_list: pixel units of images in [0, 1])")
     return [float(e) for e in eps_list]
 
 
@@ -178,10 +177,8 @@ def curve_specs(eps_list: Sequence[float], steps: int = 100, step_factor: float 
 
     eps 0 is the clean evaluation ("clean" spec): PGD at radius 0 returns the images themselves.
     """
-    if not step_factor > 0:
-        raise ValueError(f"step_factor={step_factor} must be > 0 (step = step_factor * eps / steps)")
-    if steps < 1:
-        raise ValueError(f"steps={steps} must be >= 1")
+    check_in_range("step_factor", step_factor, 0.0, low_open=True, note="(step = step_factor * eps / steps)")
+    check_positive_int("steps", steps)
     return [
         AttackSpec("clean") if eps == 0 else AttackSpec("pgd", eps, alpha=step_factor * eps / steps, steps=steps)
         for eps in check_eps_list(eps_list)

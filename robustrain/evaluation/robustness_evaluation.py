@@ -42,13 +42,14 @@ from robustrain.evaluation.robust import (
     perturbation_spectrum,
 )
 from robustrain.monitoring import tensorboard_loggers
+from robustrain.validation import check_positive_int
 
 EVAL_ATTACKS = ("fgsm", "pgd", "autoattack")
 
 
 def _check_budget(name: str, value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"{name}={value!r} is not valid: use None (all test images) or an integer >= 1")
+    if value is not None:  # None: all test images
+        check_positive_int(name, value)
 
 
 def check_report_name(report_name: str) -> None:

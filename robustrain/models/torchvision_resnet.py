@@ -10,6 +10,7 @@ from torch import nn
 from robustrain.checkpoints import read_checkpoint
 from robustrain.models.antialias import check_filt_size
 from robustrain.models.normalize import Normalize, dataset_stats
+from robustrain.validation import check_choice
 
 ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
@@ -56,7 +57,7 @@ class TorchvisionResNet(nn.Module):
     ) -> None:
         super().__init__()
         if arch not in ARCHS:
-            raise ValueError(f"arch={arch!r} is not supported; choose one of {list(ARCHS)}")
+            check_choice("arch", arch, ARCHS)
         check_filt_size(antialias)
         mean, std = dataset_stats(normalization)
         self.normalize = Normalize(mean, std)

@@ -6,6 +6,7 @@ from torch import nn
 
 from robustrain.models.antialias import check_filt_size, strided_conv
 from robustrain.models.normalize import Normalize, dataset_stats
+from robustrain.validation import check_in_range, check_positive_int
 
 
 class WideBlock(nn.Module):
@@ -58,10 +59,8 @@ class WideResNet(nn.Module):
         super().__init__()
         if depth < 10 or (depth - 4) % 6 != 0:
             raise ValueError(f"depth={depth} must be 6n + 4 with n >= 1 (e.g. 28 or 34)")
-        if widen_factor < 1:
-            raise ValueError(f"widen_factor={widen_factor} must be >= 1")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout={dropout} must be in [0, 1)")
+        check_positive_int("widen_factor", widen_factor)
+        check_in_range("dropout", dropout, 0.0, 1.0, high_open=True)
         check_filt_size(antialias)
         n = (depth - 4) // 6
         widths = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustrain.spatial.transforms import _check_range, rotate_translate
+from robustrain.validation import check_int
 
 
 @dataclass
@@ -65,8 +66,7 @@ def first_order_attack(
     Raises:
         ValueError: on negative steps, step sizes or ranges, or a translation range larger than the image.
     """
-    if int(steps) != steps or steps < 0:
-        raise ValueError(f"steps={steps!r} is not allowed: it must be an integer >= 0.")
+    check_int("steps", steps, minimum=0)
     _check_range("rotation_step_deg", rotation_step_deg)
     _check_range("translation_step_px", translation_step_px)
     _check_range("rotation_deg_range", rotation_deg_range)
