@@ -246,7 +246,7 @@ def test_a_checkpoint_of_another_network_is_refused_for_test(reference, tmp_path
     ("args", "expected"),
     [
         (["--model.init_args.eps", "nan"], "model.init_args.eps: expected a float, got nan"),
-        (["--model.init_args.eps", ".nan"], "eps=nan must be in [0, 1]"),
+        (["--model.init_args.eps", ".nan"], "eps=nan is not valid: it must be in [0, 1]"),
         (["--model.init_args.epz", "0.3"], "epz"),
         (["--model.init_args.eval_size", "0"], "monitors 'val/acc_pgd', which this run never logs"),
         (["--data.init_args.val_size", "5000"], "val_size=5000 leaves no training images"),
