@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from robustrain.checkpoints import read_checkpoint, run_versions
 from robustrain.errors import EXIT_BAD_INPUT, BadInputError
 
 MISSING = "—"
@@ -52,20 +53,15 @@ class Run:
 
 
 # --- reading a run dir --------------------------------------------------------------------------------------------
-def _version_key(path: Path) -> tuple[int, float]:
-    match = re.fullmatch(r"version_(\d+)", path.name)
-    return (int(match.group(1)) if match else -1, path.stat().st_mtime)
-
-
 def run_dirs(path: Path) -> list[Path]:
     """The dir itself and its version_* dirs, oldest version first."""
-    versions = sorted((p for p in path.glob("version_*") if p.is_dir()), key=_version_key)
-    return [path, *versions]
+    return [path, *(folder for _, folder in run_versions(path))]
 
 
-def _newest(dirs: Sequence[Path], filename: str) -> Path | None:
-    found = [d / filename for d in dirs if (d / filename).is_file()]
-    return max(found, key=lambda p: (_version_key(p.parent), p.stat().st_mtime)) if found else None
+def _newest(dirs: Sequence[Path], relative: str) -> Path | None:
+    """dirs[i] / relative for the last (newest) of the run's dirs that holds it; dirs are oldest first."""
+    found = [d / relative for d in dirs if (d / relative).is_file()]
+    return found[-1] if found else None
 
 
 def read_events(version_dir: Path) -> tuple[dict[str, list[tuple[int, float]]], float | None, float | None]:
@@ -108,12 +104,9 @@ def describe_method(config: dict[str, Any]) -> str:
 
 def _checkpoint_epochs(dirs: Sequence[Path]) -> int | None:
     """Epochs trained, from the newest checkpoints/last.ckpt (read weights-only: a report never runs pickled code)."""
-    from robustrain.checkpoints import read_checkpoint
-
-    found = [d / "checkpoints" / "last.ckpt" for d in reversed(dirs) if (d / "checkpoints" / "last.ckpt").is_file()]
-    if not found:
+    ckpt = _newest(dirs, "checkpoints/last.ckpt")
+    if ckpt is None:
         return None
-    ckpt = found[0]  # the newest version's
     state = read_checkpoint(ckpt)
     return int(state["epoch"]) + 1 if "epoch" in state else None
 
