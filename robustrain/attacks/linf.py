@@ -123,10 +123,11 @@ def pgd(
     """
     check_linf_params(eps, alpha, steps, restarts)
     require_grad_mode()
+    device = model_device(model)  # torchattacks' protection kept: the inputs go to the model's device
+    x, labels = images.detach().to(device), labels.to(device)
     attack_once = _pgd_early_stop if early_stop else _pgd_plain
     if restarts == 1:
-        return attack_once(model, images, labels, eps, alpha, steps, random_start)
-    x = images.detach()
+        return attack_once(model, x, labels, eps, alpha, steps, random_start)
     adv = x.clone()
     best_loss = torch.full((len(x),), -float("inf"), device=x.device)
     todo = torch.arange(len(x), device=x.device)
@@ -170,6 +171,12 @@ def _signed_steps(
     return adv
 
 
+def _uniform_start(images: torch.Tensor, eps: float) -> torch.Tensor:
+    """A uniform point of the eps-ball around the images, clamped to [0, 1] (torchattacks.PGD's random start)."""
+    return (images + torch.empty_like(images).uniform_(-eps, eps)).clamp_(0.0, 1.0)
+
+
+# _pgd_plain and _pgd_early_stop take images and labels already detached and on the model's device (pgd does it once)
 def _pgd_plain(
     model: nn.Module,
     images: torch.Tensor,
@@ -179,10 +186,8 @@ def _pgd_plain(
     steps: int,
     random_start: bool,
 ) -> torch.Tensor:
-    device = model_device(model)
-    x, labels = images.detach().to(device), labels.to(device)
-    start = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp_(0.0, 1.0) if random_start else x
-    return _signed_steps(model, x, start, labels, eps, alpha, steps)
+    start = _uniform_start(images, eps) if random_start else images
+    return _signed_steps(model, images, start, labels, eps, alpha, steps)
 
 
 def _pgd_early_stop(
@@ -194,10 +199,8 @@ def _pgd_early_stop(
     steps: int,
     random_start: bool,
 ) -> torch.Tensor:
-    x = images.detach()
-    adv = x.clone()
-    if random_start:
-        adv = (adv + torch.empty_like(adv).uniform_(-eps, eps)).clamp(0.0, 1.0)
+    x = images
+    adv = _uniform_start(x, eps) if random_start else x.clone()
     active = torch.arange(len(x), device=x.device)
     with torch.enable_grad():
         for _ in range(steps):
