@@ -13,13 +13,14 @@ def global_seed() -> int:
     return int(seed) if seed is not None else int.from_bytes(os.urandom(4), "little")
 
 
-STREAMS = {"module": 0, "data": 1}
+STREAMS = {"module": 0, "data": 1, "workers": 2}
 
 
 def epoch_seed(run_seed: int, epoch: int, rank: int = 0, stream: str = "module") -> int:
     """A 32-bit seed that depends only on (run_seed, epoch, rank, stream), well mixed for neighbouring inputs.
 
-    Streams keep independent draws apart: "module" seeds the global RNGs, "data" the training order.
+    Streams keep independent draws apart: "module" seeds the global RNGs, "data" the training order, "workers" the
+    data loader's worker processes.
     """
     if min(run_seed, epoch, rank) < 0:
         raise ValueError(f"run_seed={run_seed}, epoch={epoch} and rank={rank} must all be >= 0")

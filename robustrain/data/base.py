@@ -31,7 +31,7 @@ class EpochShuffleSampler(DistributedSampler):
 
     def set_epoch(self, epoch: int) -> None:
         super().set_epoch(epoch)
-        self.generator.manual_seed(epoch_seed(self.seed, epoch, self.rank, stream="data"))
+        self.generator.manual_seed(epoch_seed(self.seed, epoch, self.rank, stream="workers"))
 
     def __iter__(self) -> Iterator[int]:
         order = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream="data"))
@@ -120,18 +120,16 @@ class ImageDataModule(L.LightningDataModule):
         images, labels = zip(*(self.train_eval_set[i] for i in idx))
         return torch.stack(images), torch.as_tensor(labels, dtype=torch.int64)
 
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool = False, **kwargs) -> DataLoader:
+    def _loader(self, dataset: Dataset, batch_size: int, **kwargs) -> DataLoader:
         kwargs.setdefault("persistent_workers", self.num_workers > 0)
-        return DataLoader(
-            dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers, drop_last=False, **kwargs
-        )
+        return DataLoader(dataset, batch_size=batch_size, num_workers=self.num_workers, drop_last=False, **kwargs)
 
     def train_dataloader(self) -> DataLoader:
         if self.shuffle_seed is None:
             self.shuffle_seed = global_seed()
         trainer = getattr(self, "trainer", None)
-        ranks = (trainer.current_epoch, trainer.world_size, trainer.global_rank) if trainer is not None else (0, 1, 0)
-        sampler = EpochShuffleSampler(self.train_set, self.shuffle_seed, *ranks)  # the epoch is restored on resume
+        where = (trainer.current_epoch, trainer.world_size, trainer.global_rank) if trainer is not None else (0, 1, 0)
+        sampler = EpochShuffleSampler(self.train_set, self.shuffle_seed, *where)  # the epoch is restored on resume
         # workers restart every epoch, seeded from the sampler's generator: persistent ones would carry their RNG over
         return self._loader(
             self.train_set, self.batch_size, sampler=sampler, generator=sampler.generator, persistent_workers=False
