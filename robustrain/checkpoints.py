@@ -73,8 +73,8 @@ def resolve_ckpt_path(ckpt_path: str, run_dir: str | Path | None) -> tuple[Path,
         version = _VERSION.match(path.parent.parent.name) if path.parent.name == "checkpoints" else None
         return path, int(version.group(1)) if version else None
     if path.is_dir():
-        if _VERSION.match(path.name) and (path / "checkpoints" / "last.ckpt").is_file():
-            return path / "checkpoints" / "last.ckpt", int(_VERSION.match(path.name).group(1))
+        if (version := _VERSION.match(path.name)) and (path / "checkpoints" / "last.ckpt").is_file():
+            return path / "checkpoints" / "last.ckpt", int(version.group(1))
         found = latest_checkpoint(path)
         if found is None:
             raise BadInputError(f"ckpt_path={ckpt_path!r} is a folder without version_*/checkpoints/last.ckpt")
