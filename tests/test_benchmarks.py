@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from robustrain.tools.bench_spatial import early_exit_work
-from robustrain.tools.benchmarks import meets, ratio_summary, to_markdown
+from benchmarks.run_all import meets, ratio_summary, to_markdown
+from benchmarks.spatial import early_exit_work
 
 
 def test_ratio_summary_is_median_and_spread_of_per_repeat_ratios() -> None:
@@ -47,7 +47,7 @@ def test_markdown_lists_every_ratio_with_its_target_and_verdict() -> None:
     rates = {key: {"median": 10.0, "min": 9.0, "max": 11.0} for key in ("full", "early", "seed")}
     report = {
         "conditions": {
-            "command": "python -m robustrain.tools.benchmarks",
+            "command": "python -m benchmarks.run_all",
             "device": "cpu",
             "device_name": "CPU",
             "cpu_threads": 2,

@@ -32,6 +32,7 @@ TINY = [
     "--model.init_args.eval_steps", "2",
 ]  # fmt: skip
 HISTORIES = ("aliasing_history.csv", "pgd_es_history.csv")
+REPORT = "robustrain.evaluation.comparison_report"  # the comparison report command, python -m
 
 
 def train(workdir: Path, *args: str, config: Path = FLAGSHIP, command: str = "fit") -> subprocess.CompletedProcess:
@@ -194,7 +195,7 @@ def test_a_crafted_checkpoint_is_refused_and_never_runs(tmp_path):
     fit = train(tmp_path, *TINY, "--ckpt_path", str(ckpt))
     assert fit.returncode == EXIT_BAD_INPUT and "refuses to unpickle" in one_error_line(fit)
     report = subprocess.run(
-        [sys.executable, "-m", "robustrain.report", str(tmp_path / "runs/crafted"), "--out", str(tmp_path / "out")],
+        [sys.executable, "-m", REPORT, str(tmp_path / "runs/crafted"), "--out", str(tmp_path / "out")],
         capture_output=True, text=True, cwd=tmp_path, timeout=300,
     )  # fmt: skip
     assert report.returncode == EXIT_BAD_INPUT and "refuses to unpickle" in report.stderr
@@ -295,7 +296,7 @@ def test_a_rerun_after_a_refused_input_keeps_the_earlier_run(reference):
 def test_report_on_a_folder_without_runs_fails(tmp_path):
     (tmp_path / "empty").mkdir()
     result = subprocess.run(
-        [sys.executable, "-m", "robustrain.report", str(tmp_path / "empty"), "--out", str(tmp_path / "out")],
+        [sys.executable, "-m", REPORT, str(tmp_path / "empty"), "--out", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == EXIT_BAD_INPUT and "holds no robustrain run" in result.stderr

@@ -13,10 +13,10 @@ import yaml
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.tensorboard import SummaryWriter
 
+from robustrain.evaluation.comparison_report import MISSING, build_report, describe_method, load_run, main
 from robustrain.evaluation.robust import robust_accuracy
 from robustrain.evaluation.robustness_evaluation import RobustnessEvaluation
 from robustrain.models import SmallCNN
-from robustrain.report import MISSING, build_report, describe_method, load_run, main
 from robustrain.training import StandardTraining
 
 CONFIG = {

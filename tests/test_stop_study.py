@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from robustrain.tools.stop_study import (
+from experiments.stop_study.study import (
     PAPER_RULE,
     classify,
     handed_back,
@@ -77,8 +77,8 @@ def test_the_study_runs_end_to_end_on_real_digits(tmp_path, monkeypatch):
     import dataclasses
     import json
 
-    import robustrain.tools.stop_study as study
-    from robustrain.tools import stop_study_report as report
+    import experiments.stop_study.study as study
+    from experiments.stop_study import report
 
     tiny = dataclasses.replace(study.SETTINGS["unclipped_warmup"], name="tiny", epochs=2, seeds=(0, 2))
     monkeypatch.setitem(study.SETTINGS, "tiny", tiny)
@@ -119,7 +119,7 @@ def test_the_study_runs_end_to_end_on_real_digits(tmp_path, monkeypatch):
 def test_flagship_table_gives_median_and_spread(tmp_path):
     import json
 
-    from robustrain.tools.flagship_table import read_reports, table
+    from experiments.main_job.table import read_reports, table
 
     for i, acc in enumerate([0.7, 0.8, 0.9]):
         d = tmp_path / f"seed{i}" / "version_0"

@@ -2,7 +2,7 @@
 and the pure robust-accuracy functions they call."""
 
 from robustrain.evaluation.aliasing_analysis import AliasingAnalysis
-from robustrain.evaluation.robust import AttackSpec, accuracy_vs_eps, robust_accuracy
+from robustrain.evaluation.robust import AttackSpec, accuracy_vs_eps, headline_accuracy, robust_accuracy
 from robustrain.evaluation.robustness_evaluation import RobustnessEvaluation
 from robustrain.evaluation.spatial_evaluation import (
     SpatialEvaluation,
@@ -18,6 +18,7 @@ __all__ = [
     "SpatialEvaluation",
     "accuracy_vs_eps",
     "format_table",
+    "headline_accuracy",
     "robust_accuracy",
     "shift_consistency",
     "summarize",

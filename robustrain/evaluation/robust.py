@@ -163,6 +163,28 @@ def robust_accuracy(model: nn.Module, batches: Batches, specs: Sequence[AttackSp
     return {key: value / total for key, value in correct.items()}
 
 
+def headline_accuracy(
+    model: nn.Module, images: Tensor, labels: Tensor, eps: float, pgd_alpha: float, autoattack: bool = True
+) -> dict[str, float]:
+    """The accuracies the docs report for a model: clean, PGD-50-10 and AutoAttack (standard, 100 iterations).
+
+    Args:
+        model: Classifier on [0, 1] images (put in eval mode for the attacks, modes restored).
+        images: One batch of [0, 1] images on the model's device.
+        labels: Their labels.
+        eps: L-inf radius in [0, 1] pixel units (0.3 on MNIST).
+        pgd_alpha: PGD's step (0.01 at eps 0.3).
+        autoattack: Also run AutoAttack; off where it is too slow (FAB-T on a ResNet on a CPU).
+
+    Returns:
+        {"clean", "pgd_50x10"[, "autoattack"]} -> accuracy.
+    """
+    specs = [AttackSpec("clean"), AttackSpec("pgd", eps, alpha=pgd_alpha, steps=50, restarts=10)]
+    if autoattack:
+        specs.append(AttackSpec("autoattack", eps, steps=100))
+    return robust_accuracy(model, [(images, labels)], specs)
+
+
 def check_eps_list(eps_list: Sequence[float]) -> list[float]:
     """The eps values as floats, raising ValueError unless each is in [0, 1] and the list is non-empty."""
     if len(eps_list) == 0:

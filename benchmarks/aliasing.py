@@ -1,6 +1,6 @@
 """Benchmark: cost per epoch of the aliasing check vs Wong's PGD-ES check vs one FGSM epoch (prints figures).
 
-    python -m robustrain.tools.bench_aliasing [--repeats 7] [--device cpu]
+    python -m benchmarks.aliasing [--repeats 7] [--device cpu]
 
 - aliasing check: AliasingMonitor's measurement, 100 probe images, PreActResNet18 at 32x32, layer2 (conv1 + shortcut),
   eval mode, no grad, forward stopped after the last monitored layer; also the same with all 6 downsampling layers.
@@ -141,9 +141,7 @@ RATIOS = {  # name: (numerator task, denominator task, target as "<= x", numerat
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[float]]:
-    parser = argparse.ArgumentParser(
-        prog="python -m robustrain.tools.bench_aliasing", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.aliasing", description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)

@@ -1,6 +1,7 @@
 """Comparison report over several runs: one table (markdown, CSV, TensorBoard hparams) plus comparison figures.
 
-    python -m robustrain.report runs/mnist5k_standard runs/mnist5k_fgsm ... --out docs/results/comparison
+    python -m robustrain.evaluation.comparison_report runs/mnist5k_standard runs/mnist5k_fgsm ... \\
+        --out docs/results/comparison
 
 A run dir is a TensorBoardLogger experiment dir (`<save_dir>/<name>`, e.g. runs/mnist5k_fgsm) or one of its version
 dirs; a checkpoint path stands for the run dir holding its `checkpoints/` folder. The report reads, from the dir itself
@@ -377,7 +378,9 @@ def build_report(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m robustrain.report", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m robustrain.evaluation.comparison_report", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("runs", nargs="+", help="run dirs (runs/<name>), version dirs or checkpoints")
     parser.add_argument("--out", required=True, help="output dir for comparison.md/.csv/.json, figures, tensorboard/")
     parser.add_argument("--names", nargs="+", help="display names, one per run (default: the dir names)")

@@ -3,17 +3,18 @@
 #   standard / FGSM / FGSM + aliasing stop / FGSM + PGD stop / PGD / worst-of-10 / anti-aliased (FGSM).
 # Each run: `train.py fit` with its config, then `train.py test` with configs/eval_robust_mnist5k.yaml
 # (RobustnessEvaluation + AliasingAnalysis) and configs/eval_spatial_mnist5k.yaml (SpatialEvaluation), both logging
-# into the run's own dir, then one `python -m robustrain.report` over all runs. Everything runs inside $WORK, so the
-# configs' relative runs/<name>/ paths (logs and checkpoints) land in $WORK/runs/<name>, never in ./runs.
+# into the run's own dir, then one `python -m robustrain.evaluation.comparison_report` over all runs. Everything
+# runs inside $WORK, so the configs' relative runs/<name>/ paths (logs and checkpoints) land in $WORK/runs/<name>,
+# never in ./runs.
 #
-#   scripts/compare_mnist5k.sh                 # full settings: the configs' epochs and evaluation protocols
-#   QUICK=1 scripts/compare_mnist5k.sh         # the CPU evidence of docs/evaluation.md (lighter attacks, 250 images)
+#   experiments/compare_mnist5k/run.sh            # full settings: the configs' epochs and evaluation protocols
+#   QUICK=1 experiments/compare_mnist5k/run.sh    # the CPU evidence of docs/evaluation.md (lighter attacks, 250 images)
 #
 # Environment: WORK (default runs/compare_mnist5k), OUT (default docs/results/comparison), EPOCHS (overrides
 # max_epochs), QUICK=1, SKIP_TRAIN=1 (re-evaluate existing checkpoints), SKIP_SPATIAL=1, ONLY=<name> (train and
 # evaluate that run only; the report still covers all runs).
 set -euo pipefail
-REPO=$(cd "$(dirname "$0")/.." && pwd)
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=$(mkdir -p "${WORK:-$REPO/runs/compare_mnist5k}" && cd "${WORK:-$REPO/runs/compare_mnist5k}" && pwd)
 OUT=${OUT:-$REPO/docs/results/comparison}
 cd "$WORK"
@@ -39,8 +40,9 @@ if [[ "${QUICK:-0}" == 1 ]]; then
   # the configs' epochs; validation PGD on 200 images with 10 steps of 0.03 (10 x 0.03 reaches eps 0.3)
   TRAIN_ARGS+=(--model.init_args.eval_size 200 --model.init_args.eval_steps 10 --model.init_args.eval_alpha 0.03)
   # 250 of the 500 test images (limit_test_batches 0.5 of 2 batches: a float, as jsonargparse reads 1 as 1.0 = all);
-  # PGD-20-2, AutoAttack with 20 iterations and 1000 Square queries, curve PGD-20 (scripts/compare_mnist5k_quick_eval.yaml).
-  ROBUST_ARGS+=(--config "$REPO/scripts/compare_mnist5k_quick_eval.yaml" --trainer.limit_test_batches 0.5)
+  # PGD-20-2, AutoAttack with 20 iterations and 1000 Square queries, curve PGD-20
+  # (experiments/compare_mnist5k/quick_eval.yaml).
+  ROBUST_ARGS+=(--config "$REPO/experiments/compare_mnist5k/quick_eval.yaml" --trainer.limit_test_batches 0.5)
   SPATIAL_ARGS+=(--trainer.limit_test_batches 0.5)
 fi
 
@@ -87,4 +89,4 @@ for row in "${RUN_TABLE[@]}"; do
   done
 done
 cd "$REPO"
-python -m robustrain.report "${dirs[@]/#/$WORK/}" --names "${names[@]}" --out "$OUT"
+python -m robustrain.evaluation.comparison_report "${dirs[@]/#/$WORK/}" --names "${names[@]}" --out "$OUT"

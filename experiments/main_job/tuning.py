@@ -1,8 +1,8 @@
-"""Tune the flagship recipe on a seed and split that are not reported: variants of configs/mnist5k_fgsm_aliasing.yaml
+"""Tune the main job's recipe on a seed and split that are not reported: variants of configs/mnist5k_fgsm_aliasing.yaml
 trained with seed 100 and scored on the 500 *validation* digits (the reported figures use seeds 0-2 and the test
-digits, scripts/flagship_mnist5k.sh).
+digits, experiments/main_job/seeds.sh).
 
-    python -m robustrain.tools.flagship_tuning --out runs/flagship_tuning [--only NAME ...] [--images 200]
+    python -m experiments.main_job.tuning --out runs/flagship_tuning [--only NAME ...] [--images 200]
 
 Each variant: train (CLI, one thread), then clean / PGD-50-10 (step 0.01) / AutoAttack (standard, 100 iterations)
 on the first --images validation digits of the model the run hands back. Prints a markdown table and writes
@@ -21,6 +21,7 @@ from robustrain.cli import main as cli_main
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "mnist5k_fgsm_aliasing.yaml"
 SEED = 100
+EPS, PGD_ALPHA = 0.3, 0.01  # every variant is evaluated at eps 0.3 (PGD-50-10 at step 0.01)
 WONG = ["--model.init_args.eps", "0.3", "--model.init_args.alpha", "0.375"]  # Wong et al.'s MNIST eps and step
 VARIANTS = {  # name -> CLI overrides of configs/mnist5k_fgsm_aliasing.yaml (which is now the chosen "train_eps_0.4")
     "train_eps_0.3": WONG,
@@ -61,20 +62,18 @@ VARIANTS = {  # name -> CLI overrides of configs/mnist5k_fgsm_aliasing.yaml (whi
 
 
 def evaluate(module: torch.nn.Module, n_images: int) -> dict[str, float]:
-    """Clean, PGD-50-10 and AutoAttack accuracy (the stop study's headline_accuracy) on n validation digits."""
+    """Clean, PGD-50-10 and AutoAttack accuracy (robustrain.evaluation.headline_accuracy) on n validation digits."""
     from robustrain.data import MNIST5k
-    from robustrain.tools.stop_study import headline_accuracy
+    from robustrain.evaluation import headline_accuracy
 
     data = MNIST5k(batch_size=100, eval_batch_size=n_images, val_size=500, test_size=500)
     data.setup("fit")
     images, labels = next(iter(data.val_dataloader()))
-    return headline_accuracy(module.net, images[:n_images], labels[:n_images])
+    return headline_accuracy(module.net, images[:n_images], labels[:n_images], EPS, PGD_ALPHA)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m robustrain.tools.flagship_tuning", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m experiments.main_job.tuning", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/flagship_tuning"))
     parser.add_argument("--only", nargs="*", default=None)
     parser.add_argument("--images", type=int, default=200)

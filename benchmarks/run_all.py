@@ -1,13 +1,13 @@
 """Every speed benchmark in one command: each ratio beside its target and its spread, written to a JSON file.
 
-    python -m robustrain.tools.benchmarks [--device cpu|cuda] [--threads N] [--json docs/results/benchmarks.json]
+    python -m benchmarks.run_all [--device cpu|cuda] [--threads N] [--json docs/results/benchmarks.json]
 
 Runs, each with its tasks alternated within every repeat (so load from elsewhere hits both sides of a ratio alike):
-- aliasing (robustrain.tools.bench_aliasing): the probe check of PreActResNet18's layer2 vs Wong et al.'s PGD-5 check;
+- aliasing (benchmarks.aliasing): the probe check of PreActResNet18's layer2 vs Wong et al.'s PGD-5 check;
   SmallCNN's probe check vs one FGSM-RS epoch on MNIST5k; the per-batch mode (AliasingMonitor every_n_train_steps=1)
   vs the FGSM-RS training step it follows;
-- training steps (robustrain.tools.bench_training): SmallCNN FGSM-RS and PGD-10 steps vs a standard step;
-- spatial grid (robustrain.tools.bench_spatial): full grid and early exit vs the one-image-one-transform loop, on a
+- training steps (benchmarks.training): SmallCNN FGSM-RS and PGD-10 steps vs a standard step;
+- spatial grid (benchmarks.spatial): full grid and early exit vs the one-image-one-transform loop, on a
   worst-of-10-trained SmallCNN (grid accuracy about 60%; trained on first use, about a minute, cached in runs/bench).
 A ratio's figure is the median of its per-repeat ratios; the spread is their min..max. About 3 minutes on 2 idle CPU
 cores (plus a minute the first time, to train the worst-of-10 model). Next to the JSON, the same as a markdown table.
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-from robustrain.tools.bench_aliasing import RATIOS as ALIASING_RATIOS
-from robustrain.tools.bench_aliasing import bench_aliasing
-from robustrain.tools.bench_spatial import bench_rates, worst_of_10_setup
-from robustrain.tools.bench_training import bench_training
+from benchmarks.aliasing import RATIOS as ALIASING_RATIOS
+from benchmarks.aliasing import bench_aliasing
+from benchmarks.spatial import bench_rates, worst_of_10_setup
+from benchmarks.training import bench_training
 
 PGD_STEPS = 10
 SPATIAL_KEYS = ("full", "early", "seed")
@@ -158,7 +158,7 @@ def _print(results: dict[str, dict[str, object]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
-    parser = argparse.ArgumentParser(prog="python -m robustrain.tools.benchmarks", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run_all", description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu", help="torch device of every run: cpu (default) or cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--aliasing-repeats", type=int, default=3)
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU"
-    command = " ".join(["python -m robustrain.tools.benchmarks", *(sys.argv[1:] if argv is None else argv)])
+    command = " ".join(["python -m benchmarks.run_all", *(sys.argv[1:] if argv is None else argv)])
     conditions = {
         "device": str(device),
         "device_name": where,

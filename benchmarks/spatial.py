@@ -1,6 +1,6 @@
 """Benchmark of the batched grid evaluation against the per-image loop, in image-transforms per second.
 
-    python -m robustrain.tools.bench_spatial [--repeats 5] [--threads N]
+    python -m benchmarks.spatial [--repeats 5] [--threads N]
 
 For each network (SmallCNN on MNIST5k digits worst-of-10 spatially trained, grid accuracy about 60%, the case early
 exit must serve: most images run all 775 transforms; SmallCNN trained briefly, grid accuracy 0; PreActResNet18 at

@@ -4,7 +4,7 @@ Trains the three models with the MNIST5k configs (10 epochs each), evaluates eac
 configs/eval_spatial_mnist5k.yaml (SpatialEvaluation: 31 x 5 x 5 grid, +-30 deg, +-3 px) and writes
 `docs/results/spatial_mnist5k.md` plus the per-transform heatmaps `docs/results/spatial_mnist5k_<model>_heatmap.png`:
 
-    python -m robustrain.tools.spatial_table --out runs/spatial_table
+    python -m experiments.spatial.table --out runs/spatial_table
 
 Runs take a few minutes each on 2 CPU cores; pass --epochs to shorten them.
 """
@@ -125,7 +125,7 @@ def run(out: Path, epochs: int, results: Path) -> str:
         [
             "# Spatial robustness on MNIST5k (SmallCNN, 28x28)",
             "",
-            f"Produced by `python -m robustrain.tools.spatial_table --epochs {epochs}` (CPU, 2 cores). Each model is "
+            f"Produced by `python -m experiments.spatial.table --epochs {epochs}` (CPU, 2 cores). Each model is "
             f"trained {epochs} epochs with its MNIST5k config (Adam, cyclic lr peaking at 5e-3, batch 100, seed 0) and "
             f"evaluated on the {n} MNIST5k test images with configs/eval_spatial_mnist5k.yaml: grid of "
             f"{len(grid['rotations_deg'])} rotations in [-30, 30] deg x {len(grid['translations_px'])} x "

@@ -1,14 +1,24 @@
-"""The steps of robustrain.tools.stop_study after training: select the rule, evaluate, write the report."""
+"""The stop study's command and its steps after training: select the rule, evaluate, write the report.
 
+    python -m experiments.stop_study.report all --out runs/stop_study --docs docs/results/stop_study
+
+Steps: `train` (experiments.stop_study.study), `select`, `evaluate`, `report`; `all` runs them in order and skips
+runs already trained. What the study does: experiments/stop_study/study.py.
+"""
+
+import argparse
 import json
 import math
+import os
 import statistics
+import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from matplotlib.figure import Figure
 
-from robustrain.tools.stop_study import (
+from experiments.stop_study.study import (
     PAPER_RULE,
     REPORT_SEEDS,
     RULE_GRID,
@@ -23,6 +33,7 @@ from robustrain.tools.stop_study import (
     pgd_es_stop,
     score_rule,
     select_rule,
+    train,
 )
 
 THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.33, 0.35, 0.4, 0.5, 0.6, 0.8, 1.0)
@@ -108,10 +119,6 @@ def evaluate(out: Path, n_images: int, shard: str = "0/1") -> None:
 def measure_cost(repeats: int = 15) -> dict[str, Any]:
     """Seconds per check of the two stops as the study ran them, on SmallCNN: the aliasing probe (100 fixed training
     digits, both measures) vs Wong's PGD-5 check (one training batch of 100). Alternated, median and spread."""
-    import time
-
-    import torch
-
     from robustrain.aliasing import probe_aliasing
     from robustrain.attacks import pgd
     from robustrain.data import MNIST5k
@@ -215,7 +222,8 @@ def write(out: Path, docs: Path) -> None:
     lines = [
         "# Aliasing early stop vs PGD early stop vs the oracle, MNIST5k FGSM runs",
         "",
-        "Regenerate: `python -m robustrain.tools.stop_study all --out runs/stop_study --docs docs/results/stop_study`",
+        "Regenerate: `python -m experiments.stop_study.report all --out runs/stop_study "
+        "--docs docs/results/stop_study`",
         "",
         f"Default rule (tuned on seeds {list(TUNE_SEEDS)}, scored on seeds {list(REPORT_SEEDS)}): "
         + ", ".join(f"{k}={v}" for k, v in rule.items()),
@@ -350,3 +358,28 @@ def _figure_curves(runs: list[dict], selection: dict, path: Path) -> None:
             ax.legend(fontsize=6, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.stop_study.report", description=__doc__.split("\n")[0])
+    parser.add_argument("step", choices=("train", "select", "evaluate", "report", "all"))
+    parser.add_argument("--out", type=Path, default=Path("runs/stop_study"))
+    parser.add_argument("--docs", type=Path, default=Path("docs/results/stop_study"))
+    parser.add_argument("--only", nargs="*", default=None, help="settings to train (default all)")
+    parser.add_argument("--shard", default="0/1", help="k/n: train only every n-th run starting at k (parallel jobs)")
+    parser.add_argument("--eval-images", type=int, default=100, help="test digits for PGD-50-10 and AutoAttack")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))  # one thread per job: run shards side by side
+    if args.step in ("train", "all"):
+        train(args.out, args.only, args.shard)
+    if args.step in ("select", "all"):
+        select(args.out)
+    if args.step in ("evaluate", "all"):
+        evaluate(args.out, args.eval_images, args.shard)
+    if args.step in ("report", "all"):
+        write(args.out, args.docs)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Training-speed benchmark: seconds per image of standard, FGSM and PGD-k training steps, and their ratios.
 
-    python -m robustrain.tools.bench_training train [--repeats 5] [--pgd-steps 10]
+    python -m benchmarks.training train [--repeats 5] [--pgd-steps 10]
 
 Models: SmallCNN on MNIST5k batches (real data), PreActResNet18 on random 32x32 batches (speed does not depend on
 the pixel values). The modes are alternated batch by batch, so machine noise hits them alike; the median over
@@ -86,9 +86,7 @@ def _report(model_name: str, times: dict[str, list[float]], pgd_steps: int) -> N
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m robustrain.tools.bench_training", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.training", description=__doc__.split("\n")[0])
     parser.add_argument("what", choices=["train"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--pgd-steps", type=int, default=10)

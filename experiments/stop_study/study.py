@@ -12,16 +12,16 @@ falls by 20 points or more within two epochs; otherwise it is *healthy*, unless 
 robust*: nothing to lose, left out of the scores). The aliasing rule's settings are chosen on
 the tuning seeds and reported on the others. Then PGD-50-10 and AutoAttack are run on the models the rules hand back.
 
-    python -m robustrain.tools.stop_study all --out runs/stop_study --docs docs/results/stop_study
+The command is the report's (experiments/stop_study/report.py):
+
+    python -m experiments.stop_study.report all --out runs/stop_study --docs docs/results/stop_study
 
 (steps: `train`, `select`, `evaluate`, `report`; `all` runs them in order and skips runs already trained.)
 """
 
-import argparse
 import itertools
 import json
 import math
-import os
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -35,6 +35,7 @@ from robustrain.callbacks.history import read_history_csv
 from robustrain.callbacks.pgd_early_stopping import evaluate_pgd_stopping
 
 EPS = 0.3
+PGD_ALPHA = 0.01  # PGD-50-10's step at EPS
 OVERFIT_DROP = 0.10  # best - final held-out PGD accuracy above which a run overfits
 CATASTROPHIC_FALL = 0.20  # a fall of this much within two epochs makes the overfitting catastrophic
 WITHIN = 0.03  # "within 3 points of the oracle"
@@ -159,18 +160,6 @@ def oracle_epoch(acc_pgd: list[float]) -> int:
     return max(range(len(acc_pgd)), key=acc_pgd.__getitem__)
 
 
-def headline_accuracy(
-    net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, autoattack: bool = True
-) -> dict[str, float]:
-    """Clean, PGD-50-10 (step 0.01) and AutoAttack (standard, 100 iterations) accuracy at eps EPS."""
-    from robustrain.evaluation.robust import AttackSpec, robust_accuracy
-
-    specs = [AttackSpec("clean"), AttackSpec("pgd", EPS, alpha=0.01, steps=50, restarts=10)]
-    if autoattack:
-        specs.append(AttackSpec("autoattack", EPS, steps=100))
-    return robust_accuracy(net.eval(), [(images, labels)], specs)
-
-
 def train_run(setting: Setting, seed: int, out: Path) -> Path:
     """Train one run with both stops monitor-only, the oracle's PGD every epoch, and the weights of every epoch."""
     import lightning as L
@@ -233,6 +222,18 @@ def train_run(setting: Setting, seed: int, out: Path) -> Path:
     }
     (run / "summary.json").write_text(json.dumps(summary, indent=1))
     return run
+
+
+def train(out: Path, only: list[str] | None = None, shard: str = "0/1") -> None:
+    """Train every run of the study (or of the settings in `only`) not trained yet; shard "k/n" takes every n-th job
+    from the k-th, so n processes can share the list."""
+    k, n = (int(v) for v in shard.split("/"))
+    jobs = [(s, seed) for s in SETTINGS.values() if only is None or s.name in only for seed in s.seeds]
+    for i, (setting, seed) in enumerate(jobs):
+        if i % n != k or _run_dir(out, setting.name, seed).exists():
+            continue  # another shard's job, or trained (or being trained) already; delete a killed run's dir
+        print(f"training {setting.name} seed {seed}", flush=True)
+        train_run(setting, seed, out)
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -364,8 +365,10 @@ def select_rule(runs: list[dict], grid: dict[str, tuple] = RULE_GRID) -> tuple[d
 
 # --- evaluation of handed-back models -------------------------------------------------------------------------------
 def evaluate_epoch(run: dict, epoch: int, n_images: int) -> dict[str, float]:
-    """headline_accuracy of one recorded epoch's weights (-1: the initial ones) on the first n_images test digits."""
+    """robustrain.evaluation.headline_accuracy of one recorded epoch's weights (-1: the initial ones) on the first
+    n_images test digits."""
     from robustrain.data import MNIST5k
+    from robustrain.evaluation import headline_accuracy
 
     setting = SETTINGS[run["setting"]]
     net = build_net(setting)
@@ -374,37 +377,4 @@ def evaluate_epoch(run: dict, epoch: int, n_images: int) -> dict[str, float]:
     data = MNIST5k(batch_size=100, eval_batch_size=n_images, val_size=500, test_size=500)
     data.setup("test")
     images, labels = next(iter(data.test_dataloader()))
-    return headline_accuracy(net, images[:n_images], labels[:n_images], setting.autoattack)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m robustrain.tools.stop_study", description=__doc__.split("\n")[0])
-    parser.add_argument("step", choices=("train", "select", "evaluate", "report", "all"))
-    parser.add_argument("--out", type=Path, default=Path("runs/stop_study"))
-    parser.add_argument("--docs", type=Path, default=Path("docs/results/stop_study"))
-    parser.add_argument("--only", nargs="*", default=None, help="settings to train (default all)")
-    parser.add_argument("--shard", default="0/1", help="k/n: train only every n-th run starting at k (parallel jobs)")
-    parser.add_argument("--eval-images", type=int, default=100, help="test digits for PGD-50-10 and AutoAttack")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))  # one thread per job: run shards side by side
-    from robustrain.tools import stop_study_report as report
-
-    if args.step in ("train", "all"):
-        k, n = (int(v) for v in args.shard.split("/"))
-        jobs = [(s, seed) for s in SETTINGS.values() if args.only is None or s.name in args.only for seed in s.seeds]
-        for i, (setting, seed) in enumerate(jobs):
-            if i % n != k or _run_dir(args.out, setting.name, seed).exists():
-                continue  # another shard's job, or trained (or being trained) already; delete a killed run's dir
-            print(f"training {setting.name} seed {seed}", flush=True)
-            train_run(setting, seed, args.out)
-    if args.step in ("select", "all"):
-        report.select(args.out)
-    if args.step in ("evaluate", "all"):
-        report.evaluate(args.out, args.eval_images, args.shard)
-    if args.step in ("report", "all"):
-        report.write(args.out, args.docs)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return headline_accuracy(net, images[:n_images], labels[:n_images], EPS, PGD_ALPHA, setting.autoattack)

@@ -1,1 +1,0 @@
-"""Scripts that produce the tables and figures under docs/results."""
