@@ -21,10 +21,10 @@ from _stopping_fixtures import (
 )
 
 from robustrain.aliasing import measure_model_aliasing
-from robustrain.aliasing.replay import replay
 from robustrain.callbacks import AliasingMonitor
-from robustrain.callbacks.history import read_history_csv
 from robustrain.errors import NonFiniteError
+from robustrain.stopping import Rule, read_history_csv
+from robustrain.stopping.replay import replay
 
 RULE = dict(monitor="conv1", threshold=0.33, window=3, warmup_epochs=2, probe_size=32)
 
@@ -63,7 +63,7 @@ def test_history_csv_and_figure_are_written_to_the_log_dir(jump_run) -> None:
     trainer, _, monitor, _ = jump_run
     rows = read_history_csv(Path(trainer.log_dir) / "aliasing_history.csv")
     assert [r["should_stop"] for r in rows] == [r["should_stop"] for r in monitor.history]
-    assert {"epoch", "step", "conv1", "conv2", "mean", "value", "filtered", "threshold", "reason"} <= rows[0].keys()
+    assert {"epoch", "step", "conv1", "conv2", "mean", "value", "median", "limit", "reason"} <= rows[0].keys()
     assert (Path(trainer.log_dir) / "aliasing_curves.png").stat().st_size > 1000
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(trainer.log_dir))
 
@@ -71,12 +71,13 @@ def test_history_csv_and_figure_are_written_to_the_log_dir(jump_run) -> None:
 def test_replay_reproduces_the_logged_decisions(jump_run) -> None:
     trainer, _, monitor, _ = jump_run
     rows = read_history_csv(Path(trainer.log_dir) / "aliasing_history.csv")
-    decisions = replay(rows, threshold=0.33, window=3, warmup_epochs=2)
+    decisions = replay(rows, Rule(threshold=0.33, window=3, warmup_epochs=2))
     for row, decision in zip(rows, decisions, strict=True):
         assert decision["should_stop"] == row["should_stop"]
-        assert decision["threshold"] == pytest.approx(row["threshold"], nan_ok=True)
+        assert decision["median"] == pytest.approx(row["median"], nan_ok=True)
+        assert decision["limit"] == pytest.approx(row["limit"], nan_ok=True)
     # a higher threshold would not have stopped at the tripling (+200%)
-    assert not any(d["should_stop"] for d in replay(rows, threshold=2.5, window=3, warmup_epochs=2))
+    assert not any(d["should_stop"] for d in replay(rows, Rule(threshold=2.5, window=3, warmup_epochs=2)))
 
 
 def test_probe_value_is_the_measure_over_the_probe_set(tmp_path) -> None:
@@ -105,7 +106,7 @@ def test_monitor_only_records_the_stop_but_trains_on(tmp_path) -> None:
 
 def test_non_finite_weights_stop_at_the_guard_before_the_monitor(tmp_path) -> None:
     """NaN weights give NaN gradients at the first step: the module's guard stops training there, before the
-    monitor's epoch-end check (which stops on a non-finite value as well: tests/test_aliasing_stopping.py)."""
+    monitor's epoch-end check (which stops on a non-finite value as well: tests/test_stopping_rules.py)."""
     L.seed_everything(0)
     monitor = AliasingMonitor(**RULE)
     trainer = tiny_trainer(tmp_path, [ScaleWeightAt(1, math.nan), monitor])
@@ -185,7 +186,7 @@ def test_state_dict_round_trip_gives_the_identical_decision(tmp_path) -> None:
     trainer = tiny_trainer(tmp_path / "b", [resumed], max_epochs=8)
     trainer.fit(tiny_module(), datamodule=RandomDigits(), ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
 
-    keys = ("epoch", "value", "filtered", "threshold", "warmup", "should_stop", "reason")
+    keys = ("epoch", "value", "median", "limit", "warmup", "should_stop", "reason")
     assert [[repr(r[k]) for k in keys] for r in resumed.history] == [[repr(r[k]) for k in keys] for r in full.history]
     assert [r["should_stop"] for r in full.history] == [False] * 6 + [True, True]
 

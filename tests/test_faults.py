@@ -307,7 +307,7 @@ def test_replay_names_the_file_and_line_of_a_malformed_history(reference, tmp_pa
     rows[2] = rows[2].replace(",", ",oops,", 1)
     (tmp_path / "bad.csv").write_text("\n".join(rows) + "\n")
     result = subprocess.run(
-        [sys.executable, "-m", "robustrain.aliasing.replay", str(tmp_path / "bad.csv")],
+        [sys.executable, "-m", "robustrain.stopping.replay", str(tmp_path / "bad.csv")],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == EXIT_BAD_INPUT

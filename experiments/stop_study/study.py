@@ -3,9 +3,9 @@
 Every run is FGSM adversarial training on the embedded MNIST5k digits with both early stops recording side by side
 (AliasingMonitor and PGDEarlyStopping, monitor-only, so no run is cut short) and the held-out PGD accuracy of every
 epoch (the oracle: PGD-20 at step 0.03 on the 500 validation digits); the weights of every epoch are kept. Each stop
-rule is then *replayed* on the recorded histories with the same pure functions the callbacks run
-(robustrain.aliasing.replay, robustrain.callbacks.pgd_early_stopping.evaluate_pgd_stopping), so any threshold can be
-scored without retraining, and the model each rule hands back is the recorded epoch before its stop.
+rule is then *replayed* on the recorded histories with the entry point the callbacks run (robustrain.stopping.decide,
+through robustrain.stopping.replay for the aliasing rules), so any threshold can be scored without retraining, and
+the model each rule hands back is the recorded epoch before its stop.
 
 A run *overfits* when its held-out PGD accuracy ends more than 10 points below its best, *catastrophically* when it
 falls by 20 points or more within two epochs; otherwise it is *healthy*, unless its best stays below 25% (*never
@@ -30,9 +30,8 @@ from typing import Any
 
 import torch
 
-from robustrain.aliasing.replay import first_stop, replay
-from robustrain.callbacks.history import read_history_csv
-from robustrain.callbacks.pgd_early_stopping import evaluate_pgd_stopping
+from robustrain.stopping import Rule, decide, pgd_es_rule, read_history_csv
+from robustrain.stopping.replay import first_stop, replay
 
 EPS = 0.3
 PGD_ALPHA = 0.01  # PGD-50-10's step at EPS
@@ -275,27 +274,18 @@ def handed_back(stop_epoch: int | None, last_epoch: int) -> int:
 def aliasing_stop(run: dict, rule: dict) -> int | None:
     """Epoch at which Algorithm 1 with these settings stops the run (replayed), or None."""
     column = ("relative/" if rule["measure"] == "relative" else "") + run["series"]
-    decisions = replay(
-        run["aliasing"],
-        rule["threshold"],
-        rule["window"],
-        rule["warmup_epochs"],
-        rule["wait_for_lr_peak"],
-        column=column,
-        reference=rule["reference"],
-    )
-    stop = first_stop(decisions)
+    settings = {k: v for k, v in rule.items() if k != "measure"}  # threshold, window, warm-up, lr wait, reference
+    stop = first_stop(replay(run["aliasing"], Rule(**settings), column=column))
     return None if stop is None else stop["epoch"]
 
 
 def pgd_es_stop(run: dict, max_drop: float = 0.2) -> int | None:
     """Epoch at which Wong et al.'s PGD early stop fires (replayed from its recorded accuracies), or None."""
-    previous = None
+    rule, values = pgd_es_rule(max_drop), []
     for record in run["pgd_es"]:
-        stop, _ = evaluate_pgd_stopping(previous, record["acc"], max_drop)
-        if stop:
+        if decide(values, [False] * len(values), record["acc"], False, rule).should_stop:
             return record["epoch"]
-        previous = record["acc"]
+        values.append(record["acc"])
     return None
 
 

@@ -3,9 +3,9 @@
 Every `every_n_epochs` epochs the aliasing measure of the downsampling layers is computed on a fixed, seeded probe
 set of training images (the paper: 100), the network in eval mode under no_grad (every submodule's mode restored),
 the forward pass stopped after the last monitored layer. Optionally it is also computed "on the fly" on the clean
-training batch every `every_n_train_steps` steps. Algorithm 1 (robustrain.aliasing.stopping) decides on the probe
-series (or the batch series): stop when the monitored value exceeds the median of the preceding `window` values by
-more than `threshold`, after a warm-up. On a stop the weights of the last check that said "go on" are handed back
+training batch every `every_n_train_steps` steps. Algorithm 1 (robustrain.stopping.rules, `Rule()`) decides on the
+probe series (or the batch series): stop when the monitored value exceeds the median of the preceding `window` values
+by more than `threshold`, after a warm-up. On a stop the weights of the last check that said "go on" are handed back
 (see RollbackEarlyStopping).
 
 Under DDP the probe is split across ranks (rank r takes images r, r + world_size, ...) and the per-layer sums and
@@ -19,17 +19,9 @@ import torch
 from torch import nn
 
 from robustrain.aliasing.layers import find_downsampling_layers, group_layers, probe_aliasing
-from robustrain.aliasing.stopping import (
-    DEFAULT_THRESHOLD,
-    DEFAULT_WARMUP_EPOCHS,
-    DEFAULT_WINDOW,
-    check_rule,
-    evaluate_stopping_criteria,
-    in_warmup,
-    reference_history,
-    stop_limit,
-)
 from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping, current_lr
+from robustrain.stopping import Decision, Rule, decide
+from robustrain.stopping.rules import DEFAULT_THRESHOLD, DEFAULT_WARMUP_EPOCHS, DEFAULT_WINDOW
 
 DECIDE_ON = ("probe", "batch")
 MEASURES = ("absolute", "relative")
@@ -41,9 +33,10 @@ class AliasingMonitor(RollbackEarlyStopping):
     """Aliasing measurement per layer / group on a fixed probe set, with the paper's median-filter early stop.
 
     Logged (TensorBoard): `aliasing/<layer>`, `aliasing/<group>`, `aliasing/mean`, and for the monitored series
-    `aliasing/value`, `aliasing/filtered` (median of the preceding window), `aliasing/threshold` (the stop limit);
-    on-the-fly values under `aliasing/batch/...`. Files in the log dir: `aliasing_history.csv` (every check, replayable
-    with `python -m robustrain.aliasing.replay`), `aliasing_curves.png`, and on a stop `aliasing_stop.ckpt`.
+    `aliasing/value`, `aliasing/median` (median of the preceding window), `aliasing/limit` (the value above which it
+    stops); on-the-fly values under `aliasing/batch/...`. Files in the log dir: `aliasing_history.csv` (every check,
+    replayable with `python -m robustrain.stopping.replay`), `aliasing_curves.png`, and on a stop
+    `aliasing_stop.ckpt`.
 
     Args:
         layers: Module paths (inside `pl_module.net`, or the module itself if it has no `net`) of the downsampling
@@ -54,7 +47,7 @@ class AliasingMonitor(RollbackEarlyStopping):
         measure: "absolute" (the paper's L1 distance, robustrain.aliasing.aliasing_measure) or "relative" (that
             distance as a fraction of the output's spectral L1, relative_aliasing_measure; scale-free). Both are
             always recorded (`<series>` and `relative/<series>`); this one is `value`, which decides.
-        reference: What the median looks at (robustrain.aliasing.stopping.reference_history): "window" (the last
+        reference: What the median looks at (robustrain.stopping.reference_history): "window" (the last
             `window` values before the new one, warm-up values included) or "restart" (only the values from the
             last warm-up measurement on).
         threshold: Relative increase over the median that stops (the paper: 0.33).
@@ -102,7 +95,13 @@ class AliasingMonitor(RollbackEarlyStopping):
         verbose: bool = False,
     ) -> None:
         super().__init__(monitor_only=monitor_only, restore=restore, save_checkpoint=save_checkpoint, verbose=verbose)
-        check_rule(threshold, window, warmup_epochs, reference)
+        self.rule = Rule(  # raises naming a bad setting
+            threshold=threshold,
+            window=window,
+            warmup_epochs=warmup_epochs,
+            wait_for_lr_peak=wait_for_lr_peak,
+            reference=reference,
+        )
         if measure not in MEASURES:
             raise ValueError(f"measure={measure!r} is not valid; choose one of {list(MEASURES)}")
         for arg, value, low in (
@@ -129,11 +128,6 @@ class AliasingMonitor(RollbackEarlyStopping):
         self.groups = list(groups or [])
         self.monitor = monitor
         self.measure = measure
-        self.reference = reference
-        self.threshold = threshold
-        self.window = window
-        self.warmup_epochs = warmup_epochs
-        self.wait_for_lr_peak = wait_for_lr_peak
         self.probe_size = probe_size
         self.probe_seed = probe_seed
         self.probe_batch_size = probe_batch_size
@@ -229,16 +223,13 @@ class AliasingMonitor(RollbackEarlyStopping):
         return values
 
     # --- decision -------------------------------------------------------------------------------------------------
-    def _evaluate(self, record: dict[str, Any], previous: list[dict]) -> tuple[bool, str | None]:
+    def _evaluate(self, record: dict[str, Any], previous: list[dict]) -> Decision:
         lr_before = previous[-1]["lr"] if previous else self._start_lr
         record["lr_rising"] = bool(record["lr"] > lr_before)
-        record["warmup"] = in_warmup(record["epoch"], self.warmup_epochs, record["lr_rising"], self.wait_for_lr_peak)
-        history = reference_history([r["value"] for r in previous], [r["warmup"] for r in previous], self.reference)
-        current = record["value"] = record[self.series]
-        record["filtered"], record["threshold"] = stop_limit(history, self.threshold, self.window)
-        return evaluate_stopping_criteria(
-            history, current, self.threshold, self.window, record["warmup"], name=f"aliasing/{self.series}"
-        )
+        record["warmup"] = self.rule.in_warmup(record["epoch"], record["lr_rising"])
+        record["value"] = record[self.series]
+        values, warmups = [r["value"] for r in previous], [r["warmup"] for r in previous]
+        return decide(values, warmups, record["value"], record["warmup"], self.rule, name=f"aliasing/{self.series}")
 
     def _settings(self) -> dict[str, Any]:
         return {
@@ -246,11 +237,11 @@ class AliasingMonitor(RollbackEarlyStopping):
             "layers": ",".join(self._layer_names or self.layers or []),
             "monitor": self.monitor,
             "measure": self.measure,
-            "reference": self.reference,
-            "threshold": self.threshold,
-            "window": self.window,
-            "warmup_epochs": self.warmup_epochs,
-            "wait_for_lr_peak": self.wait_for_lr_peak,
+            "reference": self.rule.reference,
+            "threshold": self.rule.threshold,
+            "window": self.rule.window,
+            "warmup_epochs": self.rule.warmup_epochs,
+            "wait_for_lr_peak": self.rule.wait_for_lr_peak,
             "probe_size": self.probe_size,
             "every_n_epochs": self.every_n_epochs,
             "every_n_train_steps": self.every_n_train_steps,
@@ -266,4 +257,4 @@ class AliasingMonitor(RollbackEarlyStopping):
     def _plot_series(self) -> list[str]:
         prefix = RELATIVE if self.measure == "relative" else ""
         layers = [*self._layer_names, *[g for g in self.groups if g not in self._layer_names]]
-        return [*(prefix + name for name in layers), "value", "filtered", "threshold"]
+        return [*(prefix + name for name in layers), "value", "median", "limit"]

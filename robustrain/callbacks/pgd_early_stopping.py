@@ -1,8 +1,9 @@
 """PGDEarlyStopping: Wong, Rice & Kolter (2020)'s check against catastrophic overfitting in FGSM training.
 
 Once per epoch, PGD (default 5 steps of 2/255, 1 restart, eps 8/255) on the epoch's first training batch (or a fixed
-probe set); stop when the robust accuracy fell by more than `max_drop` (0.2) against the previous check and hand back
-the previous epoch's weights (locuslab/fast_adversarial, train_fgsm.py `--early-stop`).
+probe set); stop when the robust accuracy fell by more than `max_drop` (0.2) against the previous check
+(robustrain.stopping.pgd_es_rule) and hand back the previous epoch's weights (locuslab/fast_adversarial,
+train_fgsm.py `--early-stop`).
 
 Differences from fast_adversarial, on purpose: the network is attacked in eval mode (running BatchNorm statistics, as
 robustrain's PGD evaluation; theirs stays in train mode), and the attack's random start draws from a generator seeded
@@ -18,37 +19,18 @@ import torch
 
 from robustrain.attacks import check_linf_params, pgd
 from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping
+from robustrain.stopping import Decision, decide, pgd_es_rule
 from robustrain.train_eval_modes import eval_mode
-from robustrain.validation import check_choice, check_in_range, check_positive_int
+from robustrain.validation import check_choice, check_positive_int
 
 SOURCES = ("first_batch", "probe")
-
-
-def evaluate_pgd_stopping(previous: float | None, current: float, max_drop: float = 0.2) -> tuple[bool, str | None]:
-    """Wong et al.'s rule: stop when the robust accuracy fell by more than max_drop since the previous check.
-
-    Args:
-        previous: Robust accuracy at the previous check, None at the first (fast_adversarial starts from 0: no stop).
-        current: Robust accuracy now, in [0, 1].
-        max_drop: Largest allowed fall in accuracy (absolute, 0.2 = 20 points).
-
-    Returns:
-        (should_stop, reason).
-    """
-    if not math.isfinite(current):
-        return True, f"pgd_es/acc = {current} is not finite"
-    if previous is None:
-        return False, None
-    if current - previous < -max_drop:
-        return True, f"PGD accuracy fell from {previous:.3f} to {current:.3f} ({current - previous:+.3f} < -{max_drop})"
-    return False, None
 
 
 class PGDEarlyStopping(RollbackEarlyStopping):
     """The PGD-accuracy early stop of Wong et al. 2020, with robustrain's history, logging and weight hand-back.
 
-    Logged: `pgd_es/acc`, `pgd_es/value` (the same), `pgd_es/filtered` (the previous check's accuracy) and
-    `pgd_es/threshold` (previous - max_drop). Files: `pgd_es_history.csv`, `pgd_es_curves.png`, `pgd_es_stop.ckpt`.
+    Logged: `pgd_es/acc`, `pgd_es/value` (the same), `pgd_es/median` (the previous check's accuracy) and
+    `pgd_es/limit` (previous - max_drop). Files: `pgd_es_history.csv`, `pgd_es_curves.png`, `pgd_es_stop.ckpt`.
 
     Args:
         eps: L-inf radius in [0, 1] pixel units (8/255 on CIFAR-10; 0.3 on MNIST). None: the module's `eval_eps`
@@ -87,7 +69,7 @@ class PGDEarlyStopping(RollbackEarlyStopping):
     ) -> None:
         super().__init__(monitor_only=monitor_only, restore=restore, save_checkpoint=save_checkpoint, verbose=verbose)
         check_linf_params(0.0 if eps is None else eps, alpha, steps, restarts)  # None: checked at setup
-        check_in_range("max_drop", max_drop, 0.0, 1.0, low_open=True, note="(a fall in accuracy; Wong et al.: 0.2)")
+        self.rule = pgd_es_rule(max_drop)  # raises naming a bad max_drop
         check_choice("source", source, SOURCES)
         check_positive_int("probe_size", probe_size)
         check_positive_int("every_n_epochs", every_n_epochs)
@@ -163,15 +145,13 @@ class PGDEarlyStopping(RollbackEarlyStopping):
         counts = trainer.strategy.reduce(counts, reduce_op="sum")
         return (counts[0] / counts[1]).item() if counts[1] > 0 else math.nan
 
-    def _evaluate(self, record: dict[str, Any], previous: list[dict]) -> tuple[bool, str | None]:
-        before = previous[-1]["value"] if previous else None
+    def _evaluate(self, record: dict[str, Any], previous: list[dict]) -> Decision:
         record["value"] = record["acc"]
-        record["filtered"] = math.nan if before is None else before
-        record["threshold"] = math.nan if before is None else before - self.max_drop
-        return evaluate_pgd_stopping(before, record["acc"], self.max_drop)
+        values = [r["value"] for r in previous]
+        return decide(values, [False] * len(values), record["value"], False, self.rule, name="pgd_es/acc")
 
     def _plot_series(self) -> list[str]:
-        return ["value", "threshold"]
+        return ["value", "limit"]
 
     def _settings(self) -> dict[str, Any]:
         return {
@@ -186,7 +166,5 @@ class PGDEarlyStopping(RollbackEarlyStopping):
 
     def tensorboard_charts(self) -> dict[str, dict[str, list]]:
         return {
-            self.name: {
-                "pgd_es: PGD accuracy and its drop limit": ["Multiline", ["^pgd_es/acc$", "^pgd_es/threshold$"]]
-            }
+            self.name: {"pgd_es: PGD accuracy and its drop limit": ["Multiline", ["^pgd_es/acc$", "^pgd_es/limit$"]]}
         }

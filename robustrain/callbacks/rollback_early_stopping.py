@@ -1,6 +1,7 @@
 """RollbackEarlyStopping: the machinery shared by robustrain's early-stopping callbacks.
 
-A subclass measures something (aliasing, PGD accuracy) and decides with a pure rule; this base class
+A subclass measures something (aliasing, PGD accuracy) and decides with its rule through robustrain.stopping's one
+entry point (`decide`); this base class
 - keeps a CPU copy of the weights from the last check that said "go on" (or from the start of training),
 - agrees on the decision across ranks (`trainer.strategy.reduce_boolean_decision`),
 - logs every value under `<name>/<key>`, records it in `history` and rewrites `<log_dir>/<name>_history.csv`,
@@ -24,8 +25,9 @@ import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-from robustrain.callbacks.history import plot_history, plot_stop_figure, write_history_csv
+from robustrain.callbacks.stop_figure import plot_history, plot_stop_figure
 from robustrain.monitoring import tensorboard_loggers
+from robustrain.stopping import Decision, upgrade_record, write_history_csv
 
 
 def current_lr(trainer: "L.Trainer") -> float:
@@ -39,8 +41,9 @@ class RollbackEarlyStopping(L.Callback):
     """Base class: check, decide, agree, log, record; on a stop hand back the previous check's weights.
 
     Subclasses set `name` (metric prefix and file stem), call `_run_check` from their hooks with the measured values,
-    and implement `_evaluate(record, previous)`, which fills `value`, `filtered`, `threshold` and returns
-    (should_stop, reason) from a pure rule. `_plot_series` names the keys the end-of-fit figure draws.
+    and implement `_evaluate(record, previous)`, which fills `value` and returns the rule's Decision
+    (robustrain.stopping.decide); the base records its `median` and `limit` beside the value. `_plot_series` names
+    the keys the end-of-fit figure draws.
 
     Args:
         monitor_only: Record and log every decision, never stop the run (and keep no copy of the weights).
@@ -50,7 +53,7 @@ class RollbackEarlyStopping(L.Callback):
         verbose: Log a line for every check (the stop is always logged).
 
     Attributes:
-        history: One dict per check, oldest first (see robustrain.callbacks.history).
+        history: One dict per check, oldest first (see robustrain.stopping.history).
         stopped_epoch: Epoch at which the stop was decided, or None.
         restored_epoch: Epoch whose end-of-epoch weights were restored (-1: the weights at the start of fit), or None.
         stopping_reason_message: Why it stopped, or None.
@@ -87,7 +90,7 @@ class RollbackEarlyStopping(L.Callback):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.history = copy.deepcopy(state_dict.get("history", []))
+        self.history = [upgrade_record(r) for r in copy.deepcopy(state_dict.get("history", []))]
         self.stopped_epoch = state_dict.get("stopped_epoch")
         self.restored_epoch = state_dict.get("restored_epoch")
         self.stopping_reason_message = state_dict.get("stopping_reason_message")
@@ -123,7 +126,9 @@ class RollbackEarlyStopping(L.Callback):
         # this epoch's validation ran before on_train_epoch_end: keep its robust accuracy beside the check
         acc_pgd = trainer.callback_metrics.get("val/acc_pgd")
         record["val_acc_pgd"] = float(acc_pgd) if acc_pgd is not None and kind != "batch" else math.nan
-        should_stop, reason = self._evaluate(record, previous)
+        decision = self._evaluate(record, previous)
+        record["median"], record["limit"] = decision.median, decision.limit
+        should_stop, reason = decision.should_stop, decision.reason
         if not decide:  # recorded series that does not drive the decision
             should_stop, reason = False, None
         # every rank computed the same values; agree anyway, so one rank's non-finite value stops them all
@@ -141,12 +146,12 @@ class RollbackEarlyStopping(L.Callback):
         self._write_history(trainer)
         return stopping
 
-    def _evaluate(self, record: dict[str, Any], previous: list[dict]) -> tuple[bool, str | None]:
-        """Fill record["value"], ["filtered"], ["threshold"] and decide; `previous`: the earlier records of its kind."""
+    def _evaluate(self, record: dict[str, Any], previous: list[dict]) -> Decision:
+        """Fill record["value"] and decide with the rule; `previous`: the earlier records of its kind."""
         raise NotImplementedError
 
     def _plot_series(self) -> list[str]:
-        return ["value", "filtered", "threshold"]
+        return ["value", "median", "limit"]
 
     # --- monitoring (TensorBoard custom scalars and hparams) --------------------------------------------------------
     def tensorboard_charts(self) -> dict[str, dict[str, list]]:
@@ -155,7 +160,7 @@ class RollbackEarlyStopping(L.Callback):
             self.name: {
                 f"{self.name}: value, median and stop limit": [
                     "Multiline",
-                    [f"^{self.name}/{key}$" for key in ("value", "filtered", "threshold")],
+                    [f"^{self.name}/{key}$" for key in ("value", "median", "limit")],
                 ]
             }
         }

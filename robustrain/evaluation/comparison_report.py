@@ -34,7 +34,8 @@ from robustrain.errors import EXIT_BAD_INPUT, BadInputError
 MISSING = "—"
 REPORT_FILES = {"robustness": "robustness.json", "aliasing": "aliasing.json", "spatial": "spatial_report.json"}
 # AliasingMonitor's decision series (logged as aliasing/<name>): not per-layer measurements, left out of the plot
-MONITOR_BOOKKEEPING = {"value", "filtered", "threshold", "should_stop", "lr_rising", "warmup"}
+# the decision's keys beside the layers (`filtered` and `threshold` in runs logged before they became median and limit)
+MONITOR_BOOKKEEPING = {"value", "median", "limit", "filtered", "threshold", "should_stop", "lr_rising", "warmup"}
 EARLY_STOPPING_CALLBACKS = {"AliasingMonitor": "aliasing stop", "PGDEarlyStopping": "PGD stop"}
 
 

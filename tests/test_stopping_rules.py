@@ -1,19 +1,12 @@
-"""Tests of Algorithm 1 (median-filter aliasing early stopping) and its offline replay, on scripted values."""
+"""The stop rules (robustrain.stopping.rules) on scripted values: Algorithm 1 (the aliasing stop's median filter),
+Wong et al.'s PGD drop, and the rise / fall, relative / absolute limits that every detector decides with."""
 
 import math
 
 import pytest
 
-from robustrain.aliasing.replay import first_stop, main, replay
-from robustrain.aliasing.stopping import (
-    check_rule,
-    evaluate_stopping_criteria,
-    in_warmup,
-    median_reference,
-    reference_history,
-    stop_limit,
-)
-from robustrain.callbacks.history import read_history_csv, write_history_csv
+from robustrain.stopping import Rule, decide, median_reference, pgd_es_rule, reference_history
+from robustrain.stopping.replay import first_stop, replay
 
 
 def _records(values: list[float], lr_rising: list[bool] | None = None) -> list[dict]:
@@ -25,8 +18,12 @@ def _records(values: list[float], lr_rising: list[bool] | None = None) -> list[d
 
 
 def _stop_epoch(values: list[float], lr_rising: list[bool] | None = None, **rule) -> int | None:
-    stop = first_stop(replay(_records(values, lr_rising), **rule))
+    stop = first_stop(replay(_records(values, lr_rising), Rule(**rule)))
     return None if stop is None else stop["epoch"]
+
+
+def _decide(values: list[float], current: float, rule: Rule, warmup: bool = False):
+    return decide(values, [False] * len(values), current, warmup, rule)
 
 
 def test_stops_when_aliasing_jumps_33_percent() -> None:
@@ -58,9 +55,9 @@ def test_no_decision_while_the_learning_rate_rises() -> None:
 def test_median_filter_ignores_a_single_outlier_in_the_window() -> None:
     # the outlier at epoch 4 stops (it is a jump), but it does not lift the reference of later values
     values = [1.0, 1.0, 1.0, 1.0, 5.0, 1.0, 1.3]
-    decisions = replay(_records(values), threshold=0.33, window=3, warmup_epochs=0)
+    decisions = replay(_records(values), Rule(threshold=0.33, window=3, warmup_epochs=0))
     assert [d["should_stop"] for d in decisions] == [False, False, False, False, True, False, False]
-    assert decisions[6]["filtered"] == 1.0  # median of the last 3: (1.0, 5.0, 1.0)
+    assert decisions[6]["median"] == 1.0  # median of the last 3: (1.0, 5.0, 1.0)
 
 
 def test_window_sets_how_far_back_the_median_looks() -> None:
@@ -103,26 +100,28 @@ def test_steady_growth_of_16_percent_per_epoch(reference: str) -> None:
 
 
 def test_non_finite_value_stops_with_a_reason_even_during_warmup() -> None:
-    should_stop, reason = evaluate_stopping_criteria([1.0, 1.0], math.nan, warmup=True)
-    assert should_stop and "not finite" in reason
+    decision = _decide([1.0, 1.0], math.nan, Rule(), warmup=True)
+    assert decision.should_stop and "not finite" in decision.reason
     assert _stop_epoch([1.0, 1.0, math.inf], warmup_epochs=5) == 2
 
 
 def test_first_measurement_never_stops() -> None:
-    assert evaluate_stopping_criteria([], 100.0) == (False, None)
+    decision = _decide([], 100.0, Rule())
+    assert (decision.should_stop, decision.reason) == (False, None)
+    assert math.isnan(decision.median) and math.isnan(decision.limit)
 
 
 def test_median_reference_and_limit_use_the_last_finite_values() -> None:
     assert median_reference([9.0, 1.0, math.nan, 2.0, 3.0], window=3) == 2.0
     assert math.isnan(median_reference([], window=3))
-    median, limit = stop_limit([1.0, 2.0, 4.0], threshold=0.5, window=2)
-    assert (median, limit) == (3.0, 4.5)
+    decision = _decide([1.0, 2.0, 4.0], 0.0, Rule(threshold=0.5, window=2))
+    assert (decision.median, decision.limit) == (3.0, 4.5)
 
 
 def test_in_warmup_counts_epochs_and_optionally_the_lr_ramp() -> None:
-    assert in_warmup(2, warmup_epochs=3) and not in_warmup(3, warmup_epochs=3)
-    assert in_warmup(5, 3, lr_rising=True, wait_for_lr_peak=True)
-    assert not in_warmup(5, 3, lr_rising=True, wait_for_lr_peak=False)
+    assert Rule(warmup_epochs=3).in_warmup(2) and not Rule(warmup_epochs=3).in_warmup(3)
+    assert Rule(warmup_epochs=3, wait_for_lr_peak=True).in_warmup(5, lr_rising=True)
+    assert not Rule(warmup_epochs=3, wait_for_lr_peak=False).in_warmup(5, lr_rising=True)
 
 
 @pytest.mark.parametrize(
@@ -134,18 +133,72 @@ def test_in_warmup_counts_epochs_and_optionally_the_lr_ramp() -> None:
         ({"window": 2.5}, "window"),
         ({"warmup_epochs": -1}, "warmup_epochs"),
         ({"reference": "last"}, "reference"),
+        ({"direction": "up"}, "direction"),
+        ({"scale": "log"}, "scale"),
     ],
 )
 def test_invalid_rule_raises_naming_the_parameter(kwargs: dict, name: str) -> None:
     args = {"threshold": 0.33, "window": 3, "warmup_epochs": 3} | kwargs
     with pytest.raises(ValueError, match=name):
-        check_rule(**args)
+        Rule(**args)
 
 
-def test_replay_cli_reads_a_history_csv_and_reports_the_stop(tmp_path, capsys) -> None:
-    path = write_history_csv(_records([1.0, 1.0, 1.0, 1.0, 1.5]), tmp_path / "aliasing_history.csv")
-    assert read_history_csv(path)[4] == _records([1.0, 1.0, 1.0, 1.0, 1.5])[4]
-    assert main([str(path), "--threshold", "0.3", "--window", "3", "--warmup-epochs", "2"]) == 0
-    assert "stop at epoch 4" in capsys.readouterr().out
-    main([str(path), "--threshold", "0.6"])
-    assert "no stop" in capsys.readouterr().out
+def _pgd_stop_epoch(accuracies: list[float], max_drop: float = 0.2) -> int | None:
+    rule, values = pgd_es_rule(max_drop), []
+    for epoch, acc in enumerate(accuracies):
+        if _decide(values, acc, rule).should_stop:
+            return epoch
+        values.append(acc)
+    return None
+
+
+def test_pgd_es_stops_when_pgd_accuracy_falls_more_than_0_2() -> None:
+    assert _pgd_stop_epoch([0.1, 0.3, 0.45, 0.5, 0.29, 0.0]) == 4  # -0.21
+    assert _pgd_stop_epoch([0.1, 0.3, 0.45, 0.5, 0.31, 0.12]) is None  # -0.19 twice: a slow slide is not caught
+    assert _pgd_stop_epoch([0.5, 0.0]) == 1
+
+
+def test_pgd_es_first_check_never_stops_and_non_finite_stops() -> None:
+    first = _decide([], 0.0, pgd_es_rule())
+    assert (first.should_stop, first.reason) == (False, None)
+    decision = _decide([0.5], float("nan"), pgd_es_rule())
+    assert decision.should_stop and "not finite" in decision.reason
+
+
+def test_pgd_es_compares_with_the_previous_check_and_records_its_limit() -> None:
+    decision = _decide([0.3, 0.55], 0.2, pgd_es_rule(0.2))
+    assert decision.should_stop and "fell from 0.550 to 0.200" in decision.reason
+    assert decision.median == 0.55 and decision.limit == pytest.approx(0.35)
+
+
+@pytest.mark.parametrize("max_drop", [0.0, 1.5, math.nan])
+def test_pgd_es_rule_refuses_a_drop_outside_0_1(max_drop: float) -> None:
+    with pytest.raises(ValueError, match="max_drop"):
+        pgd_es_rule(max_drop)
+
+
+@pytest.mark.parametrize(
+    ("direction", "scale", "limit", "stops_at", "goes_on_at"),
+    [
+        ("rise", "relative", 1.2, 1.21, 1.2),
+        ("fall", "relative", 0.8, 0.79, 0.8),
+        ("rise", "absolute", 1.2, 1.21, 1.19),
+        ("fall", "absolute", 0.8, 0.79, 0.81),
+    ],
+)
+def test_a_rule_stops_when_the_value_goes_past_its_limit_in_its_direction(
+    direction: str, scale: str, limit: float, stops_at: float, goes_on_at: float
+) -> None:
+    """The limit of a median m = 1 and threshold 0.2: m * (1 +- 0.2) (relative) or m +- 0.2 (absolute)."""
+    rule = Rule(threshold=0.2, window=3, warmup_epochs=0, direction=direction, scale=scale)
+    assert _decide([1.0, 1.0, 1.0], stops_at, rule).limit == pytest.approx(limit)
+    assert _decide([1.0, 1.0, 1.0], stops_at, rule).should_stop
+    assert not _decide([1.0, 1.0, 1.0], goes_on_at, rule).should_stop
+    assert not _decide([1.0, 1.0, 1.0], stops_at, rule, warmup=True).should_stop
+
+
+def test_a_falling_signal_never_stops_a_rising_rule_and_the_reason_says_which_way() -> None:
+    rise, fall = Rule(warmup_epochs=0), Rule(warmup_epochs=0, direction="fall")
+    assert not _decide([1.0, 1.0, 1.0], 0.1, rise).should_stop
+    decision = _decide([1.0, 1.0, 1.0], 0.1, fall)
+    assert decision.should_stop and "falls below the median 1 of the last 3 measurements by -90.0%" in decision.reason

@@ -1,78 +1,14 @@
-"""Run histories of the early-stopping callbacks: one record (dict) per check, written to / read from CSV, plotted.
+"""The stop figure of the early-stopping callbacks: a history's curves, the stop and the weights handed back.
 
-A record holds `epoch`, `step`, `kind` ("probe", "batch" or "first_batch"), the measured values and the decision
-(`value`, `filtered`, `threshold`, `should_stop`, `reason`). The CSV is rewritten whole at every check (a history is a
-few hundred rows at most), so it is always complete and readable while training runs.
+Drawn with matplotlib's object API (no pyplot state), for `logger.experiment.add_figure` or `savefig`.
 """
 
-import csv
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 from matplotlib.figure import Figure
 
-_INT_COLUMNS = ("epoch", "step")
-_BOOL_COLUMNS = ("should_stop", "warmup", "lr_rising")
-_TEXT_COLUMNS = ("kind", "reason")
-
-
-def history_columns(history: Sequence[dict]) -> list[str]:
-    """All keys of the records, in order of first appearance."""
-    columns: dict[str, None] = {}
-    for record in history:
-        columns.update(dict.fromkeys(record))
-    return list(columns)
-
-
-def write_history_csv(history: Sequence[dict], path: str | Path) -> Path:
-    """Write the records to `path` (parent folders created); missing values are left empty."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=history_columns(history), restval="")
-        writer.writeheader()
-        writer.writerows(history)
-    return path
-
-
-def _parse(column: str, text: str) -> object:
-    if text == "" and column not in _TEXT_COLUMNS:
-        return None
-    if column in _INT_COLUMNS:
-        return int(text)
-    if column in _BOOL_COLUMNS:
-        if text not in ("True", "False"):
-            raise ValueError(f"column {column!r} must hold True or False, got {text!r}")
-        return text == "True"
-    if column in _TEXT_COLUMNS:
-        return text
-    return float(text)  # float("nan") and float("inf") round-trip
-
-
-def read_history_csv(path: str | Path) -> list[dict]:
-    """The records of a history CSV, with ints, bools, floats (nan included) and text restored.
-
-    Raises:
-        ValueError: naming the file, line and column of the first value that does not parse.
-    """
-    records = []
-    with Path(path).open(newline="") as f:
-        reader = csv.DictReader(f)
-        for row in reader:
-            if None in row or None in row.values():
-                raise ValueError(f"{path}, line {reader.line_num}: {len(reader.fieldnames)} columns expected")
-            record = {}
-            for key, text in row.items():
-                try:
-                    record[key] = _parse(key, text)
-                except ValueError as error:
-                    raise ValueError(f"{path}, line {reader.line_num}, column {key!r}: {error}") from None
-            records.append(record)
-    return records
-
-
-_SERIES_STYLE = {"threshold": dict(ls="--", c="r"), "filtered": dict(ls="--", c="k"), "value": dict(lw=2.5, c="C0")}
+_SERIES_STYLE = {"limit": dict(ls="--", c="r"), "median": dict(ls="--", c="k"), "value": dict(lw=2.5, c="C0")}
 
 
 def _column(history: Sequence[dict], key: str) -> list[float]:
@@ -81,8 +17,8 @@ def _column(history: Sequence[dict], key: str) -> list[float]:
 
 
 def _draw_series(ax, history: Sequence[dict], series: Sequence[str], x: str, other: dict | None = None) -> None:
-    """One line per key against `x`: "value" thick, the median "filtered" and the limit "threshold" dashed, the rest
-    drawn with `other`'s style."""
+    """One line per key against `x`: "value" thick, the "median" and the "limit" dashed, the rest drawn with `other`'s
+    style."""
     xs = [record[x] for record in history]
     for key in series:
         ax.plot(xs, _column(history, key), marker=".", label=key, **_SERIES_STYLE.get(key, other or {}))
@@ -95,7 +31,7 @@ def plot_history(
 
     Args:
         history: Records (of one kind), oldest first.
-        series: Keys to draw; keys named "filtered" and "threshold" are dashed, "value" is thick.
+        series: Keys to draw; keys named "median" and "limit" are dashed, "value" is thick.
         title: Axes title.
         x: Key of the horizontal axis.
         stop_key: Boolean key marking the records where a stop was (or, monitor-only, would have been) decided.
@@ -128,9 +64,9 @@ def plot_stop_figure(
 ) -> Figure:
     """The stop as Grabinski et al. draw it (Fig. 14): the monitored curves and the robust accuracy on twin axes.
 
-    Left axis: the record keys in `series` ("value" thick, the median "filtered" and the stop limit "threshold"
-    dashed). Right axis: `accuracy_key` (the epoch's val/acc_pgd). The stop epoch (red) and the epoch whose weights
-    were handed back (green) are marked; monitor-only runs mark the epochs where a stop was decided. Integer epochs.
+    Left axis: the record keys in `series` ("value" thick, the "median" and the stop "limit" dashed). Right axis:
+    `accuracy_key` (the epoch's val/acc_pgd). The stop epoch (red) and the epoch whose weights were handed back
+    (green) are marked; monitor-only runs mark the epochs where a stop was decided. Integer epochs.
 
     Args:
         history: Records of one epoch-level kind, oldest first.
