@@ -1,5 +1,7 @@
 """L-inf attacks: eps-ball and image range, stronger than clean, explicit modes, bf16, bad input."""
 
+import importlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -211,7 +213,7 @@ def test_pgd_restarts_count_an_example_broken_if_any_restart_fools_it(monkeypatc
     """Restart 1 fools example 0 at a low loss: it must count as broken and restart 2 must not attack it again (the
     highest-loss rule would keep a later, higher-loss correct point and call it robust). Example 1 is never fooled:
     its highest-loss point wins."""
-    import robustrain.attacks.linf as linf
+    pgd_module = importlib.import_module("robustrain.attacks.pgd")  # the module: the package's `pgd` is the function
 
     fooled_low_loss = torch.tensor([0.45, 0.55, 0.0]).log()  # class 1 wins; CE for label 0 = 0.80
     correct_high_loss = torch.tensor([0.40, 0.30, 0.30]).log()  # class 0 wins; CE = 0.92
@@ -228,7 +230,7 @@ def test_pgd_restarts_count_an_example_broken_if_any_restart_fools_it(monkeypatc
         attacked.append(len(images))
         return next(outputs).clamp(min=-30)[:, None, None, :]  # "images" whose pixels are the logits
 
-    monkeypatch.setattr(linf, "_pgd_plain", scripted_pgd)
+    monkeypatch.setattr(pgd_module, "_pgd_plain", scripted_pgd)
     logits_net = nn.Sequential(nn.Flatten(), nn.Identity())
     logits_net.register_parameter("unused", nn.Parameter(torch.zeros(())))  # so the attack can find a device
     x = torch.zeros(2, 1, 1, 3)

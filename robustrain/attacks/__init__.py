@@ -1,4 +1,13 @@
-"""Adversarial attacks on [0, 1] images, via torchattacks with explicit model modes and devices."""
+"""Adversarial attacks on [0, 1] images, L-inf, one per file, with explicit model modes and devices.
+
+What comes from torchattacks 3.5.1 and what is robustrain's own:
+- fgsm.py (FGSM, FGSM-RS) and pgd.py (PGD) run robustrain's own loops (steps.py) with torchattacks.FFGSM's and
+  torchattacks.PGD's float operations in their order: a seeded call equals torchattacks' result bit for bit (tested),
+  without its per-call objects, copies and mode switching. The unclipped FGSM-RS start, PGD's restart rule and its
+  per-example early stop are robustrain's own (torchattacks has none of them).
+- autoattack.py composes AutoAttack from torchattacks' own components (APGD, APGD-T, FAB, Square), called through
+  their `forward`, with robustrain's iterations, targets, RNG and device handling.
+"""
 
 from robustrain.attacks.autoattack import (
     AUTOATTACK_COMPONENTS,
@@ -6,15 +15,9 @@ from robustrain.attacks.autoattack import (
     autoattack,
     check_autoattack_params,
 )
-from robustrain.attacks.linf import (
-    FGSM_INITS,
-    check_fgsm_init,
-    check_linf_params,
-    fgsm,
-    model_device,
-    pgd,
-    require_grad_mode,
-)
+from robustrain.attacks.fgsm import FGSM_INITS, check_fgsm_init, fgsm
+from robustrain.attacks.inputs import check_linf_params, model_device, require_grad_mode
+from robustrain.attacks.pgd import pgd
 
 __all__ = [
     "AUTOATTACK_COMPONENTS",

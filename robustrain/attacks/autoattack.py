@@ -16,7 +16,7 @@ import torch
 import torchattacks
 from torch import Tensor, nn
 
-from robustrain.attacks.linf import check_linf_params, model_device, require_grad_mode
+from robustrain.attacks.inputs import check_linf_params, model_device, require_grad_mode
 from robustrain.validation import check_positive_int
 
 AUTOATTACK_COMPONENTS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
