@@ -6,6 +6,8 @@ import random
 import numpy as np
 import torch
 
+from robustrain.validation import check_choice, check_int
+
 
 def global_seed() -> int:
     """Lightning's global seed (set by `seed_everything`), or a fresh random one when none was set."""
@@ -22,10 +24,9 @@ def epoch_seed(run_seed: int, epoch: int, rank: int = 0, stream: str = "module")
     Streams keep independent draws apart: "module" seeds the global RNGs, "data" the training order, "workers" the
     data loader's worker processes.
     """
-    if min(run_seed, epoch, rank) < 0:
-        raise ValueError(f"run_seed={run_seed}, epoch={epoch} and rank={rank} must all be >= 0")
-    if stream not in STREAMS:
-        raise ValueError(f"stream={stream!r} is not valid; choose one of {list(STREAMS)}")
+    for name, value in (("run_seed", run_seed), ("epoch", epoch), ("rank", rank)):
+        check_int(name, value, 0)
+    check_choice("stream", stream, STREAMS)
     return int(np.random.SeedSequence([run_seed, epoch, rank, STREAMS[stream]]).generate_state(1)[0])
 
 

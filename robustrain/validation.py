@@ -3,6 +3,7 @@
 import math
 import numbers
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 
@@ -10,10 +11,15 @@ def _fail(name: str, value: Any, requirement: str) -> None:
     raise ValueError(f"{name}={value!r} is not valid: it must be {requirement}")
 
 
-def check_int(name: str, value: Any, minimum: int = 1) -> None:
-    """An int (not a bool) >= minimum; `minimum=1` is the positive-int check."""
+def check_int(name: str, value: Any, minimum: int = 1, maximum: int | None = None, note: str = "") -> None:
+    """An int (not a bool) >= minimum (and <= maximum if given); `minimum=1` is the positive-int check."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        _fail(name, value, f"an integer >= {minimum}")
+        ok = False
+    else:
+        ok = maximum is None or value <= maximum
+    if not ok:
+        requirement = f"an integer >= {minimum}" if maximum is None else f"an integer in {minimum}..{maximum}"
+        _fail(name, value, requirement + (f" {note}" if note else ""))
 
 
 def check_positive_int(name: str, value: Any) -> None:
@@ -48,6 +54,18 @@ def check_in_range(
     else:
         requirement = "a finite number"
     _fail(name, value, requirement + (f" {note}" if note else ""))
+
+
+def check_that(condition: bool, name: str, value: Any, requirement: str) -> None:
+    """Any other requirement: raises unless `condition`, saying what the value must be (`requirement`)."""
+    if not condition:
+        _fail(name, value, requirement)
+
+
+def check_file_name(name: str, value: Any, suffix: str = "") -> None:
+    """A plain file name (no folder), ending in `suffix` if one is given: a report written into the run's folder."""
+    ok = isinstance(value, str) and bool(value) and Path(value).name == value and value.endswith(suffix)
+    check_that(ok, name, value, "a plain file name" + (f" ending in {suffix}" if suffix else "") + " (no folder)")
 
 
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:

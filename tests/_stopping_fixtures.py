@@ -6,7 +6,7 @@ import lightning as L
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from robustrain.data.base import ImageDataModule
+from robustrain.data.image_datamodule import ImageDataModule
 from robustrain.models import SmallCNN
 from robustrain.training import StandardTraining
 

@@ -191,9 +191,10 @@ def test_evaluation_settings_come_from_the_command_line_not_the_checkpoint(in_tm
 
 
 def test_lightning_still_hands_the_cli_config_to_save_hyperparameters(in_tmp):
-    """robustrain.training.base reads Lightning's private `_given_hyperparameters` (no public route tells a module built
-    by LightningCLI, whose `net` hyperparameter is then its config, from one built in Python, whose `net` is a module
-    object). This fails loudly when Lightning renames or drops it: checkpoints would silently stop recording `net`."""
+    """robustrain.training.robust_classifier reads Lightning's private `_given_hyperparameters` (no public route tells a
+    module built by LightningCLI, whose `net` hyperparameter is then its config, from one built in Python, whose `net`
+    is a module object). This fails loudly when Lightning renames or drops it: checkpoints would silently stop
+    recording `net`."""
     from lightning.pytorch.core.mixins import hparams_mixin
 
     from robustrain.models import SmallCNN

@@ -121,3 +121,15 @@ def test_image_folder_reads_class_directories(tmp_path):
 def test_image_folder_without_splits_raises(tmp_path):
     with pytest.raises(ValueError, match="no train/ directory"):
         ImageFolder(root=str(tmp_path))
+
+
+def test_probe_set_of_asks_the_datamodule_and_names_who_needs_one_it_lacks():
+    from robustrain.data import probe_set_of
+
+    images, labels = probe_set_of(MNIST5k(), 8, 0, "AliasingMonitor")
+    assert images.shape == (8, 1, 28, 28) and labels.shape == (8,)
+    torch.testing.assert_close(images, MNIST5k().probe_set(8, 0)[0])
+    with pytest.raises(
+        ValueError, match=r"^PGDEarlyStopping\(source='probe'\) needs .*NoneType; use source='first_batch'$"
+    ):
+        probe_set_of(None, 8, 0, "PGDEarlyStopping(source='probe')", "use source='first_batch'")

@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from robustrain.checkpoints import latest_checkpoint, read_checkpoint, resolve_ckpt_path
-from robustrain.data.base import EpochShuffleSampler
+from robustrain.data.image_datamodule import EpochShuffleSampler
 from robustrain.errors import BadInputError, user_error_message
 from robustrain.seeding import epoch_seed
 from robustrain.training.safeguards import first_non_finite

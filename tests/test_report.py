@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.tensorboard import SummaryWriter
 
 from robustrain.evaluation.comparison_report import MISSING, build_report, describe_method, load_run, main
-from robustrain.evaluation.robust import robust_accuracy
+from robustrain.evaluation.robust_accuracy import robust_accuracy
 from robustrain.evaluation.robustness_evaluation import RobustnessEvaluation
 from robustrain.models import SmallCNN
 from robustrain.training import StandardTraining

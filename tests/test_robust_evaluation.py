@@ -1,4 +1,4 @@
-"""Robust accuracy (robustrain.evaluation.robust) and the RobustnessEvaluation callback, against known answers."""
+"""Robust accuracy (robustrain.evaluation.robust_accuracy) and the RobustnessEvaluation callback, on known answers."""
 
 import json
 from pathlib import Path
@@ -11,7 +11,7 @@ import yaml
 
 from robustrain.attacks import autoattack
 from robustrain.evaluation import RobustnessEvaluation
-from robustrain.evaluation.robust import (
+from robustrain.evaluation.robust_accuracy import (
     AttackSpec,
     accuracy_vs_eps,
     attack_batch,
@@ -305,7 +305,7 @@ def test_quick_eval_config_stacks_on_the_mnist_eval_config(in_tmp) -> None:
             "--config",
             str(REPO / "configs" / "eval_robust_mnist5k.yaml"),
             "--config",
-            str(REPO / "scripts" / "compare_mnist5k_quick_eval.yaml"),
+            str(REPO / "experiments" / "compare_mnist5k" / "quick_eval.yaml"),
         ],
         run=False,
     )

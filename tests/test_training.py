@@ -101,7 +101,7 @@ def test_hparams_include_the_attack_and_optimiser():
 
 
 def test_masking_warning_fires_only_above_the_margin():
-    from robustrain.training.base import masking_warning
+    from robustrain.training.robust_classifier import masking_warning
 
     assert masking_warning(0.87, 0.20, 0.3) is not None and "0.670" in masking_warning(0.87, 0.20, 0.3)
     assert masking_warning(0.85, 0.70, 0.3) is None
@@ -159,3 +159,14 @@ def test_pgd_early_stop_without_eps_needs_a_module_that_has_one():
 
     with pytest.raises(ValueError, match="eps=None.*give eps explicitly"):
         PGDEarlyStopping().setup(None, NoEval(), "fit")
+
+
+def test_network_of_is_the_modules_net_or_the_module_itself():
+    from torch import nn
+
+    from robustrain.training import network_of
+
+    module = StandardTraining(net=SmallCNN())
+    assert network_of(module) is module.net
+    plain = nn.Linear(2, 2)
+    assert network_of(plain) is plain

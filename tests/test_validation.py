@@ -4,7 +4,14 @@ import math
 
 import pytest
 
-from robustrain.validation import check_choice, check_in_range, check_int, check_positive_int
+from robustrain.validation import (
+    check_choice,
+    check_file_name,
+    check_in_range,
+    check_int,
+    check_positive_int,
+    check_that,
+)
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.0, True, "4"])
@@ -42,3 +49,22 @@ def test_choice_lists_the_valid_values():
     check_choice("source", "probe", ("first_batch", "probe"))
     with pytest.raises(ValueError, match=r"source='x' is not valid: it must be one of \['first_batch', 'probe'\]"):
         check_choice("source", "x", ("first_batch", "probe"))
+
+
+def test_int_with_a_maximum_says_the_interval():
+    check_int("n", 5, 1, 5)
+    with pytest.raises(ValueError, match=r"^n=6 is not valid: it must be an integer in 1..5 \(probe images\)$"):
+        check_int("n", 6, 1, 5, note="(probe images)")
+
+
+def test_check_that_states_the_requirement():
+    check_that(True, "depth", 28, "6n + 4")
+    with pytest.raises(ValueError, match=r"^depth=27 is not valid: it must be 6n \+ 4$"):
+        check_that(False, "depth", 27, "6n + 4")
+
+
+@pytest.mark.parametrize("bad", ["", "a/b.json", "../r.json", "report.txt", None])
+def test_file_name_must_be_plain_and_end_in_the_suffix(bad):
+    check_file_name("report_name", "robustness.json", ".json")
+    with pytest.raises(ValueError, match=r"report_name=.* is not valid: it must be a plain file name ending in \.json"):
+        check_file_name("report_name", bad, ".json")

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from robustrain.aliasing.measure import Stride, folded_spectrum, low_band_mask
+from robustrain.validation import check_in_range
 
 CATEGORIES = ("non_aliased", "aliased", "tangled", "no_pass")
 
@@ -31,8 +32,7 @@ def classify_bins(f_s1: Tensor, stride: Stride, threshold_db: float = 20.0) -> T
     Returns:
         int64 tensor of shape (..., ceil(H1 / sh), ceil(W1 / sw)) holding indices into CATEGORIES.
     """
-    if not threshold_db > 0:
-        raise ValueError(f"threshold_db must be > 0 dB, got {threshold_db}")
+    check_in_range("threshold_db", threshold_db, 0.0, low_open=True, note="(dB)")
     magnitude = folded_spectrum(f_s1, stride).abs()  # (..., sh, sw, Nh, Nw)
     peak = magnitude.amax(dim=(-4, -3, -2, -1), keepdim=True)  # (..., 1, 1, 1, 1)
     passes = magnitude > peak * 10 ** (-threshold_db / 20)

@@ -20,6 +20,7 @@ from torch.nn.modules.utils import _pair
 
 from robustrain.aliasing.measure import aliasing_measures, output_size
 from robustrain.train_eval_modes import eval_mode
+from robustrain.validation import check_positive_int
 
 _DOWNSAMPLING_TYPES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, BlurPool)
 
@@ -261,8 +262,7 @@ def probe_aliasing(
     model: nn.Module, images: Tensor, layer_names: list[str] | None = None, batch_size: int = 100
 ) -> AliasingRecorder:
     """The recorder of measure_model_aliasing (absolute and relative sums, counts), for callers that need both."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_positive_int("batch_size", batch_size)
     if images.dim() != 4 or len(images) == 0:
         raise ValueError(f"images must have shape (N, C, H, W) with N >= 1, got shape {tuple(images.shape)}")
     layers = _select_layers(model, layer_names)

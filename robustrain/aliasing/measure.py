@@ -21,13 +21,16 @@ import math
 import torch
 from torch import Tensor
 
+from robustrain.validation import check_int, check_that
+
 Stride = int | tuple[int, int]
 
 
 def _check_stride(stride: Stride) -> tuple[int, int]:
     pair = (stride, stride) if isinstance(stride, int) else tuple(stride)
-    if len(pair) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in pair):
-        raise ValueError(f"stride must be an int >= 1 or a pair of them, got {stride!r}")
+    check_that(len(pair) == 2, "stride", stride, "an integer >= 1 or a pair of them")
+    for s in pair:
+        check_int("stride", s, 1, note=f"(in stride={stride!r})")
     return pair
 
 

@@ -17,7 +17,7 @@ import torchattacks
 from torch import Tensor, nn
 
 from robustrain.attacks.inputs import check_linf_params, model_device, require_grad_mode
-from robustrain.validation import check_positive_int
+from robustrain.validation import check_positive_int, check_that
 
 AUTOATTACK_COMPONENTS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
 AUTOATTACK_STANDARD = ("apgd-ce", "apgd-t", "fab-t", "square")  # Croce & Hein's 'standard' version, in its order
@@ -30,11 +30,8 @@ def check_autoattack_params(
     """Raises ValueError naming the first AutoAttack setting outside its valid range."""
     check_linf_params(eps, steps=steps)
     unknown = [c for c in components if c not in AUTOATTACK_COMPONENTS]
-    if unknown or not components or len(set(components)) != len(components):
-        raise ValueError(
-            f"autoattack components={list(components)!r} are not valid: a non-empty list without "
-            f"repeats of {list(AUTOATTACK_COMPONENTS)}"
-        )
+    ok = not unknown and bool(components) and len(set(components)) == len(components)
+    check_that(ok, "components", list(components), f"a non-empty list without repeats of {list(AUTOATTACK_COMPONENTS)}")
     if n_target_classes is not None:  # None: all other classes
         check_positive_int("n_target_classes", n_target_classes)
     check_positive_int("square_queries", square_queries)

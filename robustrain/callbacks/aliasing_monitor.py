@@ -16,12 +16,14 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from torch import nn
 
 from robustrain.aliasing.layers import find_downsampling_layers, group_layers, probe_aliasing
 from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping, current_lr
+from robustrain.data import probe_set_of
 from robustrain.stopping import Decision, Rule, decide
 from robustrain.stopping.rules import DEFAULT_THRESHOLD, DEFAULT_WARMUP_EPOCHS, DEFAULT_WINDOW
+from robustrain.training import network_of
+from robustrain.validation import check_choice, check_int, check_positive_int, check_that
 
 DECIDE_ON = ("probe", "batch")
 MEASURES = ("absolute", "relative")
@@ -102,28 +104,29 @@ class AliasingMonitor(RollbackEarlyStopping):
             wait_for_lr_peak=wait_for_lr_peak,
             reference=reference,
         )
-        if measure not in MEASURES:
-            raise ValueError(f"measure={measure!r} is not valid; choose one of {list(MEASURES)}")
-        for arg, value, low in (
-            ("probe_size", probe_size, 1),
-            ("probe_batch_size", probe_batch_size, 1),
-            ("every_n_epochs", every_n_epochs, 0),
-            ("every_n_train_steps", every_n_train_steps, 0),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{arg}={value!r} must be an int >= {low}")
-        if batch_probe_size is not None and (
-            isinstance(batch_probe_size, bool) or not isinstance(batch_probe_size, int) or batch_probe_size < 1
-        ):
-            raise ValueError(f"batch_probe_size={batch_probe_size!r} must be None (the whole batch) or an int >= 1")
-        if decide_on not in DECIDE_ON:
-            raise ValueError(f"decide_on={decide_on!r} is not valid; choose one of {list(DECIDE_ON)}")
-        if decide_on == "probe" and every_n_epochs == 0:
-            raise ValueError("decide_on='probe' needs every_n_epochs >= 1 (the probe is measured at epoch ends)")
-        if decide_on == "batch" and every_n_train_steps == 0:
-            raise ValueError("decide_on='batch' needs every_n_train_steps >= 1 (the on-the-fly measurements)")
-        if layers is not None and not layers:
-            raise ValueError("layers=[] measures nothing; give module paths or None for all downsampling layers")
+        check_choice("measure", measure, MEASURES)
+        check_positive_int("probe_size", probe_size)
+        check_positive_int("probe_batch_size", probe_batch_size)
+        check_int("every_n_epochs", every_n_epochs, 0)
+        check_int("every_n_train_steps", every_n_train_steps, 0)
+        if batch_probe_size is not None:  # None: the whole batch
+            check_positive_int("batch_probe_size", batch_probe_size)
+        check_choice("decide_on", decide_on, DECIDE_ON)
+        if decide_on == "probe":
+            check_int(
+                "every_n_epochs", every_n_epochs, 1, note="with decide_on='probe' (the probe is measured at epoch ends)"
+            )
+        else:
+            check_int(
+                "every_n_train_steps",
+                every_n_train_steps,
+                1,
+                note="with decide_on='batch' (the on-the-fly measurements)",
+            )
+        if layers is not None:
+            check_that(
+                bool(layers), "layers", layers, "None (all downsampling layers) or a non-empty list of module paths"
+            )
         self.layers = list(layers) if layers is not None else None
         self.groups = list(groups or [])
         self.monitor = monitor
@@ -144,31 +147,20 @@ class AliasingMonitor(RollbackEarlyStopping):
         return self._generate_state_key(layers=self.layers, groups=self.groups, monitor=self.monitor)
 
     # --- setup ----------------------------------------------------------------------------------------------------
-    @staticmethod
-    def _net(pl_module: "L.LightningModule") -> nn.Module:
-        return getattr(pl_module, "net", pl_module)
-
     def setup(self, trainer: "L.Trainer", pl_module: "L.LightningModule", stage: str) -> None:
         if stage != "fit":
             return
-        found = list(find_downsampling_layers(self._net(pl_module)))
+        found = list(find_downsampling_layers(network_of(pl_module)))
         names = found if self.layers is None else self.layers
         unknown = [name for name in names if name not in found]
-        if unknown or not names:
-            raise ValueError(f"layers={self.layers!r} must be a non-empty subset of the downsampling layers {found}")
+        check_that(
+            not unknown and bool(names), "layers", self.layers, f"a non-empty subset of the downsampling layers {found}"
+        )
         self._layer_names = names
         group_layers(dict.fromkeys(names, 0.0), self.groups)  # raises naming a group that matches no layer
-        valid = [*names, *self.groups, MEAN]
-        if self.monitor not in valid:
-            raise ValueError(f"monitor={self.monitor!r} is not valid; choose one of {valid}")
+        check_choice("monitor", self.monitor, [*names, *self.groups, MEAN])
         if self.every_n_epochs:
-            datamodule = trainer.datamodule
-            if not hasattr(datamodule, "probe_set"):
-                raise ValueError(
-                    "AliasingMonitor needs trainer.datamodule.probe_set(n, seed) (robustrain.data.ImageDataModule) for "
-                    f"its fixed probe images; got datamodule {type(datamodule).__name__}"
-                )
-            images, _ = datamodule.probe_set(self.probe_size, self.probe_seed)
+            images, _ = probe_set_of(trainer.datamodule, self.probe_size, self.probe_seed, "AliasingMonitor")
             self._probe = images[trainer.global_rank :: trainer.world_size]  # this rank's share
 
     # --- hooks ----------------------------------------------------------------------------------------------------
@@ -201,7 +193,7 @@ class AliasingMonitor(RollbackEarlyStopping):
     def _measure(self, trainer: "L.Trainer", pl_module: "L.LightningModule", images: torch.Tensor) -> dict[str, float]:
         """Per-layer, per-group and mean aliasing (absolute, and relative under `relative/`) over the images of all
         ranks (eval mode, no grad, modes restored)."""
-        net = self._net(pl_module)
+        net = network_of(pl_module)
         device = pl_module.device
         n = len(self._layer_names)
         sums = torch.zeros(2 * n + 1, dtype=torch.float64, device=device)

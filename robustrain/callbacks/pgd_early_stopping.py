@@ -19,8 +19,10 @@ import torch
 
 from robustrain.attacks import check_linf_params, pgd
 from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping
+from robustrain.data import probe_set_of
 from robustrain.stopping import Decision, decide, pgd_es_rule
 from robustrain.train_eval_modes import eval_mode
+from robustrain.training import network_of
 from robustrain.validation import check_choice, check_positive_int
 
 SOURCES = ("first_batch", "probe")
@@ -89,12 +91,13 @@ class PGDEarlyStopping(RollbackEarlyStopping):
         self._take_eval_settings(pl_module)
         if stage != "fit" or self.source != "probe":
             return
-        if not hasattr(trainer.datamodule, "probe_set"):
-            raise ValueError(
-                "PGDEarlyStopping(source='probe') needs trainer.datamodule.probe_set(n, seed); got datamodule "
-                f"{type(trainer.datamodule).__name__}; use source='first_batch'"
-            )
-        images, labels = trainer.datamodule.probe_set(self.probe_size, self.probe_seed)
+        images, labels = probe_set_of(
+            trainer.datamodule,
+            self.probe_size,
+            self.probe_seed,
+            "PGDEarlyStopping(source='probe')",
+            "use source='first_batch'",
+        )
         rank, world = trainer.global_rank, trainer.world_size
         self._images, self._labels = images[rank::world], labels[rank::world]  # this rank's share
 
@@ -128,7 +131,7 @@ class PGDEarlyStopping(RollbackEarlyStopping):
 
     def _robust_accuracy(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> float:
         """PGD accuracy over the images of all ranks (network in eval mode, modes restored, RNG stream untouched)."""
-        net = getattr(pl_module, "net", pl_module)
+        net = network_of(pl_module)
         device = pl_module.device
         counts = torch.zeros(2, dtype=torch.float64, device=device)  # (correct, total)
         if self._images is not None and len(self._images):

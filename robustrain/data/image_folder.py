@@ -8,8 +8,9 @@ import torchvision.transforms as T
 from PIL import Image
 from torch.utils.data import Dataset
 
-from robustrain.data.base import ImageDataModule
+from robustrain.data.image_datamodule import ImageDataModule
 from robustrain.errors import BadInputError
+from robustrain.validation import check_int
 
 
 def load_rgb(path: str) -> Image.Image:
@@ -64,8 +65,7 @@ class ImageFolder(ImageDataModule):
                 raise ValueError(
                     f"root={root!r} has no {split}/ directory; expected root/train/<class>/ and root/val/<class>/"
                 )
-        if not 0 < crop_size <= resize_size:
-            raise ValueError(f"crop_size={crop_size} must be in 1..resize_size={resize_size}")
+        check_int("crop_size", crop_size, 1, resize_size, note="(at most resize_size)")
         self.root, self.resize_size, self.crop_size, self.check_images = root, resize_size, crop_size, check_images
         self.num_classes = len(torchvision.datasets.folder.find_classes(str(Path(root) / "train"))[0])
         self.image_shape = (3, crop_size, crop_size)

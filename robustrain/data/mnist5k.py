@@ -5,7 +5,8 @@ import functools
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from robustrain.data.base import ImageDataModule
+from robustrain.data.image_datamodule import ImageDataModule
+from robustrain.validation import check_int
 
 
 @functools.cache
@@ -48,8 +49,7 @@ class MNIST5k(ImageDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, val_size, augment, num_workers, seed)
-        if not 0 < test_size < 5000:
-            raise ValueError(f"test_size={test_size} must be in 1..4999 (MNIST5k has 5000 images)")
+        check_int("test_size", test_size, 1, 4999, note="(MNIST5k has 5000 images)")
         self.test_size = test_size
         self._check_val_size(5000 - test_size)
 

@@ -6,7 +6,8 @@ import torchvision
 import torchvision.transforms as T
 from torch.utils.data import Dataset
 
-from robustrain.data.base import ImageDataModule
+from robustrain.data.image_datamodule import ImageDataModule
+from robustrain.validation import check_choice
 
 # name -> (torchvision class, num_classes, image shape, standard training augmentation)
 _DATASETS = {
@@ -56,8 +57,7 @@ class TorchvisionData(ImageDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, val_size, augment, num_workers, seed)
-        if name not in _DATASETS:
-            raise ValueError(f"name={name!r} is not a supported torchvision dataset; choose one of {sorted(_DATASETS)}")
+        check_choice("name", name, sorted(_DATASETS))
         self.name, self.root, self.download = name, root, download
         cls, self.num_classes, self.image_shape, self._augmentation = _DATASETS[name]
         if not download:

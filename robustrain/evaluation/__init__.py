@@ -2,14 +2,11 @@
 and the pure robust-accuracy functions they call."""
 
 from robustrain.evaluation.aliasing_analysis import AliasingAnalysis
-from robustrain.evaluation.robust import AttackSpec, accuracy_vs_eps, headline_accuracy, robust_accuracy
+from robustrain.evaluation.robust_accuracy import AttackSpec, accuracy_vs_eps, headline_accuracy, robust_accuracy
 from robustrain.evaluation.robustness_evaluation import RobustnessEvaluation
-from robustrain.evaluation.spatial_evaluation import (
-    SpatialEvaluation,
-    format_table,
-    shift_consistency,
-    summarize,
-)
+from robustrain.evaluation.spatial_evaluation import SpatialEvaluation
+from robustrain.evaluation.spatial_report import format_table, summarize
+from robustrain.spatial import shift_consistency
 
 __all__ = [
     "AliasingAnalysis",

@@ -31,16 +31,14 @@ from torch import Tensor
 
 from robustrain.aliasing import CATEGORIES, group_layers, measure_model_aliasing
 from robustrain.aliasing.layer_categories import categories_from_sums, category_sums, layer_categories
+from robustrain.data import probe_set_of
 from robustrain.evaluation.figures import plot_category_boxes, plot_category_pies
-from robustrain.evaluation.robustness_evaluation import check_report_name
 from robustrain.monitoring import tensorboard_loggers
+from robustrain.ranks import rank_share
+from robustrain.training import network_of
+from robustrain.validation import check_choice, check_file_name, check_in_range, check_positive_int
 
 PROBE_SOURCES = ("train", "test")
-
-
-def _net(pl_module: L.LightningModule) -> torch.nn.Module:
-    """The module whose layers are named: `pl_module.net` when it has one (as AliasingMonitor), else pl_module."""
-    return getattr(pl_module, "net", pl_module)
 
 
 class AliasingAnalysis(Callback):
@@ -71,15 +69,12 @@ class AliasingAnalysis(Callback):
         report_name: str = "aliasing.json",
     ) -> None:
         super().__init__()
-        if probe_source not in PROBE_SOURCES:
-            raise ValueError(f"probe_source={probe_source!r} is not valid; choose one of {list(PROBE_SOURCES)}")
-        if probe_size < 1:
-            raise ValueError(f"probe_size={probe_size} must be >= 1")
-        if not threshold_db > 0:
-            raise ValueError(f"threshold_db={threshold_db} must be > 0 dB")
-        if max_images is not None and max_images < 1:
-            raise ValueError(f"max_images={max_images!r} is not valid: use None (all test images) or an integer >= 1")
-        check_report_name(report_name)
+        check_choice("probe_source", probe_source, PROBE_SOURCES)
+        check_positive_int("probe_size", probe_size)
+        check_in_range("threshold_db", threshold_db, 0.0, low_open=True, note="(dB)")
+        if max_images is not None:  # None: all test images
+            check_positive_int("max_images", max_images)
+        check_file_name("report_name", report_name, ".json")
         self.probe_source, self.probe_size, self.probe_seed = probe_source, probe_size, probe_seed
         self.layer_names = list(layer_names) if layer_names is not None else None
         self.group_prefixes = list(group_prefixes) if group_prefixes is not None else None
@@ -104,14 +99,15 @@ class AliasingAnalysis(Callback):
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._reset()
         if self.probe_source == "train":
-            datamodule = trainer.datamodule
-            if datamodule is None or not hasattr(datamodule, "probe_set"):
-                raise ValueError(
-                    "probe_source='train' needs a datamodule with probe_set(n, seed) (robustrain.data); "
-                    "use probe_source='test' otherwise"
-                )
-            images, _ = datamodule.probe_set(self.probe_size, seed=self.probe_seed)
-            self._aliasing = measure_model_aliasing(_net(pl_module), images.to(pl_module.device), self.layer_names)
+            images, _ = probe_set_of(
+                trainer.datamodule,
+                self.probe_size,
+                self.probe_seed,
+                "AliasingAnalysis(probe_source='train')",
+                "use probe_source='test'",
+            )
+            net = network_of(pl_module)
+            self._aliasing = measure_model_aliasing(net, images.to(pl_module.device), self.layer_names)
             self._probe_count = len(images)
 
     def on_test_batch_end(
@@ -127,12 +123,12 @@ class AliasingAnalysis(Callback):
         n = (
             len(labels)
             if self.max_images is None
-            else min(len(labels), -(-self.max_images // trainer.world_size) - self._seen)
+            else min(len(labels), rank_share(self.max_images, trainer.world_size) - self._seen)
         )
         if n <= 0:
             return
         self._seen += n
-        logits, per_image = layer_categories(_net(pl_module), images[:n], self.layer_names, self.threshold_db)
+        logits, per_image = layer_categories(network_of(pl_module), images[:n], self.layer_names, self.threshold_db)
         correct = (logits.argmax(1) == labels[:n]).cpu()
         sums, counts = category_sums(per_image, correct)
         self._layers = list(per_image)
@@ -143,7 +139,7 @@ class AliasingAnalysis(Callback):
             for category, values in fractions.items():
                 self._per_image.setdefault(layer, {}).setdefault(category, []).append(values)
         if self.probe_source == "test":
-            for layer, mean in measure_model_aliasing(_net(pl_module), images[:n], self.layer_names).items():
+            for layer, mean in measure_model_aliasing(network_of(pl_module), images[:n], self.layer_names).items():
                 self._probe_sums[layer] = self._probe_sums.get(layer, 0.0) + mean * n
             self._probe_count += n
 

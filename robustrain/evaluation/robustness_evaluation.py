@@ -1,8 +1,9 @@
 """RobustnessEvaluation: a test-time callback measuring robust accuracy (FGSM, PGD, AutoAttack, accuracy vs eps).
 
-Thin layers: `on_test_batch_end` attacks each test batch with the attacks of `robustrain.evaluation.robust` and adds
-per-batch sums, `_finish` reduces them across ranks, logs `test/acc_<key>` on every rank and writes the report and
-figures once (rank zero). Use it with `python train.py test --config configs/eval_robust_mnist5k.yaml --ckpt_path ...`.
+Thin layers: `on_test_batch_end` attacks each test batch with the attacks of `robustrain.evaluation.robust_accuracy`
+and adds per-batch sums, `_finish` reduces them across ranks, logs `test/acc_<key>` on every rank and writes the
+report and figures once (rank zero). Use it with
+`python train.py test --config configs/eval_robust_mnist5k.yaml --ckpt_path ...`.
 
 Report (`robustness.json` in the run's log dir, i.e. the TensorBoard version dir; accuracies are fractions in [0, 1]):
     schema: "robustrain.robustness/1".
@@ -34,7 +35,7 @@ from torch import Tensor
 
 from robustrain.attacks import AUTOATTACK_STANDARD
 from robustrain.evaluation.figures import plot_accuracy_vs_eps, plot_spectra
-from robustrain.evaluation.robust import (
+from robustrain.evaluation.robust_accuracy import (
     AttackSpec,
     attack_batch,
     check_eps_list,
@@ -42,7 +43,9 @@ from robustrain.evaluation.robust import (
     perturbation_spectrum,
 )
 from robustrain.monitoring import tensorboard_loggers
-from robustrain.validation import check_positive_int
+from robustrain.ranks import rank_share
+from robustrain.training import network_of
+from robustrain.validation import check_file_name, check_positive_int, check_that
 
 EVAL_ATTACKS = ("fgsm", "pgd", "autoattack")
 
@@ -50,12 +53,6 @@ EVAL_ATTACKS = ("fgsm", "pgd", "autoattack")
 def _check_budget(name: str, value: int | None) -> None:
     if value is not None:  # None: all test images
         check_positive_int(name, value)
-
-
-def check_report_name(report_name: str) -> None:
-    """Raises ValueError unless report_name is a plain .json file name."""
-    if not report_name.endswith(".json") or Path(report_name).name != report_name:
-        raise ValueError(f"report_name={report_name!r} is not valid: a plain file name ending in .json")
 
 
 class RobustnessEvaluation(Callback):
@@ -113,24 +110,20 @@ class RobustnessEvaluation(Callback):
     ) -> None:
         super().__init__()
         unknown = [a for a in attacks if a not in EVAL_ATTACKS]
-        if unknown:
-            raise ValueError(
-                f"attacks={list(attacks)!r}: unknown attack {unknown[0]!r}; choose from {list(EVAL_ATTACKS)}"
-            )
+        check_that(not unknown, "attacks", list(attacks), f"a list of {list(EVAL_ATTACKS)} (unknown: {unknown})")
         for name, value in (
             ("max_images", max_images),
             ("autoattack_max_images", autoattack_max_images),
             ("eps_curve_max_images", eps_curve_max_images),
         ):
             _check_budget(name, value)
-        check_report_name(report_name)
+        check_file_name("report_name", report_name, ".json")
         specs = [AttackSpec("clean")]
         if "fgsm" in attacks:
             specs.append(AttackSpec("fgsm", eps, alpha=fgsm_alpha))
         if "pgd" in attacks:
             for pair in pgd:
-                if len(pair) != 2:
-                    raise ValueError(f"pgd={list(pgd)!r}: each entry must be a (steps, restarts) pair, got {pair!r}")
+                check_that(len(pair) == 2, "pgd", list(pgd), f"a list of (steps, restarts) pairs (got {pair!r})")
                 specs.append(
                     AttackSpec(
                         "pgd",
@@ -155,8 +148,9 @@ class RobustnessEvaluation(Callback):
                 )
             )
         keys = [spec.key for spec in specs]
-        if len(set(keys)) != len(keys):
-            raise ValueError(f"pgd={list(pgd)!r} repeats a (steps, restarts) pair: attack keys {keys} must be distinct")
+        check_that(
+            len(set(keys)) == len(keys), "pgd", list(pgd), f"distinct (steps, restarts) pairs (attack keys {keys})"
+        )
         self.eps = eps
         self.specs = specs
         self.budgets = {spec.key: autoattack_max_images if spec.name == "autoattack" else max_images for spec in specs}
@@ -216,7 +210,7 @@ class RobustnessEvaluation(Callback):
         spectrum: bool,
     ) -> None:
         seen = self._seen.get(key, 0)
-        n = len(labels) if budget is None else min(len(labels), -(-budget // world_size) - seen)
+        n = len(labels) if budget is None else min(len(labels), rank_share(budget, world_size) - seen)
         if n <= 0:
             return
         start = time.perf_counter()
@@ -285,12 +279,12 @@ class RobustnessEvaluation(Callback):
                 "step_factor": self.eps_curve_step_factor,
                 "num_images": int(sums[f"curve_{self.eps_curve[0]!r}/count"].item()),
             }
-        net = getattr(pl_module, "net", None)
+        net = network_of(pl_module)
         return {
             "schema": "robustrain.robustness/1",
             "checkpoint": str(trainer.ckpt_path) if trainer.ckpt_path else None,
             "model": type(pl_module).__name__,
-            "net": type(net).__name__ if net is not None else None,
+            "net": type(net).__name__ if net is not pl_module else None,
             "eps": self.eps,
             "accuracy": accuracy,
             "num_images": counts,

@@ -1,8 +1,8 @@
 """SpatialEvaluation: a test-time callback measuring spatial robustness (Engstrom et al. 2019; Zhang 2019).
 
 Thin layers: the hooks collect per-batch sums (`on_test_batch_end`), `_finish` reduces them across ranks and
-reports once, and all the math is in `robustrain.spatial` (grid, worst-of-k, first-order attack, loss surfaces)
-plus the two pure helpers below (`shift_consistency`, `summarize`).
+reports once; all the math is in `robustrain.spatial` (grid, worst-of-k, first-order attack, loss surfaces, shift
+consistency), and the report's measures and table in `robustrain.evaluation.spatial_report`.
 
 Report (`spatial_report.json` in the run's log dir; every accuracy is a fraction in [0, 1]):
     n_images: test images evaluated (all ranks together).
@@ -42,7 +42,9 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
+from robustrain.evaluation.spatial_report import SMOOTHNESS_FIELDS, format_table, summarize
 from robustrain.monitoring import tensorboard_loggers
+from robustrain.ranks import rank_share
 from robustrain.spatial import (
     SELECTION_RULES,
     TRANSLATION_AXES,
@@ -55,68 +57,12 @@ from robustrain.spatial import (
     plot_heatmap,
     plot_surfaces,
     random_correct,
-    rotate_translate,
+    shift_consistency,
     surface_smoothness,
     worst_of_k,
 )
 from robustrain.train_eval_modes import eval_mode
-from robustrain.validation import check_choice, check_in_range, check_int
-
-SMOOTHNESS_FIELDS = ("gradient_mean", "gradient_std", "total_variation")
-
-
-def shift_consistency(model: nn.Module, x: Tensor, max_shift_px: int, pairs: int, mask: Tensor, generator) -> Tensor:
-    """Per image, the number of `pairs` pairs of random integer shifts with the same top-1 class; (B,) long.
-
-    Each shift (tx, ty) is uniform over the integers in [-max_shift_px, max_shift_px] on the axes `mask` keeps.
-    """
-    batch_size = x.shape[0]
-    shifts = torch.randint(
-        -max_shift_px, max_shift_px + 1, (2, batch_size * pairs, 2), generator=generator, device=x.device
-    ).to(x.dtype) * mask[1:].to(x)  # (2, B*P, 2)
-    images = x.repeat_interleave(pairs, dim=0)  # (B, C, H, W) -> (B*P, C, H, W)
-    no_rotation = x.new_zeros(batch_size * pairs)
-    with torch.no_grad():
-        first = model(rotate_translate(images, no_rotation, shifts[0])).argmax(dim=1)  # (B*P,)
-        second = model(rotate_translate(images, no_rotation, shifts[1])).argmax(dim=1)  # (B*P,)
-    return (first == second).view(batch_size, pairs).sum(dim=1)  # (B*P,) -> (B,)
-
-
-def summarize(sums: dict[str, Tensor], k: int) -> dict[str, Any]:
-    """Turns the (rank-reduced) sums of `SpatialEvaluation` into the report's measures (fractions, or None)."""
-
-    def ratio(numerator: str, denominator: str) -> float | None:
-        total = float(sums[denominator])
-        return float(sums[numerator]) / total if total > 0 else None
-
-    n_images = int(sums["n_images"])
-    report: dict[str, Any] = {
-        "n_images": n_images,
-        "clean_acc": ratio("clean_correct", "n_images"),
-        "grid_acc": ratio("grid_correct", "n_images"),
-        "per_transform_acc": None,
-        "per_transform_acc_grid": None,
-        "random_acc": ratio("random_correct", "n_images"),
-        "worst_of_k_acc": ratio("worst_of_k_correct", "n_images"),
-        "worst_of_k": k,
-        "first_order_acc": ratio("first_order_correct", "first_order_images"),
-        "first_order_grid_acc": ratio("first_order_grid_correct", "first_order_images"),
-        "first_order_images": int(sums["first_order_images"]),
-        "shift_consistency": ratio("shift_consistent", "shift_pairs"),
-        "smoothness": None,
-    }
-    if "per_transform_correct" in sums and n_images > 0:
-        per_transform = sums["per_transform_correct"].double() / n_images  # (T,)
-        report["per_transform_acc"] = float(per_transform.mean())
-        report["per_transform_acc_grid"] = per_transform.tolist()
-    if "smooth_images" in sums and float(sums["smooth_images"]) > 0:
-        n = float(sums["smooth_images"])
-        report["smoothness"] = {}
-        for field in SMOOTHNESS_FIELDS:
-            mean = float(sums[f"{field}_sum"]) / n
-            variance = max(float(sums[f"{field}_sq_sum"]) / n - mean**2, 0.0)
-            report["smoothness"][field] = {"mean": mean, "std": math.sqrt(variance)}
-    return report
+from robustrain.validation import check_choice, check_file_name, check_in_range, check_int
 
 
 class SpatialEvaluation(Callback):
@@ -198,8 +144,7 @@ class SpatialEvaluation(Callback):
                 f"first_order_steps={first_order_steps} with translation_axes={translation_axes!r} is not valid: the "
                 "first-order attack searches both translation axes; set first_order_steps=0 or translation_axes='both'"
             )
-        if not report_name or Path(report_name).name != report_name:
-            raise ValueError(f"report_name={report_name!r} must be a plain file name like 'spatial_report.json'")
+        check_file_name("report_name", report_name)
         self.rotation_deg_range, self.n_rotations = float(rotation_deg_range), n_rotations
         self.translation_px_range, self.n_translations = float(translation_px_range), n_translations
         self.translation_axes, self.chunk_size, self.accuracy_only = translation_axes, chunk_size, accuracy_only
@@ -286,7 +231,7 @@ class SpatialEvaluation(Callback):
 
     @staticmethod
     def _rank_budget(total: int | None, world_size: int) -> int:
-        return sys.maxsize if total is None else -(-total // world_size)
+        return sys.maxsize if total is None else rank_share(total, world_size)
 
     def _add(self, key: str, value: Tensor) -> None:
         self._sums[key] = self._sums[key] + value.detach().double().cpu()
@@ -467,28 +412,3 @@ class SpatialEvaluation(Callback):
             figure.savefig(log_dir / f"{tag.split('/')[-1]}.png", dpi=100)
             for logger in tensorboard_loggers(trainer):
                 logger.experiment.add_figure(tag, figure, global_step=trainer.global_step)
-
-
-def format_table(report: dict[str, Any], path: Path | None = None) -> str:
-    """A plain-text table of the report's headline measures."""
-
-    def percent(value: float | None) -> str:
-        return "-" if value is None else f"{100 * value:6.2f}%"
-
-    rows = [
-        ("images", str(report["n_images"])),
-        ("clean accuracy", percent(report["clean_acc"])),
-        (f"grid accuracy ({report['grid']['n_transforms']} transforms)", percent(report["grid_acc"])),
-        ("per-transform accuracy", percent(report["per_transform_acc"])),
-        ("random accuracy", percent(report["random_acc"])),
-        (f"worst-of-{report['worst_of_k']} accuracy", percent(report["worst_of_k_acc"])),
-        (f"first-order accuracy ({report['first_order_images']} images)", percent(report["first_order_acc"])),
-        ("grid accuracy on those images", percent(report["first_order_grid_acc"])),
-        ("shift consistency", percent(report["shift_consistency"])),
-    ]
-    for field, stats in (report["smoothness"] or {}).items():
-        rows.append((f"loss surface {field}", f"{stats['mean']:.4f} +- {stats['std']:.4f}"))
-    width = max(len(name) for name, _ in rows)
-    lines = ["Spatial robustness" + (f" (report: {path})" if path else "")]
-    lines += [f"  {name:<{width}}  {value}" for name, value in rows]
-    return "\n".join(lines)

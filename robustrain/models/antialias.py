@@ -5,13 +5,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustrain.validation import check_int
+
 FILTER_SIZES = range(1, 8)  # antialiased_cnns: 1 = identity, 2 = rect [1,1], 3 = triangle [1,2,1], 5 = binomial ...
 
 
 def check_filt_size(filt_size: int | None) -> None:
     """Raises ValueError unless filt_size is None (no anti-aliasing) or in 1..7."""
-    if filt_size is not None and filt_size not in FILTER_SIZES:
-        raise ValueError(f"antialias filt_size={filt_size!r} is not valid; use None (off) or an integer in 1..7")
+    if filt_size is not None:  # None: no anti-aliasing
+        check_int("filt_size", filt_size, FILTER_SIZES[0], FILTER_SIZES[-1], note="(antialias), or None (off)")
 
 
 class BlurPool(antialiased_cnns.BlurPool):

@@ -5,6 +5,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from robustrain.validation import check_choice
+
 # Channel statistics of each dataset's training split, (mean, std).
 DATASET_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "mnist": ((0.1307,), (0.3081,)),
@@ -19,8 +21,7 @@ DATASET_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 
 def dataset_stats(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Returns (mean, std) of a dataset by name, raising ValueError listing the known names."""
-    if name not in DATASET_STATS:
-        raise ValueError(f"normalization={name!r} is not a known dataset; choose one of {sorted(DATASET_STATS)}")
+    check_choice("normalization", name, sorted(DATASET_STATS))
     return DATASET_STATS[name]
 
 

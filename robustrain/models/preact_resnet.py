@@ -6,6 +6,7 @@ from torch import nn
 
 from robustrain.models.antialias import check_filt_size, strided_conv
 from robustrain.models.normalize import Normalize, dataset_stats
+from robustrain.validation import check_int
 
 
 class PreActBlock(nn.Module):
@@ -69,8 +70,7 @@ class PreActResNet18(nn.Module):
     ) -> None:
         super().__init__()
         check_filt_size(antialias)
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ValueError(f"width={width!r} must be an int >= 1 (channels of the first stage; the paper: 64)")
+        check_int("width", width, 1, note="(channels of the first stage; the paper: 64)")
         mean, std = dataset_stats(normalization)
         self.normalize = Normalize(mean, std)
         self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)

@@ -7,6 +7,7 @@ from torch import nn
 
 from robustrain.models.antialias import strided_conv
 from robustrain.models.normalize import Normalize, dataset_stats
+from robustrain.validation import check_that
 
 
 class SmallCNN(nn.Module):
@@ -38,10 +39,9 @@ class SmallCNN(nn.Module):
         antialias: int | None = None,
     ) -> None:
         super().__init__()
-        if len(channels) != 2 or min(channels) < 1:
-            raise ValueError(f"channels={tuple(channels)} must be two positive integers, e.g. (16, 32)")
-        if image_size % 4 != 0:
-            raise ValueError(f"image_size={image_size} must be a multiple of 4 (two stride-2 convs)")
+        two_positive = len(channels) == 2 and min(channels) >= 1
+        check_that(two_positive, "channels", tuple(channels), "two positive integers, e.g. (16, 32)")
+        check_that(image_size % 4 == 0, "image_size", image_size, "a multiple of 4 (two stride-2 convs)")
         mean, std = dataset_stats(normalization)
         c1, c2 = channels
         self.normalize = Normalize(mean, std)

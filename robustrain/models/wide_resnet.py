@@ -6,7 +6,7 @@ from torch import nn
 
 from robustrain.models.antialias import check_filt_size, strided_conv
 from robustrain.models.normalize import Normalize, dataset_stats
-from robustrain.validation import check_in_range, check_positive_int
+from robustrain.validation import check_in_range, check_positive_int, check_that
 
 
 class WideBlock(nn.Module):
@@ -57,8 +57,7 @@ class WideResNet(nn.Module):
         antialias: int | None = None,
     ) -> None:
         super().__init__()
-        if depth < 10 or (depth - 4) % 6 != 0:
-            raise ValueError(f"depth={depth} must be 6n + 4 with n >= 1 (e.g. 28 or 34)")
+        check_that(depth >= 10 and (depth - 4) % 6 == 0, "depth", depth, "6n + 4 with n >= 1 (e.g. 28 or 34)")
         check_positive_int("widen_factor", widen_factor)
         check_in_range("dropout", dropout, 0.0, 1.0, high_open=True)
         check_filt_size(antialias)

@@ -1,5 +1,5 @@
 """Spatial robustness math (Engstrom et al. 2019): transforms, grid and worst-of-k evaluation, first-order attack,
-loss-surface smoothness. Pure tensor functions, no Lightning."""
+loss-surface smoothness, shift consistency. Pure tensor functions, no Lightning."""
 
 from robustrain.spatial.first_order import FirstOrderResult, first_order_attack
 from robustrain.spatial.grid import (
@@ -14,6 +14,7 @@ from robustrain.spatial.grid import (
     worst_of_k,
     worst_of_k_accuracy,
 )
+from robustrain.spatial.shift_consistency import shift_consistency
 from robustrain.spatial.surface import (
     SurfaceSmoothness,
     loss_surfaces,
@@ -52,6 +53,7 @@ __all__ = [
     "random_parameters",
     "rotate_translate",
     "select_worst",
+    "shift_consistency",
     "surface_gradients",
     "surface_smoothness",
     "worst_of_k",

@@ -6,7 +6,7 @@ import torch
 
 from robustrain.attacks import check_fgsm_init, check_linf_params, fgsm
 from robustrain.train_eval_modes import batchnorm_mode
-from robustrain.training.base import RobustClassifier
+from robustrain.training.robust_classifier import RobustClassifier
 from robustrain.training.schedules import EpsWarmup, warmup_factor
 
 
@@ -35,10 +35,10 @@ class FGSMTraining(EpsWarmup, RobustClassifier):
         check_linf_params(eps, alpha)
         warmup_factor(0.0, eps_warmup_epochs)  # validates
         check_fgsm_init(init)
-        super().__init__(**kwargs)
+        super().__init__(train_eps=eps, **kwargs)
+        self.eps, self.alpha, self.init = eps, alpha, init
 
     def perturb(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        hp = self.hparams
-        with batchnorm_mode(self.net, hp.attack_bn_mode):
+        with batchnorm_mode(self.net, self.hparams.attack_bn_mode):
             scale = self.eps_scale()
-            return fgsm(self.net, images, labels, hp.eps * scale, hp.alpha * scale, hp.init)
+            return fgsm(self.net, images, labels, self.eps * scale, self.alpha * scale, self.init)

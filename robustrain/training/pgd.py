@@ -4,7 +4,7 @@ import torch
 
 from robustrain.attacks import check_linf_params, pgd
 from robustrain.train_eval_modes import batchnorm_mode
-from robustrain.training.base import RobustClassifier
+from robustrain.training.robust_classifier import RobustClassifier
 from robustrain.training.schedules import EpsWarmup, warmup_factor
 
 
@@ -31,10 +31,10 @@ class PGDTraining(EpsWarmup, RobustClassifier):
     ):
         check_linf_params(eps, alpha, steps)
         warmup_factor(0.0, eps_warmup_epochs)  # validates
-        super().__init__(**kwargs)
+        super().__init__(train_eps=eps, **kwargs)
+        self.eps, self.alpha, self.steps, self.random_start = eps, alpha, steps, random_start
 
     def perturb(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        hp = self.hparams
-        with batchnorm_mode(self.net, hp.attack_bn_mode):
+        with batchnorm_mode(self.net, self.hparams.attack_bn_mode):
             scale = self.eps_scale()
-            return pgd(self.net, images, labels, hp.eps * scale, hp.alpha * scale, hp.steps, hp.random_start)
+            return pgd(self.net, images, labels, self.eps * scale, self.alpha * scale, self.steps, self.random_start)

@@ -6,7 +6,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from robustrain.attacks import check_linf_params, pgd
 from robustrain.spatial import SELECTION_RULES, rotate_translate, worst_of_k
 from robustrain.train_eval_modes import batchnorm_mode, eval_mode
-from robustrain.training.base import RobustClassifier
+from robustrain.training.robust_classifier import RobustClassifier
 from robustrain.validation import check_choice, check_in_range, check_positive_int
 
 
@@ -73,7 +73,7 @@ class WorstOfKSpatialTraining(RobustClassifier):
         if chunk_size is not None:  # None: all candidates at once
             check_positive_int("chunk_size", chunk_size)
         check_linf_params(pgd_eps, pgd_alpha, pgd_steps)
-        super().__init__(**kwargs)
+        super().__init__(train_eps=None, **kwargs)  # no L-inf training radius: eval_eps defaults to 8/255
 
     def setup(self, stage: str) -> None:
         image_shape = getattr(self.trainer.datamodule, "image_shape", None) if self._trainer else None

@@ -12,6 +12,30 @@ from robustrain.seeding import epoch_seed, global_seed
 from robustrain.validation import check_int, check_positive_int
 
 
+def probe_set_of(
+    datamodule: Any, n: int, seed: int, needed_by: str, instead: str = ""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`datamodule.probe_set(n, seed)`: n fixed training images and their labels, for the callbacks that probe a model.
+
+    Args:
+        datamodule: The trainer's datamodule (an ImageDataModule, or None).
+        n: Number of probe images.
+        seed: Seed choosing them.
+        needed_by: Who asks, for the error (e.g. "AliasingMonitor").
+        instead: What to do without one, appended to the error.
+
+    Raises:
+        ValueError: when the datamodule has no `probe_set`, naming `needed_by` and the datamodule.
+    """
+    if datamodule is None or not hasattr(datamodule, "probe_set"):
+        hint = f"; {instead}" if instead else ""
+        raise ValueError(
+            f"{needed_by} needs trainer.datamodule.probe_set(n, seed) (robustrain.data.ImageDataModule) for its fixed "
+            f"probe images; got datamodule {type(datamodule).__name__}{hint}"
+        )
+    return datamodule.probe_set(n, seed)
+
+
 class EpochShuffleSampler(DistributedSampler):
     """A random order of the dataset that depends only on (seed, epoch), split over `num_replicas` ranks.
 
@@ -114,8 +138,7 @@ class ImageDataModule(L.LightningDataModule):
         """A fixed, seeded set of n un-augmented training images and labels (the aliasing paper's 100 probes)."""
         self.setup()
         total = len(self.train_eval_set)
-        if not 1 <= n <= total:
-            raise ValueError(f"probe size n={n} must be in 1..{total} (the training images available)")
+        check_int("n", n, 1, total, note="(probe images: the training images available)")
         idx = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n].tolist()
         images, labels = zip(*(self.train_eval_set[i] for i in idx))
         return torch.stack(images), torch.as_tensor(labels, dtype=torch.int64)

@@ -15,6 +15,7 @@ from torchmetrics import MeanMetric
 
 from robustrain.attacks import check_linf_params, fgsm, pgd
 from robustrain.monitoring import log_run_hparams, log_run_outcome, write_layout
+from robustrain.ranks import rank_share
 from robustrain.train_eval_modes import ATTACK_BATCHNORM_MODES, eval_mode
 from robustrain.training.safeguards import Safeguards
 from robustrain.training.schedules import LR_SCHEDULES, lr_factor
@@ -37,6 +38,13 @@ def _built_from_config() -> bool:
 
 
 STAGES = ("train", "val", "test")
+
+
+def network_of(module: nn.Module) -> nn.Module:
+    """The network a LightningModule trains: a RobustClassifier's `net`, any other module itself."""
+    return getattr(module, "net", module)
+
+
 DEFAULT_EVAL_EPS = 8 / 255  # eval_eps of a module without a training eps, when none is given
 
 
@@ -65,9 +73,9 @@ class RobustClassifier(Safeguards):
         lr_schedule: "cyclic" (Wong et al.), "piecewise" (Rice et al.), "cosine" or "constant", stepped every batch.
         cyclic_peak: Fraction of training at which the cyclic schedule peaks.
         eval_eps: L-inf radius of the PGD evaluation (val/acc_pgd, test/acc_pgd) in [0, 1] pixel units. None: the
-            module's training `eps` (FGSMTraining, PGDTraining), so one override moves both; modules without one
-            (StandardTraining, WorstOfKSpatialTraining) then use 8/255. Give it explicitly to train and evaluate at
-            different radii. The value in force is `self.eval_eps`.
+            training radius `train_eps` (FGSMTraining's and PGDTraining's `eps`), so one override moves both; modules
+            without one (StandardTraining, WorstOfKSpatialTraining) then use 8/255. Give it explicitly to train and
+            evaluate at different radii. The value in force is `self.eval_eps`.
         eval_alpha: PGD evaluation step size.
         eval_steps: PGD evaluation steps.
         eval_restarts: PGD evaluation random restarts (an example counts as broken if any restart fools it).
@@ -79,6 +87,9 @@ class RobustClassifier(Safeguards):
             logged as `val/masking_gap`. None disables the warning.
         attack_bn_mode: BatchNorm mode while training attacks are generated: "train" (batch statistics, Wong et al.)
             or "eval" (running statistics). Every submodule's mode is restored afterwards.
+        train_eps: The training radius of a subclass that has one (FGSMTraining and PGDTraining pass their `eps`);
+            None for modules that train without an L-inf radius. Only the default of `eval_eps`; subclasses give it,
+            so it is no configuration key of theirs (and no hyperparameter).
     """
 
     def __init__(
@@ -99,6 +110,8 @@ class RobustClassifier(Safeguards):
         eval_fgsm: bool = True,
         masking_margin: float | None = 0.3,
         attack_bn_mode: Literal["train", "eval"] = "train",
+        *,
+        train_eps: float | None = None,
     ) -> None:
         super().__init__()
         check_choice("optimizer", optimizer, OPTIMIZERS)
@@ -112,8 +125,9 @@ class RobustClassifier(Safeguards):
         # Built by the CLI, `net` arrives with its config ({class_path, init_args}): keep it, so checkpoints rebuild
         # their own network (`load_from_checkpoint`, `train.py test --ckpt_path`). Built in Python, it is a module
         # object, which is no hyperparameter.
-        self.save_hyperparameters(ignore=None if _built_from_config() else ["net"])
-        self.eval_eps = self.hparams.get("eps", DEFAULT_EVAL_EPS) if eval_eps is None else eval_eps
+        self.save_hyperparameters(ignore=["train_eps"] if _built_from_config() else ["net", "train_eps"])
+        default_eps = DEFAULT_EVAL_EPS if train_eps is None else train_eps
+        self.eval_eps = default_eps if eval_eps is None else eval_eps
         check_linf_params(self.eval_eps, eval_alpha, eval_steps, eval_restarts)
         self.net = net
         self.metrics = nn.ModuleDict(
@@ -140,7 +154,7 @@ class RobustClassifier(Safeguards):
     # --- evaluation -----------------------------------------------------------------------------------------------
     def _eval_budget(self) -> int:
         """PGD evaluation images for this rank, so all ranks together attack eval_size images."""
-        return -(-self.hparams.eval_size // self.trainer.world_size) if self._trainer else self.hparams.eval_size
+        return rank_share(self.hparams.eval_size, self.trainer.world_size) if self._trainer else self.hparams.eval_size
 
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
         images, labels = batch
