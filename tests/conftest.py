@@ -1,4 +1,5 @@
-"""Shared test set-up: fast CPU tests by default; `slow` runs only with --runslow, `gpu` only with CUDA."""
+"""Shared test set-up: fast CPU tests by default; `slow` runs only with --runslow, `gpu` only with CUDA; the models
+and digits that several test modules share (built once per module)."""
 
 import contextlib
 import io
@@ -6,10 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))  # the runs; configs/base/ holds what they share
+FAST_AA = {"steps": 3, "square_queries": 10, "n_target_classes": 2}  # AutoAttack settings for quick tests
 
 
 def resolved_config(*args: str) -> dict:
@@ -55,3 +58,62 @@ def in_tmp(tmp_path, monkeypatch) -> Path:
     """Runs the test inside tmp_path, so configs' relative `runs/` paths land there."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def trained_cnn(mnist_batch):
+    """A SmallCNN fitted for a few steps on real digits, so its loss surface is not flat."""
+    from robustrain.models import SmallCNN
+
+    torch.manual_seed(0)
+    net = SmallCNN()
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    x, y = mnist_batch
+    for _ in range(30):
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def tiny(mnist_batch) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """A tiny SmallCNN fitted to 32 digits (accurate on most of them), left in train mode, and those digits."""
+    from robustrain.models import SmallCNN
+
+    torch.manual_seed(0)
+    images, labels = mnist_batch[0][:32], mnist_batch[1][:32]
+    model = SmallCNN(channels=(4, 8), hidden=16)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        loss = F.cross_entropy(model(images), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model, images, labels
+
+
+@pytest.fixture
+def cnet():
+    """A counting net: a tiny conv net on (N, 3, 8, 8) images, 5 classes, counting the images it is given."""
+    from _spatial_fixtures import CountingNet
+
+    return CountingNet()
+
+
+@pytest.fixture
+def cbatch(cnet) -> tuple[torch.Tensor, torch.Tensor]:
+    """8 random (3, 8, 8) images and cnet's own predictions as labels (clean accuracy 100%)."""
+    x = torch.randn(8, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y = cnet(x).argmax(dim=1)
+    return x, y
+
+
+@pytest.fixture
+def tiny_cnn():
+    """An untrained SmallCNN with 4 / 8 channels and 16 hidden units (seed 0)."""
+    from robustrain.models import SmallCNN
+
+    torch.manual_seed(0)
+    return SmallCNN(channels=(4, 8), hidden=16)

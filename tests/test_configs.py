@@ -5,6 +5,11 @@ from pathlib import Path
 import pytest
 from conftest import CONFIGS, REPO, resolved_config
 
+from robustrain.aliasing import find_downsampling_layers
+from robustrain.callbacks import AliasingMonitor, PGDEarlyStopping
+from robustrain.cli import main
+from robustrain.models import PreActResNet18
+
 TRAINING = [p for p in CONFIGS if not p.name.startswith("eval_")]
 
 
@@ -91,3 +96,26 @@ def test_the_flagship_keeps_its_threat_model_when_the_training_eps_moves(in_tmp)
     assert cli.model.hparams.eps == 0.5 and cli.model.eval_eps == stopper.eps == 0.3
     cli = main(["--config", config, "--model.init_args.eval_eps", "0.2", "--trainer.logger", "false"], run=False)
     assert _pgd_stopper(cli).eps == cli.model.eval_eps == 0.2
+
+
+@pytest.mark.parametrize(
+    ("name", "stopper"),
+    [
+        ("mnist5k_fgsm_aliasing", AliasingMonitor),
+        ("cifar10_fgsm_aliasing", AliasingMonitor),
+        ("cifar10_fgsm_pgd_es", PGDEarlyStopping),
+    ],
+)
+def test_early_stopping_configs_instantiate_with_exactly_one_stopper(tmp_path, monkeypatch, name, stopper) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["--config", str(REPO / "configs" / f"{name}.yaml"), "--trainer.logger", "false"]
+    if name.startswith("cifar10"):
+        args += ["--data", "robustrain.data.MNIST5k"]  # CIFAR-10 is not on this machine; the rest is the config's
+    cli = main(args, run=False)
+    ours = [cb for cb in cli.trainer.callbacks if isinstance(cb, (AliasingMonitor, PGDEarlyStopping))]
+    assert {type(cb) for cb in ours} == {AliasingMonitor, PGDEarlyStopping}
+    assert [type(cb) for cb in ours if not cb.monitor_only] == [stopper]
+    aliasing = next(cb for cb in ours if isinstance(cb, AliasingMonitor))
+    if name.startswith("cifar10"):
+        assert set(aliasing.layers) <= set(find_downsampling_layers(PreActResNet18()))
+        assert aliasing.groups == ["layer2"] and aliasing.monitor == "layer2"

@@ -251,8 +251,11 @@ def test_a_checkpoint_of_another_network_is_refused_for_test(reference, tmp_path
         (["--model.init_args.epz", "0.3"], "epz"),
         (["--model.init_args.eval_size", "0"], "monitors 'val/acc_pgd', which this run never logs"),
         (["--data.init_args.val_size", "5000"], "val_size=5000 leaves no training images"),
-        ({"probe_size": 100000}, "probe size n=100000"),
-        ({"layers": ["conv9"]}, "layers=['conv9'] must be a non-empty subset of the downsampling layers"),
+        ({"probe_size": 100000}, "n=100000 is not valid: it must be an integer in 1..4000 (probe images"),
+        (
+            {"layers": ["conv9"]},
+            "layers=['conv9'] is not valid: it must be a non-empty subset of the downsampling layers",
+        ),
     ],
     ids=["eps-nan-text", "eps-nan", "unknown-key", "eval-size-0", "val-size", "probe-size", "layer"],
 )

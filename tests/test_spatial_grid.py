@@ -1,13 +1,12 @@
-"""Tests of robustrain.spatial.grid and first_order: batched grid, worst-of-k and first-order attacks on a tiny net."""
+"""robustrain.spatial.grid: batched grid, random and worst-of-k evaluation on a tiny net, against brute-force loops."""
 
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
+from _spatial_fixtures import CountingNet
 
 from robustrain.spatial import (
     evaluate_transforms,
-    first_order_attack,
     grid_accuracy,
     grid_parameters,
     per_transform_accuracy,
@@ -19,82 +18,46 @@ from robustrain.spatial import (
     worst_of_k_accuracy,
 )
 
-
-class CountingNet(nn.Module):
-    """Tiny conv net on (N, 3, 8, 8) images, 5 classes, counting the images it is given."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        with torch.random.fork_rng():
-            torch.manual_seed(2)
-            self.layers = nn.Sequential(
-                nn.Conv2d(3, 6, 3, padding=1),
-                nn.ReLU(),
-                nn.Conv2d(6, 6, 3, stride=2, padding=1),
-                nn.ReLU(),
-                nn.Flatten(),
-                nn.Linear(6 * 4 * 4, 5),
-            )
-        self.images_seen = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.images_seen += x.shape[0]
-        return self.layers(x)
-
-
-@pytest.fixture
-def model() -> CountingNet:
-    return CountingNet()
-
-
-@pytest.fixture
-def batch(model) -> tuple[torch.Tensor, torch.Tensor]:
-    x = torch.randn(8, 3, 8, 8, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        y = model(x).argmax(dim=1)  # clean accuracy 100%
-    return x, y
-
-
 SMALL_GRID = grid_parameters(rotation_deg_range=30.0, n_rotations=7, translation_px_range=2.0, n_translations=3)
 
 
-def _brute_force(model, x, y, params):
+def _brute_force(cnet, x, y, params):
     loss = torch.zeros(x.shape[0], params.shape[0])
     correct = torch.zeros(x.shape[0], params.shape[0], dtype=torch.bool)
     with torch.no_grad():
         for i in range(x.shape[0]):
             for t in range(params.shape[0]):
                 image = rotate_translate(x[i : i + 1], params[t : t + 1, 0], params[t : t + 1, 1:])
-                logits = model(image)
+                logits = cnet(image)
                 loss[i, t] = F.cross_entropy(logits, y[i : i + 1])
                 correct[i, t] = logits.argmax(dim=1).item() == y[i].item()
     return loss, correct
 
 
-def test_grid_evaluation_equals_brute_force_loop(model, batch):
-    x, y = batch
-    result = evaluate_transforms(model, x, y, SMALL_GRID, chunk_size=10)
-    loss, correct = _brute_force(model, x, y, SMALL_GRID)
+def test_grid_evaluation_equals_brute_force_loop(cnet, cbatch):
+    x, y = cbatch
+    result = evaluate_transforms(cnet, x, y, SMALL_GRID, chunk_size=10)
+    loss, correct = _brute_force(cnet, x, y, SMALL_GRID)
     assert torch.equal(result.correct, correct)
     assert torch.allclose(result.loss, loss, atol=1e-5)
     assert torch.equal(result.robust_correct, correct.all(dim=1))
-    assert grid_accuracy(model, x, y, SMALL_GRID).item() == pytest.approx(0.625)  # 5 of 8, fixed seed
+    assert grid_accuracy(cnet, x, y, SMALL_GRID).item() == pytest.approx(0.625)  # 5 of 8, fixed seed
     assert 0.0 < correct.float().mean().item() < 1.0
 
 
 @pytest.mark.parametrize("chunk_size", [1, 7, 63, 1000])
-def test_grid_results_do_not_depend_on_chunk_or_batch_size(model, batch, chunk_size):
-    x, y = batch
-    reference = evaluate_transforms(model, x, y, SMALL_GRID, chunk_size=10)
-    whole = evaluate_transforms(model, x, y, SMALL_GRID, chunk_size=chunk_size)
-    halves = [evaluate_transforms(model, x[s], y[s], SMALL_GRID, chunk_size) for s in (slice(0, 3), slice(3, 8))]
+def test_grid_results_do_not_depend_on_chunk_or_batch_size(cnet, cbatch, chunk_size):
+    x, y = cbatch
+    reference = evaluate_transforms(cnet, x, y, SMALL_GRID, chunk_size=10)
+    whole = evaluate_transforms(cnet, x, y, SMALL_GRID, chunk_size=chunk_size)
+    halves = [evaluate_transforms(cnet, x[s], y[s], SMALL_GRID, chunk_size) for s in (slice(0, 3), slice(3, 8))]
     assert torch.equal(whole.correct, reference.correct)
     assert torch.equal(torch.cat([h.correct for h in halves]), reference.correct)
     assert torch.allclose(torch.cat([h.loss for h in halves]), reference.loss, atol=1e-5)
 
 
-def test_chunk_bounds_images_per_forward(batch):
-    x, y = batch
+def test_chunk_bounds_images_per_forward(cbatch):
+    x, y = cbatch
     sizes = []
     net = CountingNet()
     net.register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
@@ -103,46 +66,46 @@ def test_chunk_bounds_images_per_forward(batch):
     assert sum(sizes) == 8 * 63
 
 
-def test_early_exit_gives_same_grid_accuracy_with_fewer_forwards(model, batch):
-    x, y = batch
-    full = evaluate_transforms(model, x, y, SMALL_GRID, chunk_size=5)
-    model.images_seen = 0
-    early = evaluate_transforms(model, x, y, SMALL_GRID, chunk_size=5, early_exit=True)
+def test_early_exit_gives_same_grid_accuracy_with_fewer_forwards(cnet, cbatch):
+    x, y = cbatch
+    full = evaluate_transforms(cnet, x, y, SMALL_GRID, chunk_size=5)
+    cnet.images_seen = 0
+    early = evaluate_transforms(cnet, x, y, SMALL_GRID, chunk_size=5, early_exit=True)
     assert torch.equal(early.robust_correct, full.robust_correct)
     assert early.loss is None and early.correct is None
-    assert model.images_seen < 8 * 63  # fooled images were dropped
-    early_accuracy = grid_accuracy(model, x, y, SMALL_GRID, early_exit=True)
-    assert early_accuracy == grid_accuracy(model, x, y, SMALL_GRID, early_exit=False)
+    assert cnet.images_seen < 8 * 63  # fooled images were dropped
+    early_accuracy = grid_accuracy(cnet, x, y, SMALL_GRID, early_exit=True)
+    assert early_accuracy == grid_accuracy(cnet, x, y, SMALL_GRID, early_exit=False)
 
 
-def test_per_transform_accuracy_is_mean_over_copies(model, batch):
-    x, y = batch
-    mean, accuracy = per_transform_accuracy(model, x, y, 30.0, 7, 2.0, 3, chunk_size=16)
-    _, correct = _brute_force(model, x, y, SMALL_GRID)
+def test_per_transform_accuracy_is_mean_over_copies(cnet, cbatch):
+    x, y = cbatch
+    mean, accuracy = per_transform_accuracy(cnet, x, y, 30.0, 7, 2.0, 3, chunk_size=16)
+    _, correct = _brute_force(cnet, x, y, SMALL_GRID)
     assert accuracy.shape == (7, 3, 3)
     assert torch.allclose(accuracy.flatten(), correct.float().mean(dim=0))
     assert mean.item() == pytest.approx(correct.float().mean().item())
     assert accuracy[3, 1, 1].item() == 1.0  # identity: the labels are the clean predictions
 
 
-def test_random_accuracy_uses_one_transform_per_image(model, batch):
-    x, y = batch
-    accuracy = random_accuracy(model, x, y, 30.0, 2.0, torch.Generator().manual_seed(7))
+def test_random_accuracy_uses_one_transform_per_image(cnet, cbatch):
+    x, y = cbatch
+    accuracy = random_accuracy(cnet, x, y, 30.0, 2.0, torch.Generator().manual_seed(7))
     params = random_parameters(8, 30.0, 2.0, torch.Generator().manual_seed(7))
     with torch.no_grad():
-        expected = (model(rotate_translate(x, params[:, 0], params[:, 1:])).argmax(1) == y).float().mean()
+        expected = (cnet(rotate_translate(x, params[:, 0], params[:, 1:])).argmax(1) == y).float().mean()
     assert accuracy.item() == pytest.approx(expected.item())
 
 
-def test_evaluation_leaves_model_mode_alone(model, batch):
-    x, y = batch
-    model.train()
-    grid_accuracy(model, x, y, SMALL_GRID)
-    worst_of_k_accuracy(model, x, y, k=3)
-    assert model.training
-    model.eval()
-    grid_accuracy(model, x, y, SMALL_GRID)
-    assert not model.training
+def test_evaluation_leaves_model_mode_alone(cnet, cbatch):
+    x, y = cbatch
+    cnet.train()
+    grid_accuracy(cnet, x, y, SMALL_GRID)
+    worst_of_k_accuracy(cnet, x, y, k=3)
+    assert cnet.training
+    cnet.eval()
+    grid_accuracy(cnet, x, y, SMALL_GRID)
+    assert not cnet.training
 
 
 def test_select_worst_prefers_misclassified_then_highest_loss():
@@ -157,68 +120,30 @@ def test_select_worst_rejects_unknown_rule():
         select_worst(torch.zeros(2, 3), torch.ones(2, 3, dtype=torch.bool), "max")
 
 
-def test_worst_of_k_rejects_k_below_one(model, batch):
-    x, y = batch
+def test_worst_of_k_rejects_k_below_one(cnet, cbatch):
+    x, y = cbatch
     with pytest.raises(ValueError, match="k=0"):
-        worst_of_k(model, x, y, k=0)
+        worst_of_k(cnet, x, y, k=0)
 
 
 @pytest.mark.parametrize("rule", ["misclassified_then_loss", "loss"])
 @pytest.mark.parametrize("include_identity", [False, True])
-def test_worst_of_k_picks_the_brute_force_worst_candidate(model, batch, rule, include_identity):
-    x, y = batch
+def test_worst_of_k_picks_the_brute_force_worst_candidate(cnet, cbatch, rule, include_identity):
+    x, y = cbatch
     k = 6
     params, correct = worst_of_k(
-        model, x, y, k, 30.0, 2.0, rule, include_identity, torch.Generator().manual_seed(3), chunk_size=4
+        cnet, x, y, k, 30.0, 2.0, rule, include_identity, torch.Generator().manual_seed(3), chunk_size=4
     )
     candidates = random_parameters(8 * k, 30.0, 2.0, torch.Generator().manual_seed(3)).view(8, k, 3)
     if include_identity:
         candidates = torch.cat([torch.zeros(8, 1, 3), candidates], dim=1)
-    losses, corrects = zip(*(_brute_force(model, x[i : i + 1], y[i : i + 1], candidates[i]) for i in range(8)))
+    losses, corrects = zip(*(_brute_force(cnet, x[i : i + 1], y[i : i + 1], candidates[i]) for i in range(8)))
     index = select_worst(torch.cat(losses), torch.cat(corrects), rule)
     assert torch.equal(params, candidates[torch.arange(8), index])
     assert torch.equal(correct, torch.cat(corrects)[torch.arange(8), index])
-    accuracy = worst_of_k_accuracy(model, x, y, k, 30.0, 2.0, rule, include_identity, torch.Generator().manual_seed(3))
+    accuracy = worst_of_k_accuracy(cnet, x, y, k, 30.0, 2.0, rule, include_identity, torch.Generator().manual_seed(3))
     assert accuracy.item() == pytest.approx(correct.float().mean().item())
     assert accuracy.item() <= 1.0 - 1 / 8  # at least one image is fooled by its worst draw (fixed seed)
-
-
-def test_first_order_attack_never_lowers_the_loss_and_stays_in_box(model, batch):
-    x, y = batch
-    result = first_order_attack(model, x, y, steps=8, rotation_deg_range=10.0, translation_px_range=1.0)
-    with torch.no_grad():
-        identity_loss = F.cross_entropy(model(x), y, reduction="none")
-        attacked = model(rotate_translate(x, result.params[:, 0], result.params[:, 1:]))
-    assert (result.loss >= identity_loss).all()
-    assert (result.loss > identity_loss + 1e-3).any()
-    assert torch.allclose(result.loss, F.cross_entropy(attacked, y, reduction="none"), atol=1e-5)
-    assert (result.params.abs() <= torch.tensor([10.0, 1.0, 1.0])).all()
-    assert result.fooled[attacked.argmax(dim=1) != y].all()
-
-
-def test_first_order_steps_are_bounded_sign_steps(model, batch):
-    x, y = batch
-    result = first_order_attack(model, x, y, steps=1)
-    moved = result.params[result.loss > F.cross_entropy(model(x), y, reduction="none").detach()]
-    assert moved.numel() > 0
-    assert torch.allclose(moved.abs(), torch.tensor([0.6, 0.25, 0.25]).expand_as(moved))
-
-
-def test_first_order_with_zero_steps_returns_identity(model, batch):
-    x, y = batch
-    result = first_order_attack(model, x, y, steps=0)
-    assert torch.equal(result.params, torch.zeros(8, 3))
-    assert not result.fooled.any()
-
-
-def test_first_order_random_start_is_in_box_and_rejects_bad_values(model, batch):
-    x, y = batch
-    result = first_order_attack(model, x, y, steps=0, random_start=True, generator=torch.Generator().manual_seed(0))
-    assert (result.params.abs() <= torch.tensor([30.0, 3.0, 3.0])).all() and result.params.abs().min() > 0
-    with pytest.raises(ValueError, match="steps=-1"):
-        first_order_attack(model, x, y, steps=-1)
-    with pytest.raises(ValueError, match="translation_px_range=9"):
-        first_order_attack(model, x, y, translation_px_range=9.0)
 
 
 @pytest.mark.parametrize("axes", ["x", "y"])
@@ -232,17 +157,17 @@ def test_one_axis_grid_is_the_full_grid_at_zero_on_the_other_axis(axes):
     assert (one[..., 2 if axes == "x" else 1] == 0).all()
 
 
-def test_evaluate_transforms_refuses_a_translation_larger_than_the_image_before_any_forward(model, batch):
-    x, y = batch
+def test_evaluate_transforms_refuses_a_translation_larger_than_the_image_before_any_forward(cnet, cbatch):
+    x, y = cbatch
     params = torch.tensor([[0.0, 0.0, 0.0], [10.0, 9.0, 0.0]])  # tx = 9 px on 8 px wide images
     with pytest.raises(ValueError, match=r"translation_px=\[9.0, 0.0\].*larger than the image"):
-        evaluate_transforms(model, x, y, params, chunk_size=1)
-    assert model.images_seen == 8  # only the fixture's clean forward
+        evaluate_transforms(cnet, x, y, params, chunk_size=1)
+    assert cnet.images_seen == 8  # only the fixture's clean forward
 
 
-def test_shared_transforms_give_the_same_results_as_the_same_transforms_per_example(model, batch):
-    x, y = batch
-    shared = evaluate_transforms(model, x, y, SMALL_GRID, chunk_size=7)
-    per_example = evaluate_transforms(model, x, y, SMALL_GRID.expand(len(x), -1, -1), chunk_size=7)
+def test_shared_transforms_give_the_same_results_as_the_same_transforms_per_example(cnet, cbatch):
+    x, y = cbatch
+    shared = evaluate_transforms(cnet, x, y, SMALL_GRID, chunk_size=7)
+    per_example = evaluate_transforms(cnet, x, y, SMALL_GRID.expand(len(x), -1, -1), chunk_size=7)
     torch.testing.assert_close(shared.loss, per_example.loss, rtol=1e-6, atol=1e-6)
     assert torch.equal(shared.correct, per_example.correct)

@@ -1,15 +1,64 @@
-"""Training modules: each lowers its own training loss on real digits within a few steps."""
+"""The training modes together: each lowers its own training loss, records its attack in hparams, checks its arguments
+and restores every mode after its attack."""
 
 import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from robustrain.attacks import fgsm, pgd
 from robustrain.data import MNIST5k
-from robustrain.models import SmallCNN
+from robustrain.models import PreActResNet18, SmallCNN
 from robustrain.train_eval_modes import eval_mode
 from robustrain.training import FGSMTraining, PGDTraining, StandardTraining
+
+
+@pytest.mark.parametrize(
+    "cls,kwargs",
+    [
+        (FGSMTraining, {"eps": 2.0}),
+        (FGSMTraining, {"init": "none"}),
+        (PGDTraining, {"steps": 0}),
+        (PGDTraining, {"alpha": -1.0}),
+        (FGSMTraining, {"attack_bn_mode": "frozen"}),
+    ],
+)
+def test_bad_training_arguments_raise_at_construction(cls, kwargs):
+    with pytest.raises(ValueError, match=str(list(kwargs.values())[0])):
+        cls(net=SmallCNN(), **kwargs)
+
+
+class _ModeRecorder(nn.Module):
+    """Records the BatchNorm modes seen during forward passes."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net, self.seen = net, []
+
+    def forward(self, x):
+        self.seen.append(tuple(m.training for m in self.net.modules() if isinstance(m, nn.BatchNorm2d)))
+        return self.net(x)
+
+
+@pytest.mark.parametrize("bn_mode", ["train", "eval"])
+@pytest.mark.parametrize("cls", [FGSMTraining, PGDTraining])
+def test_training_attack_uses_bn_policy_and_restores_every_mode(bn_mode, cls):
+    net = _ModeRecorder(PreActResNet18(num_classes=4, in_channels=1, normalization="mnist"))
+    module = cls(net=net, eps=0.1, alpha=0.05, attack_bn_mode=bn_mode)
+    module.train()
+    net.net.layer2.eval()  # a user-frozen block must stay frozen, the rest must stay in train mode
+    before = {name: m.training for name, m in module.named_modules()}
+    module.perturb(torch.rand(4, 1, 32, 32), torch.tensor([0, 1, 2, 3]))
+    assert {name: m.training for name, m in module.named_modules()} == before
+    layer2_bns = {
+        i
+        for i, (name, m) in enumerate((n, m) for n, m in net.net.named_modules() if isinstance(m, nn.BatchNorm2d))
+        if name.startswith("layer2")
+    }
+    for modes in net.seen:  # every attack forward saw the requested policy
+        assert all(t == (bn_mode == "train") for i, t in enumerate(modes) if i not in layer2_bns or bn_mode == "eval")
+
 
 MODULES = {
     "standard": (StandardTraining, {}, lambda net, x, y: x),
@@ -67,28 +116,6 @@ def test_training_lowers_the_loss_it_trains_on(name, mnist_batch, tmp_path):
     assert metrics["val/acc_pgd"] <= metrics["val/acc"] + 1e-6
 
 
-def test_cyclic_schedule_is_sized_from_the_trainer(tmp_path):
-    module = StandardTraining(net=SmallCNN(), optimizer="sgd", lr=0.2, lr_schedule="cyclic", eval_size=0)
-    lrs = []
-
-    class Record(L.Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
-
-    trainer = L.Trainer(
-        max_epochs=2,
-        limit_train_batches=10,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        callbacks=[Record()],
-    )
-    trainer.fit(module, MNIST5k(batch_size=50))
-    assert len(lrs) == 20
-    assert lrs[0] == pytest.approx(0.2 / 8) and lrs[7] == pytest.approx(0.2) and lrs[-1] < lrs[10]
-
-
 def test_hparams_include_the_attack_and_optimiser():
     module = FGSMTraining(net=SmallCNN(), eps=0.3, alpha=0.375, init="random_unclipped", optimizer="adam", lr=5e-3)
     assert {k: module.hparams[k] for k in ("eps", "alpha", "init", "optimizer", "lr")} == {
@@ -98,75 +125,3 @@ def test_hparams_include_the_attack_and_optimiser():
         "optimizer": "adam",
         "lr": 5e-3,
     }
-
-
-def test_masking_warning_fires_only_above_the_margin():
-    from robustrain.training.robust_classifier import masking_warning
-
-    assert masking_warning(0.87, 0.20, 0.3) is not None and "0.670" in masking_warning(0.87, 0.20, 0.3)
-    assert masking_warning(0.85, 0.70, 0.3) is None
-    assert masking_warning(0.87, 0.20, None) is None
-
-
-def test_validation_logs_fgsm_beside_pgd_accuracy_and_the_gap():
-    module = FGSMTraining(
-        net=SmallCNN(),
-        eps=0.3,
-        alpha=0.375,
-        init="random_unclipped",
-        optimizer="adam",
-        lr=5e-3,
-        eval_eps=0.3,
-        eval_alpha=0.1,
-        eval_steps=3,
-        eval_size=50,
-    )
-    trainer = L.Trainer(
-        max_epochs=1,
-        limit_train_batches=3,
-        limit_val_batches=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        num_sanity_val_steps=0,
-        inference_mode=False,
-    )
-    trainer.fit(module, MNIST5k(batch_size=50))
-    metrics = trainer.callback_metrics
-    assert {"val/acc_fgsm", "val/acc_pgd", "val/masking_gap"} <= set(metrics)
-    assert float(metrics["val/masking_gap"]) == pytest.approx(
-        float(metrics["val/acc_fgsm"]) - float(metrics["val/acc_pgd"])
-    )
-
-
-@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
-def test_bad_masking_margin_raises_naming_it(bad):
-    with pytest.raises(ValueError, match="masking_margin"):
-        FGSMTraining(net=SmallCNN(), masking_margin=bad)
-
-
-def test_eval_eps_defaults_to_the_training_eps_and_8_255_without_one():
-    assert FGSMTraining(net=SmallCNN(), eps=0.2, alpha=0.25).eval_eps == 0.2
-    assert PGDTraining(net=SmallCNN(), eps=0.1, eval_eps=0.3).eval_eps == 0.3  # given: kept
-    assert StandardTraining(net=SmallCNN()).eval_eps == 8 / 255
-
-
-def test_pgd_early_stop_without_eps_needs_a_module_that_has_one():
-    from robustrain.callbacks import PGDEarlyStopping
-
-    class NoEval(L.LightningModule):
-        pass
-
-    with pytest.raises(ValueError, match="eps=None.*give eps explicitly"):
-        PGDEarlyStopping().setup(None, NoEval(), "fit")
-
-
-def test_network_of_is_the_modules_net_or_the_module_itself():
-    from torch import nn
-
-    from robustrain.training import network_of
-
-    module = StandardTraining(net=SmallCNN())
-    assert network_of(module) is module.net
-    plain = nn.Linear(2, 2)
-    assert network_of(plain) is plain

@@ -1,4 +1,5 @@
-"""Tests of SpatialEvaluation through the CLI, DDP and ImageFolder paths: its report against brute-force loops."""
+"""robustrain.evaluation.spatial_evaluation: SpatialEvaluation through the CLI, DDP and ImageFolder paths, its report
+against brute-force loops."""
 
 import json
 from pathlib import Path
@@ -6,7 +7,6 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-import torch.nn.functional as F
 import yaml
 from PIL import Image
 
@@ -18,7 +18,11 @@ from robustrain.spatial import grid_parameters, rotate_translate
 from robustrain.training import StandardTraining
 
 REPO = Path(__file__).resolve().parents[1]
+
+
 EVAL_MNIST = str(REPO / "configs/eval_spatial_mnist5k.yaml")
+
+
 REPORT_KEYS = {
     "n_images",
     "clean_acc",
@@ -36,6 +40,8 @@ REPORT_KEYS = {
     "grid",
     "settings",
 }
+
+
 SMALL_GRID = {"rotation_deg_range": 6.0, "n_rotations": 5, "translation_px_range": 1.0, "n_translations": 3}
 
 
@@ -306,16 +312,3 @@ def test_translation_larger_than_the_image_raises_before_testing(checkpoint, in_
 def test_bad_arguments_raise_at_construction(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SpatialEvaluation(**kwargs)
-
-
-def test_shift_consistency_is_one_for_a_shift_invariant_model():
-    from robustrain.evaluation import shift_consistency
-
-    class GlobalSum(torch.nn.Module):  # the class is the argmax of per-channel sums: integer shifts within zero fill
-        def forward(self, x: torch.Tensor) -> torch.Tensor:  # of a centred blob do not change it
-            return F.pad(x.sum(dim=(2, 3)), (0, 2))
-
-    x = torch.zeros(4, 3, 16, 16)
-    x[:, :, 6:10, 6:10] = torch.rand(4, 3, 1, 1)
-    consistent = shift_consistency(GlobalSum(), x, 3, pairs=5, mask=torch.ones(3), generator=torch.Generator())
-    assert consistent.tolist() == [5, 5, 5, 5]

@@ -1,0 +1,22 @@
+"""robustrain.attacks.autoattack: the global RNG left alone, targets checked against the classes."""
+
+import pytest
+import torch
+from conftest import FAST_AA
+
+from robustrain.attacks import autoattack
+
+
+def test_autoattack_leaves_the_global_rng_alone(tiny) -> None:
+    model, x, y = tiny
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    autoattack(model.eval(), x[:8], y[:8], 0.1, **FAST_AA)  # torchattacks calls torch.manual_seed(seed) inside
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_autoattack_rejects_more_targets_than_classes(tiny) -> None:
+    model, x, y = tiny
+    with pytest.raises(ValueError, match="n_target_classes=10"):
+        autoattack(model.eval(), x[:4], y[:4], 0.1, steps=2, n_target_classes=10)

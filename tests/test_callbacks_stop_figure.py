@@ -1,0 +1,31 @@
+"""robustrain.callbacks.stop_figure: the stop figure's curves, its dashed median and limit, its stop marks."""
+
+import math
+
+from robustrain.callbacks.stop_figure import plot_history, plot_stop_figure
+
+
+def _history() -> list[dict]:
+    values = [1.0, 1.0, 1.0, 2.0]
+    return [
+        {"epoch": e, "step": 10 * e, "value": v, "median": 1.0 if e else math.nan, "limit": 1.33 if e else math.nan,
+         "val_acc_pgd": 0.5, "should_stop": e == 3}
+        for e, v in enumerate(values)
+    ]  # fmt: skip
+
+
+def test_stop_figure_draws_value_median_and_limit_with_the_stop_and_the_hand_back() -> None:
+    fig = plot_stop_figure(
+        _history(), ["value", "median", "limit"], "AliasingMonitor", stopped_epoch=3, restored_epoch=2
+    )
+    ax = fig.axes[0]
+    styles = {line.get_label(): line.get_linestyle() for line in ax.get_lines()}
+    assert styles["value"] == "-" and styles["median"] == "--" and styles["limit"] == "--"
+    assert {"stop decided", "weights handed back"} <= set(styles)
+    assert len(fig.axes) == 2  # val/acc_pgd on the twin axis
+
+
+def test_history_figure_marks_every_decided_stop() -> None:
+    fig = plot_history(_history(), ["value", "limit"], "per batch", x="step")
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert labels.count("stop decided") == 1 and "limit" in labels
