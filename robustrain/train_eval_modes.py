@@ -46,3 +46,36 @@ def batchnorm_mode(model: nn.Module, mode: BatchNormMode) -> Iterator[nn.Module]
                 if isinstance(module, _BatchNorm):
                     module.train(mode == "train")
         yield model
+
+
+PROBE_BATCHNORM_MODES = ("eval", "train")  # how a monitor's probe runs BatchNorm (see batch_statistics)
+
+
+@contextmanager
+def batch_statistics(model: nn.Module) -> Iterator[nn.Module]:
+    """The whole model in eval mode except BatchNorm, which normalises with each batch's own statistics, as in
+    training, without updating its running statistics (track_running_stats off inside); everything restored on exit.
+
+    For monitors that probe the network as training sees it (Grabinski et al. do not say which BatchNorm mode their
+    aliasing probe used): the running mean, variance and batch count are left exactly as they were.
+    """
+    with preserved_modes(model):
+        model.eval()
+        norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+        tracking = [m.track_running_stats for m in norms]
+        try:
+            for module in norms:
+                module.train(True)
+                module.track_running_stats = False  # batch statistics, buffers untouched (F.batch_norm gets None)
+            yield model
+        finally:
+            for module, track in zip(norms, tracking, strict=True):
+                module.track_running_stats = track
+
+
+@contextmanager
+def probe_mode(model: nn.Module, batchnorm: str = "eval") -> Iterator[nn.Module]:
+    """A monitor's probe mode: `eval_mode` ("eval", running statistics) or `batch_statistics` ("train")."""
+    check_choice("batchnorm", batchnorm, PROBE_BATCHNORM_MODES)
+    with eval_mode(model) if batchnorm == "eval" else batch_statistics(model):
+        yield model

@@ -50,7 +50,7 @@ def test_pgd_restarts_count_an_example_broken_if_any_restart_fools_it(monkeypatc
     )
     attacked = []
 
-    def scripted_pgd(model, images, labels, eps, alpha, steps, random_start):
+    def scripted_pgd(model, images, labels, eps, alpha, steps, random_start, box):
         attacked.append(len(images))
         return next(outputs).clamp(min=-30)[:, None, None, :]  # "images" whose pixels are the logits
 

@@ -266,3 +266,32 @@ def test_ddp_two_processes_reduce_the_probe_and_take_the_same_decision(tmp_path)
     assert ranks[0]["stopped"] == ranks[1]["stopped"] == 4
     # the probe was split across the two ranks, and the reduced value is the value of the whole probe set
     assert ranks[0]["values"][0] == pytest.approx(ranks[0]["full"], rel=1e-5)
+
+
+def test_two_monitors_record_both_batchnorm_modes_side_by_side(tmp_path) -> None:
+    from robustrain.models import PreActResNet18
+    from robustrain.training import StandardTraining
+
+    L.seed_everything(0)
+    net = PreActResNet18(num_classes=4, in_channels=1, width=2, normalization="none")
+    module = StandardTraining(net=net, optimizer="sgd", lr=0.05, lr_schedule="constant", eval_size=0)
+    data = RandomDigits()
+    eval_probe = AliasingMonitor(probe_size=32, probe_seed=3, groups=["layer2"], monitor_only=True)
+    train_probe = AliasingMonitor(
+        probe_size=32,
+        probe_seed=3,
+        groups=["layer2"],
+        probe_batchnorm="train",
+        name="aliasing_bn_train",
+        monitor_only=True,
+    )
+    trainer = tiny_trainer(tmp_path, [eval_probe, train_probe], max_epochs=2)
+    trainer.fit(module, datamodule=data)
+    probe, _ = data.probe_set(32, seed=3)
+    for monitor, mode in ((eval_probe, "eval"), (train_probe, "train")):
+        expected = measure_model_aliasing(module.net, probe, batchnorm=mode)
+        assert monitor.history[-1]["layer2.0.conv1"] == pytest.approx(expected["layer2.0.conv1"], rel=1e-5)
+        assert (Path(trainer.log_dir) / f"{monitor.name}_history.csv").is_file()
+    assert eval_probe.history[-1]["layer2"] != pytest.approx(train_probe.history[-1]["layer2"], rel=1e-3)
+    assert eval_probe.state_key != train_probe.state_key
+    assert "aliasing_bn_train/layer2" in trainer.callback_metrics

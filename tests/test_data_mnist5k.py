@@ -25,3 +25,16 @@ def test_mnist5k_is_the_real_5000_digits_in_unit_range():
 def test_bad_mnist5k_arguments_raise_at_construction(kwargs, match):
     with pytest.raises(ValueError, match=match):
         MNIST5k(**kwargs)
+
+
+def test_padding_gives_32_pixel_digits_with_a_black_border():
+    data = MNIST5k(padding=2)
+    data.setup()
+    image, _ = data.train_set[0]
+    assert image.shape == (1, 32, 32) and data.image_shape == (1, 32, 32)
+    assert image[:, :2].abs().sum() == 0 and image[:, :, -2:].abs().sum() == 0
+    plain = MNIST5k()
+    plain.setup()
+    assert torch.equal(image[:, 2:-2, 2:-2], plain.train_set[0][0])
+    with pytest.raises(ValueError, match="padding=-1"):
+        MNIST5k(padding=-1)

@@ -91,3 +91,57 @@ def test_network_of_is_the_modules_net_or_the_module_itself():
     assert network_of(module) is module.net
     plain = nn.Linear(2, 2)
     assert network_of(plain) is plain
+
+
+class _StepOutputs(L.Callback):
+    def __init__(self) -> None:
+        self.outputs: list = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.outputs.append({k: float(v) for k, v in outputs.items()})
+
+
+def _fgsm_fit(module, monkeypatch=None) -> tuple[_StepOutputs, L.Trainer]:
+    recorder = _StepOutputs()
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=3,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        inference_mode=False,
+        callbacks=[recorder],
+    )
+    trainer.fit(module, MNIST5k(batch_size=20))
+    return recorder, trainer
+
+
+def test_fgsm_training_counts_abnormal_examples_from_the_losses_it_computes(monkeypatch):
+    import torch
+
+    module = FGSMTraining(net=SmallCNN(), eps=0.3, alpha=0.0, init="zero", optimizer="adam", lr=1e-3, eval_size=0)
+    recorder, trainer = _fgsm_fit(module)  # alpha 0: the adversarial images are the start, so no loss falls
+    assert [o["abnormal"] for o in recorder.outputs] == [0.0, 0.0, 0.0]
+    assert [o["examples"] for o in recorder.outputs] == [20.0, 20.0, 20.0]
+    assert float(trainer.callback_metrics["train/abnormal_fraction"]) == 0.0
+
+    module = FGSMTraining(net=SmallCNN(), eps=0.3, alpha=0.3, init="zero", optimizer="adam", lr=1e-3, eval_size=0)
+    original = module.perturb_with_start_loss
+
+    def start_above(images, labels):  # every start loss above the adversarial one: all abnormal
+        adv, start = original(images, labels)
+        return adv, start + 100.0
+
+    monkeypatch.setattr(module, "perturb_with_start_loss", start_above)
+    recorder, trainer = _fgsm_fit(module)
+    assert [o["abnormal"] for o in recorder.outputs] == [20.0, 20.0, 20.0]
+    assert float(trainer.callback_metrics["train/abnormal_fraction"]) == 1.0
+    assert torch.is_tensor(module.perturb(torch.rand(2, 1, 28, 28), torch.tensor([0, 1])))
+
+
+def test_standard_training_returns_a_plain_loss():
+    module = StandardTraining(net=SmallCNN(), optimizer="adam", lr=1e-3, eval_size=0)
+    recorder, trainer = _fgsm_fit(module)
+    assert all(set(o) == {"loss"} for o in recorder.outputs)
+    assert "train/abnormal_fraction" not in trainer.callback_metrics

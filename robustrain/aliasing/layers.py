@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
 from robustrain.aliasing.measure import aliasing_measures, output_size
-from robustrain.train_eval_modes import eval_mode
+from robustrain.train_eval_modes import probe_mode
 from robustrain.validation import check_positive_int
 
 _DOWNSAMPLING_TYPES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, BlurPool)
@@ -239,6 +239,7 @@ def measure_model_aliasing(
     layer_names: list[str] | None = None,
     batch_size: int = 100,
     relative: bool = False,
+    batchnorm: str = "eval",
 ) -> dict[str, float]:
     """Mean aliasing measure per downsampling layer over a set of images, as in the paper (eval mode, no grad).
 
@@ -251,15 +252,21 @@ def measure_model_aliasing(
         layer_names: Module paths to monitor; default all downsampling layers.
         batch_size: Images per forward pass, >= 1.
         relative: Return relative_aliasing_measure's means instead of the paper's absolute measure.
+        batchnorm: "eval" (running statistics: the model as it is evaluated) or "train" (each batch of `batch_size`
+            images normalised with its own statistics, as training sees it; running statistics untouched).
 
     Returns:
         Module path -> mean over the images of the per-sample measure.
     """
-    return probe_aliasing(model, images, layer_names, batch_size).means(relative)
+    return probe_aliasing(model, images, layer_names, batch_size, batchnorm).means(relative)
 
 
 def probe_aliasing(
-    model: nn.Module, images: Tensor, layer_names: list[str] | None = None, batch_size: int = 100
+    model: nn.Module,
+    images: Tensor,
+    layer_names: list[str] | None = None,
+    batch_size: int = 100,
+    batchnorm: str = "eval",
 ) -> AliasingRecorder:
     """The recorder of measure_model_aliasing (absolute and relative sums, counts), for callers that need both."""
     check_positive_int("batch_size", batch_size)
@@ -267,7 +274,7 @@ def probe_aliasing(
         raise ValueError(f"images must have shape (N, C, H, W) with N >= 1, got shape {tuple(images.shape)}")
     layers = _select_layers(model, layer_names)
     recorder = AliasingRecorder(layers)
-    with eval_mode(model), torch.no_grad(), _measuring_forwards(model, layers, recorder) as measure:
+    with probe_mode(model, batchnorm), torch.no_grad(), _measuring_forwards(model, layers, recorder) as measure:
         for batch in images.split(batch_size):
             measure(batch)
     return recorder

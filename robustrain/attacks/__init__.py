@@ -1,4 +1,4 @@
-"""Adversarial attacks on [0, 1] images, L-inf, one per file, with explicit model modes and devices.
+"""Adversarial attacks on images in [0, 1] (or any box, box.py), L-inf, one per file, with explicit modes and devices.
 
 What comes from torchattacks 3.5.1 and what is robustrain's own:
 - fgsm.py (FGSM, FGSM-RS) and pgd.py (PGD) run robustrain's own loops (steps.py) with torchattacks.FFGSM's and
@@ -15,7 +15,8 @@ from robustrain.attacks.autoattack import (
     autoattack,
     check_autoattack_params,
 )
-from robustrain.attacks.fgsm import FGSM_INITS, check_fgsm_init, fgsm
+from robustrain.attacks.box import UNIT_BOX, UnitBoxModel, check_box
+from robustrain.attacks.fgsm import FGSM_INITS, check_fgsm_init, fgsm, fgsm_with_start_loss
 from robustrain.attacks.inputs import check_linf_params, model_device, require_grad_mode
 from robustrain.attacks.pgd import pgd
 
@@ -23,11 +24,15 @@ __all__ = [
     "AUTOATTACK_COMPONENTS",
     "AUTOATTACK_STANDARD",
     "FGSM_INITS",
+    "UNIT_BOX",
+    "UnitBoxModel",
     "autoattack",
     "check_autoattack_params",
+    "check_box",
     "check_fgsm_init",
     "check_linf_params",
     "fgsm",
+    "fgsm_with_start_loss",
     "model_device",
     "pgd",
     "require_grad_mode",

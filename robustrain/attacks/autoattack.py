@@ -7,7 +7,8 @@ model has, (c) re-seeds the global torch RNG (`torch.manual_seed`) inside every 
 later random start in the run identical, (d) switches the model to eval() and back to train() only, and (e)
 captures the device at construction. Here steps, targets and queries are arguments, the global RNG is restored after
 each component, the device is the model's at call time, and each adversarial example is checked against the
-eps-ball before it is counted.
+eps-ball before it is counted. Data outside [0, 1] (injected features) is attacked through robustrain.attacks.box's
+affine map, as torchattacks' components clip to [0, 1].
 """
 
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ import torch
 import torchattacks
 from torch import Tensor, nn
 
+from robustrain.attacks.box import UNIT_BOX, UnitBoxModel, check_box
 from robustrain.attacks.inputs import check_linf_params, model_device, require_grad_mode
 from robustrain.validation import check_positive_int, check_that
 
@@ -71,6 +73,7 @@ def autoattack(
     n_target_classes: int | None = None,
     square_queries: int = 5000,
     seed: int = 0,
+    box: tuple[float, float] = UNIT_BOX,
 ) -> Tensor:
     """AutoAttack (Croce & Hein 2020), L-inf, composed from torchattacks' components with configurable iterations.
 
@@ -88,11 +91,28 @@ def autoattack(
         n_target_classes: Targets of apgd-t / fab-t; None = num_classes - 1 (the original's 9 on 10 classes).
         square_queries: Queries of the Square attack (original: 5000).
         seed: Seed of the components' random starts.
+        box: (lowest, highest) pixel value of the images and their adversarial versions; other than (0, 1) the
+            components attack `UnitBoxModel(model, box)` with radius eps / (high - low).
 
     Returns:
-        Adversarial images (B, C, H, W), each within eps of its image and in [0, 1].
+        Adversarial images (B, C, H, W), each within eps of its image and in the box.
     """
     check_autoattack_params(eps, steps, components, n_target_classes, square_queries)
+    check_box(box)
+    if tuple(box) != UNIT_BOX:
+        unit = UnitBoxModel(model, box)
+        adv = autoattack(
+            unit,
+            unit.to_unit(images),
+            labels,
+            eps / unit.scale,
+            steps,
+            components,
+            n_target_classes,
+            square_queries,
+            seed,
+        )
+        return unit.from_unit(adv)
     components = tuple(components)
     require_grad_mode()
     x, y = images.detach(), labels.detach()

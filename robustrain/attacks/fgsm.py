@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustrain.attacks.box import UNIT_BOX, check_box
 from robustrain.attacks.inputs import check_linf_params, model_device, require_grad_mode
-from robustrain.attacks.steps import signed_steps
+from robustrain.attacks.steps import signed_steps_with_start_loss
 from robustrain.validation import check_choice
 
 # FGSM starts, named for what they do (see `fgsm`):
@@ -36,6 +37,7 @@ def fgsm(
     eps: float,
     alpha: float,
     init: Literal["random_unclipped", "random_clipped", "zero"] = "random_unclipped",
+    box: tuple[float, float] = UNIT_BOX,
 ) -> torch.Tensor:
     """One signed-gradient step of size alpha from a random (FGSM-RS, Wong et al. 2020) or a zero start.
 
@@ -58,26 +60,48 @@ def fgsm(
         eps: L-inf radius in [0, 1] pixel units (8/255 on CIFAR-10, 0.3 on MNIST).
         alpha: Step size in [0, 1] pixel units (Wong et al.: 1.25 * eps).
         init: The start: "random_unclipped" (default), "random_clipped" or "zero", as above.
+        box: (lowest, highest) pixel value of the adversarial images and of the clipped start: (0, 1) for images,
+            a datamodule's `input_range` for injected features (robustrain.data.injection).
 
     Returns:
-        The adversarial images in [0, 1], on the model's device.
+        The adversarial images in the box, on the model's device.
+    """
+    return fgsm_with_start_loss(model, images, labels, eps, alpha, init, box)[0]
+
+
+def fgsm_with_start_loss(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float,
+    alpha: float,
+    init: Literal["random_unclipped", "random_clipped", "zero"] = "random_unclipped",
+    box: tuple[float, float] = UNIT_BOX,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`fgsm`, also returning the per-example cross-entropy at the point the step started from (x for "zero",
+    x + delta_0 for the random starts), which the step's own forward computes. Lin et al.'s abnormal adversarial
+    examples are those whose loss at the adversarial images is below it (robustrain.signals.abnormal_examples).
+
+    Returns:
+        (adversarial images, (B,) loss at the start), both on the model's device.
     """
     check_linf_params(eps, alpha)
     check_fgsm_init(init)
+    check_box(box)
     require_grad_mode()
     device = model_device(model)  # torchattacks' protection kept: the inputs go to the model's device
     x, labels = images.detach().to(device), labels.to(device)
     with torch.enable_grad():
         if init == "random_unclipped":
             delta = torch.empty_like(x).uniform_(-eps, eps).requires_grad_(True)
-            loss = F.cross_entropy(model(x + delta), labels)
-            (grad,) = torch.autograd.grad(loss, delta)
+            losses = F.cross_entropy(model(x + delta), labels, reduction="none")
+            (grad,) = torch.autograd.grad(losses.mean(), delta)
             delta = (delta.detach() + alpha * grad.sign()).clamp_(-eps, eps)
-            return (x + delta).clamp_(0.0, 1.0)
+            return (x + delta).clamp_(*box), losses.detach()
         if init == "random_clipped":
             # torchattacks.FFGSM's start, random numbers included (randn_like then uniform_, as it draws them), so
             # that a seeded run gives its exact result (tested); written here to skip its per-call object and copies
-            start = (x + torch.randn_like(x).uniform_(-eps, eps)).clamp_(0.0, 1.0)
+            start = (x + torch.randn_like(x).uniform_(-eps, eps)).clamp_(*box)
         else:
             start = x
-        return signed_steps(model, x, start, labels, eps, alpha, 1)
+        return signed_steps_with_start_loss(model, x, start, labels, eps, alpha, 1, box)

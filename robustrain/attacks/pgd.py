@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustrain.attacks.box import UNIT_BOX, check_box
 from robustrain.attacks.inputs import check_linf_params, model_device, require_grad_mode
 from robustrain.attacks.steps import signed_steps, uniform_start
 
@@ -24,11 +25,12 @@ def pgd(
     random_start: bool = True,
     restarts: int = 1,
     early_stop: bool = False,
+    box: tuple[float, float] = UNIT_BOX,
 ) -> torch.Tensor:
-    """PGD (Madry et al. 2018): `steps` signed-gradient steps of size alpha, each projected to the eps-ball and [0, 1].
+    """PGD (Madry et al. 2018): `steps` signed-gradient steps of size alpha, each projected to the eps-ball and the box.
 
     The update is torchattacks.PGD's: x' = clip_[0,1](x + clip_[-eps,eps](x' + alpha * sign(grad) - x)), from x or
-    from a uniform point of the eps-ball clamped to [0, 1] (robustrain.attacks.steps).
+    from a uniform point of the eps-ball clamped to the box (robustrain.attacks.steps).
 
     Restarts (the one rule used for training, validation and test): an example counts as broken if *any* restart
     fools the model (Wong et al.'s PGD-50-10 and AutoAttack's rule). Each restart attacks only the examples no
@@ -46,24 +48,27 @@ def pgd(
         early_stop: Each example leaves the attack at the first step where it is misclassified and keeps that point
             (Wong et al.'s attack_pgd; torchattacks has no per-example stop). Only the still-correct examples are
             forwarded, so a strong attack gets cheaper as it succeeds.
+        box: (lowest, highest) pixel value of the adversarial images: (0, 1) for images, a datamodule's
+            `input_range` for injected features (robustrain.data.injection).
 
     Returns:
-        The adversarial images in [0, 1], on the model's device.
+        The adversarial images in the box, on the model's device.
     """
     check_linf_params(eps, alpha, steps, restarts)
+    check_box(box)
     require_grad_mode()
     device = model_device(model)  # torchattacks' protection kept: the inputs go to the model's device
     x, labels = images.detach().to(device), labels.to(device)
     attack_once = _pgd_early_stop if early_stop else _pgd_plain
     if restarts == 1:
-        return attack_once(model, x, labels, eps, alpha, steps, random_start)
+        return attack_once(model, x, labels, eps, alpha, steps, random_start, box)
     adv = x.clone()
     best_loss = torch.full((len(x),), -float("inf"), device=x.device)
     todo = torch.arange(len(x), device=x.device)
     for _ in range(restarts):
         if todo.numel() == 0:
             break
-        candidate = attack_once(model, x[todo], labels[todo], eps, alpha, steps, random_start)
+        candidate = attack_once(model, x[todo], labels[todo], eps, alpha, steps, random_start, box)
         with torch.no_grad():
             logits = model(candidate)
             loss = F.cross_entropy(logits, labels[todo], reduction="none")
@@ -83,9 +88,10 @@ def _pgd_plain(
     alpha: float,
     steps: int,
     random_start: bool,
+    box: tuple[float, float],
 ) -> torch.Tensor:
-    start = uniform_start(images, eps) if random_start else images
-    return signed_steps(model, images, start, labels, eps, alpha, steps)
+    start = uniform_start(images, eps, box) if random_start else images
+    return signed_steps(model, images, start, labels, eps, alpha, steps, box)
 
 
 def _pgd_early_stop(
@@ -96,9 +102,10 @@ def _pgd_early_stop(
     alpha: float,
     steps: int,
     random_start: bool,
+    box: tuple[float, float],
 ) -> torch.Tensor:
     x = images
-    adv = uniform_start(x, eps) if random_start else x.clone()
+    adv = uniform_start(x, eps, box) if random_start else x.clone()
     active = torch.arange(len(x), device=x.device)
     with torch.enable_grad():
         for _ in range(steps):
@@ -111,6 +118,6 @@ def _pgd_early_stop(
             (grad,) = torch.autograd.grad(loss, xa)
             keep = active[still_correct]
             stepped = xa.detach()[still_correct] + alpha * grad[still_correct].sign()
-            adv[keep] = (x[keep] + (stepped - x[keep]).clamp(-eps, eps)).clamp(0.0, 1.0)
+            adv[keep] = (x[keep] + (stepped - x[keep]).clamp(-eps, eps)).clamp(*box)
             active = keep
     return adv

@@ -22,8 +22,9 @@ from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping, 
 from robustrain.data import probe_set_of
 from robustrain.stopping import Decision, Rule, decide
 from robustrain.stopping.rules import DEFAULT_THRESHOLD, DEFAULT_WARMUP_EPOCHS, DEFAULT_WINDOW
+from robustrain.train_eval_modes import PROBE_BATCHNORM_MODES
 from robustrain.training import network_of
-from robustrain.validation import check_choice, check_int, check_positive_int, check_that
+from robustrain.validation import check_choice, check_file_name, check_int, check_positive_int, check_that
 
 DECIDE_ON = ("probe", "batch")
 MEASURES = ("absolute", "relative")
@@ -68,6 +69,12 @@ class AliasingMonitor(RollbackEarlyStopping):
             small network is a large part of a training step: measuring every step of SmallCNN at batch 100 costs
             about half an FGSM step; a few images per batch keep it to a few percent (see docs/aliasing.md).
         decide_on: "probe" (the epoch-end probe series) or "batch" (the on-the-fly series, median over its window).
+        probe_batchnorm: How the probe runs BatchNorm layers, which the paper does not say: "eval" (running
+            statistics, the network as it is evaluated) or "train" (each probe batch of `probe_batch_size` images
+            normalised with its own statistics, as training sees it; running statistics untouched). Under DDP each
+            rank's share of a batch gets its own statistics.
+        name: Prefix of the logged values and stem of the files (`<name>_history.csv`, ...): give a second monitor
+            another name (e.g. "aliasing_bn_train") to record both BatchNorm modes side by side.
         monitor_only, restore, save_checkpoint, verbose: See RollbackEarlyStopping.
     """
 
@@ -91,6 +98,8 @@ class AliasingMonitor(RollbackEarlyStopping):
         every_n_train_steps: int = 0,
         batch_probe_size: int | None = None,
         decide_on: Literal["probe", "batch"] = "probe",
+        probe_batchnorm: Literal["eval", "train"] = "eval",
+        name: str = "aliasing",
         monitor_only: bool = False,
         restore: bool = True,
         save_checkpoint: bool = True,
@@ -138,13 +147,19 @@ class AliasingMonitor(RollbackEarlyStopping):
         self.every_n_train_steps = every_n_train_steps
         self.batch_probe_size = batch_probe_size
         self.decide_on = decide_on
+        check_choice("probe_batchnorm", probe_batchnorm, PROBE_BATCHNORM_MODES)
+        check_file_name("name", name)
+        self.probe_batchnorm = probe_batchnorm
+        self.name = name
         self._layer_names: list[str] = []
         self._probe: torch.Tensor | None = None  # this rank's share of the probe images
         self._start_lr = float("nan")
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(layers=self.layers, groups=self.groups, monitor=self.monitor)
+        # the name only when it is not the default, so checkpoints written before monitors had names still resume
+        named = {} if self.name == type(self).name else {"name": self.name}
+        return self._generate_state_key(**named, layers=self.layers, groups=self.groups, monitor=self.monitor)
 
     # --- setup ----------------------------------------------------------------------------------------------------
     def setup(self, trainer: "L.Trainer", pl_module: "L.LightningModule", stage: str) -> None:
@@ -198,7 +213,9 @@ class AliasingMonitor(RollbackEarlyStopping):
         n = len(self._layer_names)
         sums = torch.zeros(2 * n + 1, dtype=torch.float64, device=device)
         if len(images):
-            recorder = probe_aliasing(net, images.to(device), self._layer_names, self.probe_batch_size)
+            recorder = probe_aliasing(
+                net, images.to(device), self._layer_names, self.probe_batch_size, self.probe_batchnorm
+            )
             sums[:n] = torch.stack([recorder.sums[name] for name in self._layer_names])
             sums[n:-1] = torch.stack([recorder.relative_sums[name] for name in self._layer_names])
             sums[-1] = len(images)
@@ -239,6 +256,7 @@ class AliasingMonitor(RollbackEarlyStopping):
             "every_n_train_steps": self.every_n_train_steps,
             "batch_probe_size": self.batch_probe_size,
             "decide_on": self.decide_on,
+            "probe_batchnorm": self.probe_batchnorm,
         }
 
     @property

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import lightning as L
 import torch
 
-from robustrain.attacks import check_linf_params, pgd
+from robustrain.attacks import UNIT_BOX, check_linf_params, pgd
 from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping
 from robustrain.data import probe_set_of
 from robustrain.stopping import Decision, decide, pgd_es_rule
@@ -139,7 +139,8 @@ class PGDEarlyStopping(RollbackEarlyStopping):
             devices = [device] if device.type == "cuda" else []
             with torch.random.fork_rng(devices=devices), eval_mode(net):
                 torch.manual_seed(self.seed + 1000003 * trainer.current_epoch + trainer.global_rank)
-                adv = pgd(net, images, labels, self.eps, self.alpha, self.steps, restarts=self.restarts)
+                box = getattr(pl_module, "input_range", UNIT_BOX)  # the data's range (wider with injected features)
+                adv = pgd(net, images, labels, self.eps, self.alpha, self.steps, restarts=self.restarts, box=box)
                 with torch.no_grad():
                     counts[0] = (net(adv).argmax(1) == labels).sum()
             counts[1] = len(labels)

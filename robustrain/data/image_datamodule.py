@@ -2,12 +2,13 @@
 
 from abc import abstractmethod
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
+from robustrain.data.injection import InjectedDataset, check_injection, dct_carriers
 from robustrain.seeding import epoch_seed, global_seed
 from robustrain.validation import check_int, check_positive_int
 
@@ -65,11 +66,19 @@ class EpochShuffleSampler(DistributedSampler):
 
 
 class ImageDataModule(L.LightningDataModule):
-    """Base datamodule: images as float tensors in [0, 1], labels int64.
+    """Base datamodule: images as float tensors in [0, 1] (in [-beta, 1 + beta] with injected features), labels int64.
 
     Subclasses build three datasets in `_build()`: the training set with augmentation, the same images without
     augmentation, and the test set. The validation split is a seeded held-out subset of the training images (never
     the test set), as Rice et al. select models on 1000 held-out training images.
+
+    With `inject_beta` > 0 every image of class y, in every split and in the probe sets, gets beta * v(y) added after
+    its own transform (Ortiz-Jimenez et al. 2023, robustrain.data.injection): a discriminative, non-robust feature
+    that makes FGSM training overfit catastrophically on demand. The injected images are not clipped (as in the
+    paper's code), so they lie in `input_range` = (-beta, 1 + beta), and the attacks keep their adversarial images
+    in that box rather than in [0, 1]: the box stands for "an image this data could hold", and clipping to [0, 1]
+    would move every pixel the injection pushed out of [0, 1] back by up to beta whatever the attack does, erasing
+    part of the injected feature for free (and, for beta > eps, leaving the eps-ball).
 
     Args:
         batch_size: Images per training batch (and per evaluation batch unless eval_batch_size is set).
@@ -78,6 +87,9 @@ class ImageDataModule(L.LightningDataModule):
         augment: Apply the dataset's standard training augmentation.
         num_workers: DataLoader worker processes.
         seed: Seed of the held-out split and of the probe sets.
+        inject_beta: Amplitude of the injected class feature in [0, 1] pixel units; 0 = none (the data as it is).
+        inject_carrier: The feature's pattern: "dct" (the sign of a low-frequency 2-D DCT basis image per class,
+            Ortiz-Jimenez et al.'s carriers, sized to the image).
     """
 
     num_classes: int
@@ -91,8 +103,11 @@ class ImageDataModule(L.LightningDataModule):
         augment: bool = True,
         num_workers: int = 0,
         seed: int = 0,
+        inject_beta: float = 0.0,
+        inject_carrier: Literal["dct"] = "dct",
     ) -> None:
         super().__init__()
+        check_injection(inject_beta, inject_carrier)
         check_positive_int("batch_size", batch_size)
         if eval_batch_size is not None:
             check_positive_int("eval_batch_size", eval_batch_size)
@@ -104,6 +119,8 @@ class ImageDataModule(L.LightningDataModule):
         self.augment = augment
         self.num_workers = num_workers
         self.seed = seed
+        self.inject_beta = inject_beta
+        self.inject_carrier = inject_carrier
         self.train_set: Dataset | None = None
         self.train_eval_set: Dataset | None = None
         self.val_set: Dataset | None = None
@@ -121,10 +138,21 @@ class ImageDataModule(L.LightningDataModule):
                 f"use 0 <= val_size < {n_train}"
             )
 
+    @property
+    def input_range(self) -> tuple[float, float]:
+        """(lowest, highest) pixel value the images can take: (0, 1), or (-beta, 1 + beta) with injected features.
+        The attacks clamp their adversarial images to it (RobustClassifier.input_range)."""
+        return (0.0 - self.inject_beta, 1.0 + self.inject_beta)  # (0.0, 1.0) exactly without injection
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         train_aug, train_plain, test = self._build()
+        if self.inject_beta:  # the same carriers in every split, added after each split's own transform
+            carriers = dct_carriers(self.num_classes, *self.image_shape[-2:])
+            train_aug, train_plain, test = (
+                InjectedDataset(dataset, carriers, self.inject_beta) for dataset in (train_aug, train_plain, test)
+            )
         n = len(train_plain)
         self._check_val_size(n)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed)).tolist()

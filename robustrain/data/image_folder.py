@@ -2,6 +2,7 @@
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import torchvision
 import torchvision.transforms as T
@@ -58,8 +59,10 @@ class ImageFolder(ImageDataModule):
         num_workers: int = 4,
         seed: int = 0,
         check_images: bool = True,
+        inject_beta: float = 0.0,
+        inject_carrier: Literal["dct"] = "dct",
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, val_size, augment, num_workers, seed)
+        super().__init__(batch_size, eval_batch_size, val_size, augment, num_workers, seed, inject_beta, inject_carrier)
         for split in ("train", "val"):
             if not (Path(root) / split).is_dir():
                 raise ValueError(

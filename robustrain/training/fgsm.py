@@ -4,7 +4,7 @@ from typing import Literal
 
 import torch
 
-from robustrain.attacks import check_fgsm_init, check_linf_params, fgsm
+from robustrain.attacks import check_fgsm_init, check_linf_params, fgsm_with_start_loss
 from robustrain.train_eval_modes import batchnorm_mode
 from robustrain.training.robust_classifier import RobustClassifier
 from robustrain.training.schedules import EpsWarmup, warmup_factor
@@ -39,6 +39,12 @@ class FGSMTraining(EpsWarmup, RobustClassifier):
         self.eps, self.alpha, self.init = eps, alpha, init
 
     def perturb(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.perturb_with_start_loss(images, labels)[0]
+
+    def perturb_with_start_loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The FGSM images and the per-example loss at the step's start (the training step counts the abnormal
+        examples, whose loss falls after the step, from it)."""
         with batchnorm_mode(self.net, self.hparams.attack_bn_mode):
             scale = self.eps_scale()
-            return fgsm(self.net, images, labels, self.eps * scale, self.alpha * scale, self.init)
+            eps, alpha = self.eps * scale, self.alpha * scale
+            return fgsm_with_start_loss(self.net, images, labels, eps, alpha, self.init, box=self.input_range)

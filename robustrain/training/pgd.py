@@ -37,4 +37,5 @@ class PGDTraining(EpsWarmup, RobustClassifier):
     def perturb(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         with batchnorm_mode(self.net, self.hparams.attack_bn_mode):
             scale = self.eps_scale()
-            return pgd(self.net, images, labels, self.eps * scale, self.alpha * scale, self.steps, self.random_start)
+            eps, alpha = self.eps * scale, self.alpha * scale
+            return pgd(self.net, images, labels, eps, alpha, self.steps, self.random_start, box=self.input_range)

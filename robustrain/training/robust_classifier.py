@@ -1,7 +1,9 @@
 """RobustClassifier: the LightningModule every training mode shares (network, loss, optimiser, schedule, metrics).
 
-Subclasses only say how a training batch is perturbed (`perturb`); evaluation is the same for all: clean loss and
-accuracy plus PGD accuracy on a fixed subset of each validation / test epoch.
+Subclasses only say how a training batch is perturbed (`perturb`, or `perturb_with_start_loss` for one-step attacks
+whose starting loss feeds the abnormal-example signal); evaluation is the same for all: clean loss and accuracy plus
+PGD accuracy on a fixed subset of each validation / test epoch. Every attack keeps its images in `input_range`, the
+datamodule's (0, 1) or, with injected features, (-beta, 1 + beta).
 """
 
 import functools
@@ -13,9 +15,10 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MeanMetric
 
-from robustrain.attacks import check_linf_params, fgsm, pgd
+from robustrain.attacks import UNIT_BOX, check_linf_params, fgsm, pgd
 from robustrain.monitoring import log_run_hparams, log_run_outcome, write_layout
 from robustrain.ranks import rank_share
+from robustrain.signals import abnormal_examples
 from robustrain.train_eval_modes import ATTACK_BATCHNORM_MODES, eval_mode
 from robustrain.training.safeguards import Safeguards
 from robustrain.training.schedules import LR_SCHEDULES, lr_factor
@@ -133,23 +136,48 @@ class RobustClassifier(Safeguards):
         self.metrics = nn.ModuleDict(
             {f"{stage}_{name}": MeanMetric() for stage in STAGES for name in ("loss", "acc", "acc_pgd", "acc_fgsm")}
         )
+        self.metrics["train_abnormal_fraction"] = MeanMetric()
         self._eval_attacked = 0  # images attacked so far in this evaluation epoch, on this rank
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    @property
+    def input_range(self) -> tuple[float, float]:
+        """(lowest, highest) pixel value of the data, which every attack keeps its images in: the datamodule's
+        `input_range` ((0, 1), or (-beta, 1 + beta) with injected features), (0, 1) without one."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        return tuple(getattr(datamodule, "input_range", UNIT_BOX))
 
     # --- training -------------------------------------------------------------------------------------------------
     def perturb(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The images the network is trained on; the standard module trains on the clean ones."""
         return images
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def perturb_with_start_loss(
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(`perturb`'s images, the per-example loss where a one-step attack started, or None): FGSMTraining gives the
+        loss its attack computed anyway, from which the training step counts Lin et al.'s abnormal examples."""
+        return self.perturb(images, labels), None
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | dict:
         images, labels = batch
-        inputs = self.perturb(images, labels)
+        inputs, start_loss = self.perturb_with_start_loss(images, labels)
         logits = self.net(inputs)
-        loss = F.cross_entropy(logits, labels)
+        if start_loss is None:
+            loss = F.cross_entropy(logits, labels)
+            self._update("train", loss, logits, labels)
+            return loss
+        losses = F.cross_entropy(logits, labels, reduction="none")
+        loss = losses.mean()
         self._update("train", loss, logits, labels)
-        return loss
+        abnormal = abnormal_examples(start_loss, losses.detach())  # (B,) bool, free: both losses are computed
+        metric = self.metrics["train_abnormal_fraction"]
+        metric.update(abnormal.float())
+        self.log("train/abnormal_fraction", metric, on_step=False, on_epoch=True)
+        # the step's counts, for robustrain.callbacks.AbnormalExamplesMonitor (it sums them over its checks and ranks)
+        return {"loss": loss, "abnormal": abnormal.sum().detach(), "examples": len(labels)}
 
     # --- evaluation -----------------------------------------------------------------------------------------------
     def _eval_budget(self) -> int:
@@ -179,12 +207,21 @@ class RobustClassifier(Safeguards):
         """PGD with the evaluation settings, the network in eval mode (modes restored afterwards)."""
         hp = self.hparams
         with eval_mode(self.net):
-            return pgd(self.net, images, labels, self.eval_eps, hp.eval_alpha, hp.eval_steps, restarts=hp.eval_restarts)
+            return pgd(
+                self.net,
+                images,
+                labels,
+                self.eval_eps,
+                hp.eval_alpha,
+                hp.eval_steps,
+                restarts=hp.eval_restarts,
+                box=self.input_range,
+            )
 
     def attack_fgsm(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Plain FGSM (zero start, step eval_eps), the network in eval mode: the cheap attack a masked model resists."""
         with eval_mode(self.net):
-            return fgsm(self.net, images, labels, self.eval_eps, self.eval_eps, init="zero")
+            return fgsm(self.net, images, labels, self.eval_eps, self.eval_eps, init="zero", box=self.input_range)
 
     def on_validation_epoch_start(self) -> None:
         self._eval_attacked = 0

@@ -103,5 +103,7 @@ class WorstOfKSpatialTraining(RobustClassifier):
         picked = rotate_translate(images, params[:, 0], params[:, 1:]).detach()  # (B, C, H, W)
         if hp.pgd_eps > 0:
             with batchnorm_mode(self.net, hp.attack_bn_mode):
-                picked = pgd(self.net, picked, labels, hp.pgd_eps, hp.pgd_alpha, hp.pgd_steps, random_start=True)
+                picked = pgd(
+                    self.net, picked, labels, hp.pgd_eps, hp.pgd_alpha, hp.pgd_steps, True, box=self.input_range
+                )
         return picked
