@@ -18,13 +18,12 @@ import lightning as L
 import torch
 
 from robustrain.aliasing.layers import find_downsampling_layers, group_layers, probe_aliasing
-from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping, current_lr
+from robustrain.callbacks.signal_monitor import SignalMonitor
 from robustrain.data import probe_set_of
-from robustrain.stopping import Decision, Rule, decide
 from robustrain.stopping.rules import DEFAULT_THRESHOLD, DEFAULT_WARMUP_EPOCHS, DEFAULT_WINDOW
 from robustrain.train_eval_modes import PROBE_BATCHNORM_MODES
 from robustrain.training import network_of
-from robustrain.validation import check_choice, check_file_name, check_int, check_positive_int, check_that
+from robustrain.validation import check_choice, check_int, check_positive_int, check_that
 
 DECIDE_ON = ("probe", "batch")
 MEASURES = ("absolute", "relative")
@@ -32,7 +31,7 @@ MEAN = "mean"
 RELATIVE = "relative/"  # prefix of the relative measure's series in the history and the logged tags
 
 
-class AliasingMonitor(RollbackEarlyStopping):
+class AliasingMonitor(SignalMonitor):
     """Aliasing measurement per layer / group on a fixed probe set, with the paper's median-filter early stop.
 
     Logged (TensorBoard): `aliasing/<layer>`, `aliasing/<group>`, `aliasing/mean`, and for the monitored series
@@ -105,13 +104,18 @@ class AliasingMonitor(RollbackEarlyStopping):
         save_checkpoint: bool = True,
         verbose: bool = False,
     ) -> None:
-        super().__init__(monitor_only=monitor_only, restore=restore, save_checkpoint=save_checkpoint, verbose=verbose)
-        self.rule = Rule(  # raises naming a bad setting
-            threshold=threshold,
-            window=window,
-            warmup_epochs=warmup_epochs,
-            wait_for_lr_peak=wait_for_lr_peak,
-            reference=reference,
+        super().__init__(
+            threshold,
+            window,
+            warmup_epochs,
+            wait_for_lr_peak,
+            reference,
+            scale="relative",
+            name=name,
+            monitor_only=monitor_only,
+            restore=restore,
+            save_checkpoint=save_checkpoint,
+            verbose=verbose,
         )
         check_choice("measure", measure, MEASURES)
         check_positive_int("probe_size", probe_size)
@@ -148,12 +152,9 @@ class AliasingMonitor(RollbackEarlyStopping):
         self.batch_probe_size = batch_probe_size
         self.decide_on = decide_on
         check_choice("probe_batchnorm", probe_batchnorm, PROBE_BATCHNORM_MODES)
-        check_file_name("name", name)
         self.probe_batchnorm = probe_batchnorm
-        self.name = name
         self._layer_names: list[str] = []
         self._probe: torch.Tensor | None = None  # this rank's share of the probe images
-        self._start_lr = float("nan")
 
     @property
     def state_key(self) -> str:
@@ -179,10 +180,6 @@ class AliasingMonitor(RollbackEarlyStopping):
             self._probe = images[trainer.global_rank :: trainer.world_size]  # this rank's share
 
     # --- hooks ----------------------------------------------------------------------------------------------------
-    def on_train_start(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
-        super().on_train_start(trainer, pl_module)
-        self._start_lr = current_lr(trainer)  # the lr before the first check, for lr_rising
-
     def on_train_batch_end(
         self, trainer: "L.Trainer", pl_module: "L.LightningModule", outputs: Any, batch: Any, batch_idx: int
     ) -> None:
@@ -231,26 +228,12 @@ class AliasingMonitor(RollbackEarlyStopping):
             values.update({prefix + k: v for k, v in series.items()})
         return values
 
-    # --- decision -------------------------------------------------------------------------------------------------
-    def _evaluate(self, record: dict[str, Any], previous: list[dict]) -> Decision:
-        lr_before = previous[-1]["lr"] if previous else self._start_lr
-        record["lr_rising"] = bool(record["lr"] > lr_before)
-        record["warmup"] = self.rule.in_warmup(record["epoch"], record["lr_rising"])
-        record["value"] = record[self.series]
-        values, warmups = [r["value"] for r in previous], [r["warmup"] for r in previous]
-        return decide(values, warmups, record["value"], record["warmup"], self.rule, name=f"aliasing/{self.series}")
-
     def _settings(self) -> dict[str, Any]:
         return {
             **super()._settings(),
             "layers": ",".join(self._layer_names or self.layers or []),
             "monitor": self.monitor,
             "measure": self.measure,
-            "reference": self.rule.reference,
-            "threshold": self.rule.threshold,
-            "window": self.rule.window,
-            "warmup_epochs": self.rule.warmup_epochs,
-            "wait_for_lr_peak": self.rule.wait_for_lr_peak,
             "probe_size": self.probe_size,
             "every_n_epochs": self.every_n_epochs,
             "every_n_train_steps": self.every_n_train_steps,

@@ -1,0 +1,130 @@
+"""AbnormalExamplesMonitor: Lin et al. (2023)'s abnormal adversarial examples, recorded and used as a stop.
+
+An FGSM training example is abnormal when its loss at the adversarial image is lower than where the step started
+(robustrain.signals.abnormal_examples). FGSMTraining counts them in every training step from the two losses it
+computes anyway and returns the counts with the loss; this callback sums them over each epoch (and, with
+`every_n_train_steps`, over each run of that many steps) and over all ranks, and records the fraction. A few percent
+are abnormal in healthy training; the fraction jumps when catastrophic overfitting sets in. The rule stops when it
+rises above the median of its previous values by more than `threshold` (absolute by default: the fraction starts near
+0, where a relative rise means little) and hands back the weights before the jump. The check itself costs nothing.
+"""
+
+from typing import Any, Literal
+
+import lightning as L
+import torch
+
+from robustrain.callbacks.signal_monitor import SignalMonitor
+from robustrain.training import RobustClassifier
+from robustrain.validation import check_choice, check_int
+
+DECIDE_ON = ("epoch", "batch")
+
+
+class AbnormalExamplesMonitor(SignalMonitor):
+    """The share of abnormal FGSM training examples per epoch (and per `every_n_train_steps` steps), with a stop.
+
+    Logged: `abnormal/fraction`, `abnormal/value`, `abnormal/median`, `abnormal/limit`; step-level values under
+    `abnormal/batch/...`. Files: `abnormal_history.csv`, `abnormal_curves.png`, and on a stop `abnormal_stop.ckpt`.
+
+    Args:
+        every_n_train_steps: Also record the fraction over every run of n optimizer steps ("batch" records); 0 = only
+            per epoch.
+        decide_on: "epoch" (the per-epoch fraction) or "batch" (the per-n-steps fraction).
+        threshold: Rise over the median that stops: an amount of fraction (scale="absolute", 0.1 = 10 points) or a
+            fraction of the median (scale="relative").
+        window, warmup_epochs, wait_for_lr_peak, reference, scale: The rule (robustrain.stopping.Rule).
+        name, monitor_only, restore, save_checkpoint, verbose: See SignalMonitor.
+    """
+
+    name = "abnormal"
+    direction = "rise"
+
+    def __init__(
+        self,
+        every_n_train_steps: int = 0,
+        decide_on: Literal["epoch", "batch"] = "epoch",
+        threshold: float = 0.1,
+        window: int = 3,
+        warmup_epochs: int = 0,
+        wait_for_lr_peak: bool = False,
+        reference: Literal["window", "restart"] = "window",
+        scale: Literal["relative", "absolute"] = "absolute",
+        name: str = "abnormal",
+        monitor_only: bool = False,
+        restore: bool = True,
+        save_checkpoint: bool = True,
+        verbose: bool = False,
+    ) -> None:
+        super().__init__(
+            threshold,
+            window,
+            warmup_epochs,
+            wait_for_lr_peak,
+            reference,
+            scale,
+            name,
+            monitor_only=monitor_only,
+            restore=restore,
+            save_checkpoint=save_checkpoint,
+            verbose=verbose,
+        )
+        check_int("every_n_train_steps", every_n_train_steps, 0)
+        check_choice("decide_on", decide_on, DECIDE_ON)
+        if decide_on == "batch":
+            check_int("every_n_train_steps", every_n_train_steps, 1, note="with decide_on='batch'")
+        self.every_n_train_steps = every_n_train_steps
+        self.decide_on = decide_on
+        self._epoch_counts = torch.zeros(2, dtype=torch.float64)  # (abnormal, examples) on this rank, this epoch
+        self._step_counts = torch.zeros(2, dtype=torch.float64)  # the same since the last step-level record
+
+    @property
+    def series(self) -> str:
+        return "fraction"
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(name=self.name)
+
+    def setup(self, trainer: "L.Trainer", pl_module: "L.LightningModule", stage: str) -> None:
+        counts = type(pl_module).perturb_with_start_loss is not RobustClassifier.perturb_with_start_loss
+        if stage == "fit" and not (isinstance(pl_module, RobustClassifier) and counts):
+            raise ValueError(
+                "AbnormalExamplesMonitor needs a training module whose steps count abnormal examples (FGSMTraining); "
+                f"got {type(pl_module).__name__}"
+            )
+
+    # --- hooks ----------------------------------------------------------------------------------------------------
+    def on_train_epoch_start(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
+        self._epoch_counts.zero_()
+        self._step_counts.zero_()
+
+    def on_train_batch_end(
+        self, trainer: "L.Trainer", pl_module: "L.LightningModule", outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self._should_skip(trainer) or not isinstance(outputs, dict) or "abnormal" not in outputs:
+            return
+        counts = torch.tensor([float(outputs["abnormal"]), float(outputs["examples"])], dtype=torch.float64)
+        self._epoch_counts += counts
+        self._step_counts += counts
+        n = self.every_n_train_steps
+        if n and trainer.global_step % n == 0:
+            values = self._fraction(trainer, pl_module, self._step_counts)
+            self._step_counts.zero_()
+            self._run_check(trainer, pl_module, "batch", values, decide=self.decide_on == "batch")
+
+    def on_train_epoch_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
+        if self._should_skip(trainer) or self.stopped_epoch == trainer.current_epoch:
+            return  # a step-level stop this epoch was decided already
+        values = self._fraction(trainer, pl_module, self._epoch_counts)
+        if self._run_check(trainer, pl_module, "epoch", values, decide=self.decide_on == "epoch"):
+            return
+        self._keep_weights(trainer, pl_module)
+
+    def _fraction(self, trainer: "L.Trainer", pl_module: "L.LightningModule", counts: torch.Tensor) -> dict:
+        """The abnormal fraction over the counted examples of all ranks (nan when none was counted)."""
+        total = trainer.strategy.reduce(counts.to(pl_module.device), reduce_op="sum")
+        return {"fraction": (total[0] / total[1]).item() if total[1] > 0 else float("nan"), "examples": total[1].item()}
+
+    def _settings(self) -> dict[str, Any]:
+        return {**super()._settings(), "every_n_train_steps": self.every_n_train_steps, "decide_on": self.decide_on}

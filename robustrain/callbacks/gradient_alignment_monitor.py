@@ -1,0 +1,195 @@
+"""GradientAlignmentMonitor: Andriushchenko & Flammarion (2020)'s gradient alignment, recorded and used as a stop.
+
+Every `every_n_epochs` epochs the mean cosine between the input gradients at x and at x + eta (eta ~ U[-eps, eps])
+is measured on a fixed, seeded probe of training images (robustrain.signals.gradient_alignment), the network in
+eval mode (or with BatchNorm on batch statistics, `probe_batchnorm`). It is near 1 while FGSM training is healthy
+and falls when the network turns locally non-linear, which is what catastrophic overfitting is; the rule stops when
+it falls below the median of its previous values by more than `threshold` and hands back the weights before the fall.
+Optionally it is also measured on the clean training batch every `every_n_train_steps` steps ("batch" records), so a
+collapse inside an epoch is seen when it happens.
+
+Cost per check: two input gradients per probe image (about two thirds of an FGSM training step on the same
+images). The noise comes from a generator seeded by (seed, epoch or step, rank) inside `torch.random.fork_rng`, so
+the check neither depends on nor changes the training's random stream. Under DDP the probe is split across ranks
+and the cosine sums are all-reduced, so every rank takes the same decision.
+"""
+
+import math
+from typing import Any, Literal
+
+import lightning as L
+import torch
+
+from robustrain.attacks import UNIT_BOX
+from robustrain.callbacks.signal_monitor import SignalMonitor
+from robustrain.data import probe_set_of
+from robustrain.signals import gradient_alignment
+from robustrain.train_eval_modes import PROBE_BATCHNORM_MODES, probe_mode
+from robustrain.training import network_of
+from robustrain.validation import check_choice, check_in_range, check_int, check_positive_int
+
+DECIDE_ON = ("probe", "batch")
+
+
+class GradientAlignmentMonitor(SignalMonitor):
+    """Gradient alignment on a fixed probe set (and optionally on training batches), with a stop on its fall.
+
+    Logged: `grad_align/cosine` (the mean cosine), `grad_align/value`, `grad_align/median`, `grad_align/limit`;
+    on-the-fly values under `grad_align/batch/...`. Files: `grad_align_history.csv`, `grad_align_curves.png`, and
+    on a stop `grad_align_stop.ckpt`.
+
+    Args:
+        eps: Radius of the noise, in pixel units; None = the module's `eval_eps` (its threat model), read at setup.
+        probe_size: Probe images, from `trainer.datamodule.probe_set(probe_size, probe_seed)`.
+        probe_seed: Seed choosing them.
+        probe_batchnorm: "eval" (running statistics) or "train" (the probe's batch statistics, running statistics
+            untouched); see robustrain.train_eval_modes.probe_mode.
+        seed: Seed of the noise (combined with the epoch or step and the rank).
+        every_n_epochs: Measure on the probe at the end of every n-th epoch; 0 = never (then decide_on="batch").
+        every_n_train_steps: Also measure on the clean training batch after every n-th optimizer step; 0 = never.
+        batch_probe_size: Images of the training batch the on-the-fly check uses (its first ones); None = all.
+        decide_on: "probe" (the epoch-end series) or "batch" (the on-the-fly series).
+        threshold: Fall below the median that stops: a fraction of it (scale="relative") or an amount of cosine.
+        window: Preceding checks the median is taken over.
+        warmup_epochs: No decision in epochs 0 .. warmup_epochs - 1.
+        wait_for_lr_peak: Also no decision while the learning rate still rises.
+        reference: "window" or "restart" (robustrain.stopping.Rule).
+        scale: "relative" or "absolute".
+        name, monitor_only, restore, save_checkpoint, verbose: See SignalMonitor.
+    """
+
+    name = "grad_align"
+    direction = "fall"
+
+    def __init__(
+        self,
+        eps: float | None = None,
+        probe_size: int = 100,
+        probe_seed: int = 0,
+        probe_batchnorm: Literal["eval", "train"] = "eval",
+        seed: int = 0,
+        every_n_epochs: int = 1,
+        every_n_train_steps: int = 0,
+        batch_probe_size: int | None = None,
+        decide_on: Literal["probe", "batch"] = "probe",
+        threshold: float = 0.2,
+        window: int = 3,
+        warmup_epochs: int = 0,
+        wait_for_lr_peak: bool = False,
+        reference: Literal["window", "restart"] = "window",
+        scale: Literal["relative", "absolute"] = "absolute",
+        name: str = "grad_align",
+        monitor_only: bool = False,
+        restore: bool = True,
+        save_checkpoint: bool = True,
+        verbose: bool = False,
+    ) -> None:
+        super().__init__(
+            threshold,
+            window,
+            warmup_epochs,
+            wait_for_lr_peak,
+            reference,
+            scale,
+            name,
+            monitor_only=monitor_only,
+            restore=restore,
+            save_checkpoint=save_checkpoint,
+            verbose=verbose,
+        )
+        if eps is not None:
+            check_in_range("eps", eps, 0.0, 1.0, low_open=True, note="(pixel units) or None for the module's eval_eps")
+        check_positive_int("probe_size", probe_size)
+        check_choice("probe_batchnorm", probe_batchnorm, PROBE_BATCHNORM_MODES)
+        check_int("every_n_epochs", every_n_epochs, 0)
+        check_int("every_n_train_steps", every_n_train_steps, 0)
+        if batch_probe_size is not None:
+            check_positive_int("batch_probe_size", batch_probe_size)
+        check_choice("decide_on", decide_on, DECIDE_ON)
+        if decide_on == "probe":
+            check_int("every_n_epochs", every_n_epochs, 1, note="with decide_on='probe'")
+        else:
+            check_int("every_n_train_steps", every_n_train_steps, 1, note="with decide_on='batch'")
+        self.eps = eps
+        self.probe_size, self.probe_seed, self.seed = probe_size, probe_seed, seed
+        self.probe_batchnorm = probe_batchnorm
+        self.every_n_epochs, self.every_n_train_steps = every_n_epochs, every_n_train_steps
+        self.batch_probe_size = batch_probe_size
+        self.decide_on = decide_on
+        self._images: torch.Tensor | None = None  # this rank's share of the probe
+        self._labels: torch.Tensor | None = None
+
+    @property
+    def series(self) -> str:
+        return "cosine"
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(name=self.name)
+
+    def setup(self, trainer: "L.Trainer", pl_module: "L.LightningModule", stage: str) -> None:
+        if self.eps is None:
+            self.eps = getattr(pl_module, "eval_eps", None)
+            if self.eps is None:
+                raise ValueError(
+                    f"GradientAlignmentMonitor(eps=None) takes the module's eval_eps, but {type(pl_module).__name__} "
+                    "has none: give eps explicitly"
+                )
+        if stage != "fit" or not self.every_n_epochs:
+            return
+        images, labels = probe_set_of(trainer.datamodule, self.probe_size, self.probe_seed, "GradientAlignmentMonitor")
+        rank, world = trainer.global_rank, trainer.world_size
+        self._images, self._labels = images[rank::world], labels[rank::world]  # this rank's share
+
+    # --- hooks ----------------------------------------------------------------------------------------------------
+    def on_train_batch_end(
+        self, trainer: "L.Trainer", pl_module: "L.LightningModule", outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        n = self.every_n_train_steps
+        if not n or self._should_skip(trainer) or trainer.global_step % n != 0:
+            return
+        images, labels = batch[0][: self.batch_probe_size], batch[1][: self.batch_probe_size]
+        values = self._measure(trainer, pl_module, images, labels, trainer.global_step)
+        self._run_check(trainer, pl_module, "batch", values, decide=self.decide_on == "batch")
+
+    def on_train_epoch_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
+        if self._should_skip(trainer) or self.stopped_epoch == trainer.current_epoch:
+            return  # a batch-level stop this epoch was decided already
+        n = self.every_n_epochs
+        if n and (trainer.current_epoch + 1) % n == 0:
+            values = self._measure(trainer, pl_module, self._images, self._labels, trainer.current_epoch)
+            if self._run_check(trainer, pl_module, "probe", values, decide=self.decide_on == "probe"):
+                return
+            self._keep_weights(trainer, pl_module)
+        elif self.decide_on == "batch":
+            self._keep_weights(trainer, pl_module)
+
+    # --- measurement ----------------------------------------------------------------------------------------------
+    def _measure(
+        self, trainer: "L.Trainer", pl_module: "L.LightningModule", images: Any, labels: Any, when: int
+    ) -> dict[str, float]:
+        """The mean cosine over the images of all ranks (noise seeded by `when`, the RNG stream untouched)."""
+        net = network_of(pl_module)
+        device = pl_module.device
+        sums = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of cosines, count)
+        if images is not None and len(images):
+            box = getattr(pl_module, "input_range", UNIT_BOX)
+            devices = [device] if device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices), probe_mode(net, self.probe_batchnorm):
+                torch.manual_seed(self.seed + 1000003 * when + 7919 * trainer.global_rank)
+                cos = gradient_alignment(net, images.to(device), labels.to(device), self.eps, box)
+            sums[0], sums[1] = cos.double().sum(), len(cos)
+        sums = trainer.strategy.reduce(sums, reduce_op="sum")
+        return {"cosine": (sums[0] / sums[1]).item() if sums[1] > 0 else math.nan}
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            **super()._settings(),
+            "eps": self.eps,
+            "probe_size": self.probe_size,
+            "probe_batchnorm": self.probe_batchnorm,
+            "every_n_epochs": self.every_n_epochs,
+            "every_n_train_steps": self.every_n_train_steps,
+            "batch_probe_size": self.batch_probe_size,
+            "decide_on": self.decide_on,
+        }

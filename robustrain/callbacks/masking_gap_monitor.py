@@ -1,0 +1,90 @@
+"""MaskingGapMonitor: the FGSM-PGD accuracy gap, the classic symptom of catastrophic overfitting, as a stop.
+
+At catastrophic overfitting PGD accuracy falls towards 0 while FGSM accuracy rises towards 100% (Kim et al. 2021;
+Wong et al. 2020): the model resists the one-step attack it trains on and nothing stronger. RobustClassifier already
+measures both on the same held-out images at every validation (`val/acc_fgsm`, `val/acc_pgd`, reduced across ranks
+by torchmetrics); this callback reads them at the end of each epoch and stops when the gap rises above the median of
+its previous values by more than `threshold` (absolute, in accuracy: 0.2 = 20 points), handing back the weights
+before the jump. It costs nothing beyond the validation the module runs anyway.
+"""
+
+import math
+from typing import Literal
+
+import lightning as L
+
+from robustrain.callbacks.signal_monitor import SignalMonitor
+
+
+class MaskingGapMonitor(SignalMonitor):
+    """val/acc_fgsm - val/acc_pgd per epoch, with a stop on its rise.
+
+    Logged: `masking_gap/gap`, `masking_gap/value`, `masking_gap/median`, `masking_gap/limit`. Files:
+    `masking_gap_history.csv`, `masking_gap_curves.png`, and on a stop `masking_gap_stop.ckpt`.
+
+    Args:
+        threshold: Rise over the median that stops, in accuracy (scale="absolute") or relative to the median.
+        window, warmup_epochs, wait_for_lr_peak, reference, scale: The rule (robustrain.stopping.Rule).
+        name, monitor_only, restore, save_checkpoint, verbose: See SignalMonitor.
+    """
+
+    name = "masking_gap"
+    direction = "rise"
+
+    def __init__(
+        self,
+        threshold: float = 0.2,
+        window: int = 3,
+        warmup_epochs: int = 0,
+        wait_for_lr_peak: bool = False,
+        reference: Literal["window", "restart"] = "window",
+        scale: Literal["relative", "absolute"] = "absolute",
+        name: str = "masking_gap",
+        monitor_only: bool = False,
+        restore: bool = True,
+        save_checkpoint: bool = True,
+        verbose: bool = False,
+    ) -> None:
+        super().__init__(
+            threshold,
+            window,
+            warmup_epochs,
+            wait_for_lr_peak,
+            reference,
+            scale,
+            name,
+            monitor_only=monitor_only,
+            restore=restore,
+            save_checkpoint=save_checkpoint,
+            verbose=verbose,
+        )
+
+    @property
+    def series(self) -> str:
+        return "gap"
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(name=self.name)
+
+    def setup(self, trainer: "L.Trainer", pl_module: "L.LightningModule", stage: str) -> None:
+        reason = pl_module.unlogged_reason("val/masking_gap") if hasattr(pl_module, "unlogged_reason") else None
+        if stage == "fit" and reason:
+            raise ValueError(f"MaskingGapMonitor reads val/acc_fgsm and val/acc_pgd, but {reason}")
+
+    def on_train_epoch_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
+        if self._should_skip(trainer):
+            return
+        metrics = trainer.callback_metrics
+        acc_fgsm, acc_pgd = metrics.get("val/acc_fgsm"), metrics.get("val/acc_pgd")
+        validated = getattr(trainer, "check_val_every_n_epoch", 1) or 1
+        if acc_fgsm is None or acc_pgd is None or (trainer.current_epoch + 1) % validated:
+            return  # no validation this epoch: nothing new to decide on
+        acc_fgsm, acc_pgd = float(acc_fgsm), float(acc_pgd)
+        gap = acc_fgsm - acc_pgd if math.isfinite(acc_fgsm) and math.isfinite(acc_pgd) else math.nan
+        values = {"gap": gap, "acc_fgsm": acc_fgsm, "acc_pgd": acc_pgd}
+        if not self._run_check(trainer, pl_module, "val", values, decide=True):
+            self._keep_weights(trainer, pl_module)
+
+    def _plot_series(self) -> list[str]:
+        return ["value", "median", "limit", "acc_fgsm", "acc_pgd"]

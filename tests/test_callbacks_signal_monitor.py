@@ -1,0 +1,53 @@
+"""robustrain.callbacks.signal_monitor: the monitors built on it agree across DDP ranks on every value and decision."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+DDP_SCRIPT = """
+import json, sys
+import lightning as L
+from robustrain.callbacks import AbnormalExamplesMonitor, GradientAlignmentMonitor, MaskingGapMonitor
+from robustrain.data import MNIST5k
+from robustrain.models import SmallCNN
+from robustrain.training import FGSMTraining
+
+L.seed_everything(0)
+monitors = [
+    GradientAlignmentMonitor(probe_size=20, threshold=0.001, every_n_train_steps=1, batch_probe_size=4),
+    AbnormalExamplesMonitor(threshold=0.001, every_n_train_steps=1, monitor_only=True),
+    MaskingGapMonitor(threshold=0.001, monitor_only=True),
+]
+module = FGSMTraining(net=SmallCNN(), eps=0.3, alpha=0.3, init="zero", optimizer="adam", lr=5e-3,
+                      eval_eps=0.3, eval_alpha=0.1, eval_steps=2, eval_size=20)
+trainer = L.Trainer(max_epochs=4, accelerator="cpu", devices=2, strategy="ddp", logger=False,
+                    enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                    inference_mode=False, default_root_dir={root!r}, limit_train_batches=2, limit_val_batches=1,
+                    callbacks=monitors)
+trainer.fit(module, datamodule=MNIST5k(batch_size=20, eval_batch_size=10))
+out = {{m.name: dict(stopped=m.stopped_epoch, history=[{{k: r[k] for k in ("kind", "epoch", "step", "value",
+        "should_stop")}} for r in m.history]) for m in monitors}}
+out["examples"] = [r["examples"] for r in monitors[1].history if r["kind"] == "epoch"]
+with open({root!r} + f"/rank{{trainer.global_rank}}.json", "w") as f:
+    json.dump(out, f)
+"""
+
+
+def test_ddp_two_processes_record_the_same_values_and_take_the_same_decisions(tmp_path) -> None:
+    script = tmp_path / "ddp_run.py"
+    script.write_text(textwrap.dedent(DDP_SCRIPT.format(root=str(tmp_path))))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0] == ranks[1]
+    assert ranks[0]["examples"][0] == 80.0  # 2 steps x 20 images x 2 ranks
+    histories = {name: ranks[0][name]["history"] for name in ("grad_align", "abnormal", "masking_gap")}
+    assert all(histories.values())
+    assert {r["kind"] for r in histories["grad_align"]} == {"probe", "batch"}
+    assert ranks[0]["grad_align"]["stopped"] is not None  # its tiny threshold stops it, on both ranks alike
