@@ -23,7 +23,7 @@ from robustrain.data import probe_set_of
 from robustrain.stopping import Decision, decide, pgd_es_rule
 from robustrain.train_eval_modes import eval_mode
 from robustrain.training import network_of
-from robustrain.validation import check_choice, check_positive_int
+from robustrain.validation import check_choice, check_file_name, check_positive_int
 
 SOURCES = ("first_batch", "probe")
 
@@ -47,6 +47,8 @@ class PGDEarlyStopping(RollbackEarlyStopping):
         probe_seed: Seed choosing the probe images.
         seed: Seed of the attack's random start (combined with the epoch).
         every_n_epochs: Check at the end of every n-th epoch.
+        name: Prefix of the logged values and stem of the files; give a second check another name (e.g.
+            "pgd_es_probe") to record both sources side by side.
         monitor_only, restore, save_checkpoint, verbose: See RollbackEarlyStopping.
     """
 
@@ -64,6 +66,7 @@ class PGDEarlyStopping(RollbackEarlyStopping):
         probe_seed: int = 0,
         seed: int = 0,
         every_n_epochs: int = 1,
+        name: str = "pgd_es",
         monitor_only: bool = False,
         restore: bool = True,
         save_checkpoint: bool = True,
@@ -71,6 +74,8 @@ class PGDEarlyStopping(RollbackEarlyStopping):
     ) -> None:
         super().__init__(monitor_only=monitor_only, restore=restore, save_checkpoint=save_checkpoint, verbose=verbose)
         check_linf_params(0.0 if eps is None else eps, alpha, steps, restarts)  # None: checked at setup
+        check_file_name("name", name)
+        self.name = name
         self.rule = pgd_es_rule(max_drop)  # raises naming a bad max_drop
         check_choice("source", source, SOURCES)
         check_positive_int("probe_size", probe_size)
@@ -85,7 +90,9 @@ class PGDEarlyStopping(RollbackEarlyStopping):
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(eps=self.eps, steps=self.steps, source=self.source)
+        # the name only when it is not the default, so checkpoints written before checks had names still resume
+        named = {} if self.name == type(self).name else {"name": self.name}
+        return self._generate_state_key(**named, eps=self.eps, steps=self.steps, source=self.source)
 
     def setup(self, trainer: "L.Trainer", pl_module: "L.LightningModule", stage: str) -> None:
         self._take_eval_settings(pl_module)
@@ -152,7 +159,7 @@ class PGDEarlyStopping(RollbackEarlyStopping):
     def _evaluate(self, record: dict[str, Any], previous: list[dict]) -> Decision:
         record["value"] = record["acc"]
         values = [r["value"] for r in previous]
-        return decide(values, [False] * len(values), record["value"], False, self.rule, name="pgd_es/acc")
+        return decide(values, [False] * len(values), record["value"], False, self.rule, name=f"{self.name}/acc")
 
     def _plot_series(self) -> list[str]:
         return ["value", "limit"]
@@ -170,5 +177,10 @@ class PGDEarlyStopping(RollbackEarlyStopping):
 
     def tensorboard_charts(self) -> dict[str, dict[str, list]]:
         return {
-            self.name: {"pgd_es: PGD accuracy and its drop limit": ["Multiline", ["^pgd_es/acc$", "^pgd_es/limit$"]]}
+            self.name: {
+                f"{self.name}: PGD accuracy and its drop limit": [
+                    "Multiline",
+                    [f"^{self.name}/acc$", f"^{self.name}/limit$"],
+                ]
+            }
         }
