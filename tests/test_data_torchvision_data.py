@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from _cifar10_folder import write_cifar10_folder
 
 from robustrain.data import TorchvisionData, load_mnist5k
 
@@ -49,26 +50,6 @@ def test_torchvision_mnist_reads_local_files(tmp_path):
     assert x.shape == (16, 1, 28, 28) and 0.0 <= x.min() and x.max() <= 1.0 and y.dtype == torch.int64
     with pytest.raises(ValueError, match="val_size=300"):
         TorchvisionData(name="mnist", root=str(tmp_path), val_size=300)
-
-
-def write_cifar10_folder(root, n_train: int = 60, n_test: int = 20, seed: int = 0) -> None:
-    """A tiny folder in torchvision's CIFAR-10 format (cifar-10-batches-py: pickled uint8 HWC rows, labels, meta)."""
-    import pickle
-    from pathlib import Path
-
-    rng = np.random.default_rng(seed)
-    folder = Path(root) / "cifar-10-batches-py"
-    folder.mkdir(parents=True, exist_ok=True)
-
-    def batch(n):
-        return {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": list(rng.integers(0, 10, n))}
-
-    per_batch = -(-n_train // 5)
-    for i in range(1, 6):
-        (folder / f"data_batch_{i}").write_bytes(pickle.dumps(batch(per_batch)))
-    (folder / "test_batch").write_bytes(pickle.dumps(batch(n_test)))
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names}))
 
 
 def test_a_cifar10_format_copy_reads_without_the_checksums(tmp_path):

@@ -50,13 +50,18 @@ def select(out: Path) -> dict[str, Any]:
     tuning = [r for r in runs if is_tuning(r)]
     chosen = {}
     for family, detectors in families().items():
-        applicable = [d for d in detectors if all(d.history in r.histories for r in runs)]
+        applicable = [d for d in detectors if all(records_of(r, d) for r in runs)]
         if not applicable:
             continue
         detector, tuned = choose(applicable, tuning)
         chosen[family] = {"detector": _detector_json(detector), "tuning": _score_json(tuned), "tried": len(applicable)}
     (out / SELECTION).write_text(json.dumps(chosen, indent=1))
     return chosen
+
+
+def records_of(run: Run, detector: Detector) -> list[dict]:
+    """The run's records the detector reads (none: it was not recorded, e.g. no step-level checks)."""
+    return [r for r in run.histories.get(detector.history, []) if r["kind"] == detector.kind]
 
 
 def _detector_json(detector: Detector) -> dict[str, Any]:

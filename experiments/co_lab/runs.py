@@ -152,7 +152,7 @@ class Run:
 
     def monitored(self, history: str) -> str:
         """The series a detector's callback monitored (AliasingMonitor's `monitor`, e.g. layer2 or mean)."""
-        for callback in self.config["trainer"]["callbacks"]:
+        for callback in (self.config.get("trainer") or {}).get("callbacks") or []:
             args = callback.get("init_args") or {}
             if args.get("name") == history and "monitor" in args:
                 return str(args["monitor"])

@@ -1,0 +1,59 @@
+"""experiments.co_lab.outcomes: run classes, collapse and oracle epochs, and where a stop lands, on known curves."""
+
+import math
+
+import pytest
+
+from experiments.co_lab.outcomes import (
+    Stop,
+    accuracy_at,
+    classify,
+    handed_back_epoch,
+    lag,
+    stop_of,
+    within_oracle,
+)
+
+
+@pytest.mark.parametrize(
+    "pgd,fgsm,kind,collapse,oracle",
+    [
+        # robust, then PGD <= 0.05 within 2 epochs with FGSM high: catastrophic, collapse at the first low epoch
+        ([0.1, 0.35, 0.4, 0.2, 0.03, 0.0], [0.2, 0.5, 0.6, 0.8, 0.95, 0.99], "catastrophic", 4, 2),
+        ([0.1, 0.5, 0.01, 0.0], [0.2, 0.6, 0.4, 0.9], "catastrophic", 2, 1),  # FGSM high the epoch after
+        # the same fall with FGSM low as well: the model collapsed, but not by overfitting FGSM
+        ([0.1, 0.5, 0.01, 0.0], [0.2, 0.6, 0.3, 0.2], "gradual", None, 1),
+        # a slow decline (3 epochs from 0.4 to <= 0.05): gradual
+        ([0.1, 0.4, 0.29, 0.2, 0.04], [0.2, 0.6, 0.7, 0.8, 0.9], "gradual", None, 1),
+        ([0.1, 0.4, 0.45, 0.44], [0.2, 0.6, 0.7, 0.7], "healthy", None, 2),
+        ([0.0, 0.1, 0.29, 0.0], [0.5, 0.9, 0.9, 0.99], "never_robust", None, 2),
+    ],
+)
+def test_classify_known_curves(pgd, fgsm, kind, collapse, oracle):
+    out = classify(pgd, fgsm)
+    assert (out.kind, out.collapse_epoch, out.oracle_epoch) == (kind, collapse, oracle)
+
+
+def test_classify_refuses_curves_of_different_lengths():
+    with pytest.raises(ValueError, match="as long"):
+        classify([0.1, 0.2], [0.1])
+
+
+def test_an_epoch_check_hands_back_the_previous_epoch_and_a_step_check_the_last_epoch_end():
+    assert stop_of(None, 10) is None
+    assert stop_of({"epoch": 4, "step": 50, "kind": "probe"}, 10) == Stop(4, 5.0, 3)
+    assert stop_of({"epoch": 4, "step": 45, "kind": "batch"}, 10) == Stop(4, 4.5, 3)
+    assert stop_of({"epoch": 0, "step": 5, "kind": "batch"}, 10).handed_back == -1
+
+
+def test_lag_is_epochs_completed_from_the_end_of_the_collapse_epoch():
+    assert lag(Stop(4, 5.0, 3), collapse_epoch=4) == 0  # the check that first sees the collapsed model
+    assert lag(Stop(4, 4.5, 3), collapse_epoch=4) == -0.5  # inside the collapse epoch
+    assert lag(Stop(6, 7.0, 5), collapse_epoch=4) == 2
+    assert math.isinf(lag(None, collapse_epoch=4))
+
+
+def test_hand_back_accuracy_and_the_oracle_margin():
+    assert handed_back_epoch(None, 9) == 9 and handed_back_epoch(Stop(4, 5.0, 3), 9) == 3
+    assert accuracy_at([0.5, 0.6], -1) == 0.0 and accuracy_at([0.5, 0.6], 1) == 0.6
+    assert within_oracle(0.57, 0.60) and not within_oracle(0.569, 0.60)
