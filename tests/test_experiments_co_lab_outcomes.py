@@ -57,3 +57,8 @@ def test_hand_back_accuracy_and_the_oracle_margin():
     assert handed_back_epoch(None, 9) == 9 and handed_back_epoch(Stop(4, 5.0, 3), 9) == 3
     assert accuracy_at([0.5, 0.6], -1) == 0.0 and accuracy_at([0.5, 0.6], 1) == 0.6
     assert within_oracle(0.57, 0.60) and not within_oracle(0.569, 0.60)
+
+
+def test_float32_metrics_on_the_thresholds_count():
+    assert classify([0.1, 0.48, 0.0500000007], [0.2, 0.8, 0.97]).collapse_epoch == 2
+    assert classify([0.1, 0.2999999821, 0.29], [0.2, 0.8, 0.8]).kind == "healthy"
