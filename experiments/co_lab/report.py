@@ -29,7 +29,7 @@ from typing import Any
 
 from experiments.co_lab import evaluate as test_eval
 from experiments.co_lab import runs as lab_runs
-from experiments.co_lab.detectors import COST_KEYS, THRESHOLDS, Detector, families
+from experiments.co_lab.detectors import THRESHOLDS, Detector, cost_task, families
 from experiments.co_lab.outcomes import WITHIN, within_oracle
 from experiments.co_lab.runs import Run
 from experiments.co_lab.scoring import Score, choose, outcome, score, stop_for
@@ -158,7 +158,12 @@ def report_rows(out: Path, costs: dict[str, Any]) -> list[dict[str, Any]]:
                     "within_3_points": within_oracle(test_pgd(run, handed), test_pgd(run, out_.oracle_epoch)),
                 }
             )
-        cost = costs.get(COST_KEYS.get(detector.history, ""), {})
+        task, per_epoch = cost_task(detector)
+        cost = {
+            network: {k: per_epoch * tasks[task][k] for k in ("vs_fgsm_epoch", "vs_pgd_es")}
+            for network, tasks in costs.items()
+            if task in tasks
+        }
         rows.append(
             {
                 "family": family,
@@ -172,8 +177,7 @@ def report_rows(out: Path, costs: dict[str, Any]) -> list[dict[str, Any]]:
                 "lag": _fmt_lag(s.lags),
                 "autoattack_handed_median": _median(aa_handed),
                 "autoattack_oracle_median": _median(aa_oracle),
-                "cost_vs_fgsm_epoch": cost.get("vs_fgsm_epoch"),
-                "cost_vs_pgd_es": cost.get("vs_pgd_es"),
+                "cost_per_epoch": cost,
                 "runs": per_run,
             }
         )
@@ -215,6 +219,15 @@ def _ratio(value: float | None) -> str:
     return "—" if value is None or not math.isfinite(value) else f"{value:.3g}"
 
 
+def _costs(cost: dict[str, dict[str, float]]) -> str:
+    if not cost:
+        return "not measured"
+    return "; ".join(
+        f"{network}: {_ratio(c['vs_fgsm_epoch'])} of an FGSM epoch, {_ratio(c['vs_pgd_es'])} x PGD-ES"
+        for network, c in cost.items()
+    )
+
+
 def markdown(rows: list[dict[str, Any]], run_rows: list[dict[str, Any]], command: str) -> str:
     lines = [
         "# CO lab: which signal stops FGSM training before catastrophic overfitting",
@@ -227,7 +240,8 @@ def markdown(rows: list[dict[str, Any]], run_rows: list[dict[str, Any]], command
         f"within {100 * WITHIN:.0f} points of the oracle's (test PGD-50-10); the median lag of its stop behind the "
         "collapse, in epochs (negative: before the collapse epoch's end; min..max); the median AutoAttack accuracy of "
         "the handed-back models and of the oracles' (%); its false stops on the healthy runs; and the measured cost of "
-        "one check, as a fraction of one FGSM training epoch and of Wong et al.'s PGD-ES check.",
+        "its checks per epoch, as a fraction of one FGSM training epoch and against Wong et al.'s PGD-ES check "
+        "(python -m benchmarks.detectors).",
         "",
     ]
     for row in rows:
@@ -236,7 +250,7 @@ def markdown(rows: list[dict[str, Any]], run_rows: list[dict[str, Any]], command
             f"- **{row['family']}**: {row['hits']}/{row['co_runs']} CO runs within 3 points; lag {row['lag']}; "
             f"AutoAttack handed back {_pct(row['autoattack_handed_median'])} vs oracle "
             f"{_pct(row['autoattack_oracle_median'])}; false stops {row['false_stops']}/{row['healthy_runs']}; "
-            f"cost {_ratio(row['cost_vs_fgsm_epoch'])} x FGSM epoch, {_ratio(row['cost_vs_pgd_es'])} x PGD-ES check "
+            f"cost per epoch {_costs(row['cost_per_epoch'])} "
             f"(tuning: {t['hits']}/{t['co_runs']}, {t['false_stops']}/{t['healthy_runs']} false stops)",
             f"  - rule: {row['rule']}",
         ]
@@ -263,7 +277,7 @@ def report(out: Path, docs: Path, costs_path: Path | None, command: str) -> dict
     """Tables and figures of the study into `docs`."""
     from experiments.co_lab import figures
 
-    costs = json.loads(costs_path.read_text()).get("checks", {}) if costs_path and costs_path.is_file() else {}
+    costs = json.loads(costs_path.read_text()).get("networks", {}) if costs_path and costs_path.is_file() else {}
     rows = report_rows(out, costs)
     run_rows = runs_table(out)
     docs.mkdir(parents=True, exist_ok=True)
