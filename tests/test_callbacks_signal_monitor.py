@@ -51,3 +51,45 @@ def test_ddp_two_processes_record_the_same_values_and_take_the_same_decisions(tm
     assert all(histories.values())
     assert {r["kind"] for r in histories["grad_align"]} == {"probe", "batch"}
     assert ranks[0]["grad_align"]["stopped"] is not None  # its tiny threshold stops it, on both ranks alike
+
+
+def _fgsm_module():
+    from robustrain.models import SmallCNN
+    from robustrain.training import FGSMTraining
+
+    net = SmallCNN(num_classes=4, image_size=8, channels=(4, 8), hidden=16)
+    return FGSMTraining(
+        net=net, eps=0.1, alpha=0.1, init="zero", optimizer="sgd", lr=0.05, lr_schedule="constant", eval_size=0
+    )
+
+
+def _monitors():
+    from robustrain.callbacks import AbnormalExamplesMonitor, GradientAlignmentMonitor
+
+    return [
+        GradientAlignmentMonitor(probe_size=16, every_n_train_steps=2, batch_probe_size=4, monitor_only=True),
+        AbnormalExamplesMonitor(every_n_train_steps=2, monitor_only=True),
+    ]
+
+
+def test_a_resumed_run_records_the_histories_of_the_uninterrupted_one(tmp_path) -> None:
+    import lightning as L
+    from _stopping_fixtures import RandomDigits, tiny_trainer
+
+    L.seed_everything(0)
+    full = _monitors()
+    tiny_trainer(tmp_path / "full", full, max_epochs=4).fit(_fgsm_module(), datamodule=RandomDigits())
+
+    L.seed_everything(0)
+    first = _monitors()
+    ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="last")
+    trainer = tiny_trainer(tmp_path / "a", [*first, ckpt], max_epochs=2, enable_checkpointing=True)
+    trainer.fit(_fgsm_module(), datamodule=RandomDigits())
+    L.seed_everything(0)
+    resumed = _monitors()
+    trainer = tiny_trainer(tmp_path / "b", resumed, max_epochs=4)
+    trainer.fit(_fgsm_module(), datamodule=RandomDigits(), ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    keys = ("epoch", "step", "kind", "value", "median", "limit", "should_stop")
+    for a, b in zip(full, resumed, strict=True):
+        assert [[repr(r[k]) for k in keys] for r in b.history] == [[repr(r[k]) for k in keys] for r in a.history]
+        assert len(a.history) == 2 * (4 + 2)  # per epoch: two every-2-steps records and one epoch-end record
