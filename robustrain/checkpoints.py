@@ -2,7 +2,8 @@
 
 A run's files live in its own version folder, `<save_dir>/<name>/version_N/` (TensorBoard events, config.yaml,
 histories, figures) with its checkpoints in `version_N/checkpoints/`, so reruns never mix. `last` names the
-`checkpoints/last.ckpt` of the newest version that has one.
+`checkpoints/last.ckpt` of the newest version that has one. A run whose early stop handed back earlier weights also
+holds them as `version_N/<stop>_stop.ckpt`: that is the model the run ends with, which `test` of a run folder uses.
 
 Checkpoints are only ever read with `torch.load(weights_only=True)`, which cannot run code, and never from the
 network.
@@ -44,13 +45,26 @@ def latest_checkpoint(run_dir: str | Path) -> tuple[Path, int] | None:
     return None
 
 
-def resolve_ckpt_path(ckpt_path: str, run_dir: str | Path | None) -> tuple[Path, int | None]:
+def handed_back_checkpoint(version_dir: Path) -> Path | None:
+    """The `<stop>_stop.ckpt` an early stop of this run version saved (the weights it handed back), or None."""
+    found = sorted(version_dir.glob("*_stop.ckpt"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def _model_of(found: tuple[Path, int], version_dir: Path) -> tuple[Path, int]:
+    stop = handed_back_checkpoint(version_dir)
+    return (stop, found[1]) if stop is not None else found
+
+
+def resolve_ckpt_path(ckpt_path: str, run_dir: str | Path | None, model: bool = False) -> tuple[Path, int | None]:
     """The checkpoint file `ckpt_path` names, and the run version it belongs to (None if it is not a run's).
 
     Args:
         ckpt_path: A .ckpt file; a run folder (`runs/<name>`: its newest last.ckpt) or version folder; or "last",
             the newest last.ckpt of `run_dir`.
         run_dir: `<save_dir>/<name>` of the run being configured (for "last").
+        model: Name the model a run folder ends with (for test, validate, predict): the weights its early stop handed
+            back (`<stop>_stop.ckpt`) when it stopped, else last.ckpt. Without it (fit), last.ckpt, to resume.
 
     Raises:
         BadInputError: for a URL, a missing file or folder, or a folder without checkpoints.
@@ -74,11 +88,12 @@ def resolve_ckpt_path(ckpt_path: str, run_dir: str | Path | None) -> tuple[Path,
         return path, int(version.group(1)) if version else None
     if path.is_dir():
         if (version := _VERSION.match(path.name)) and (path / "checkpoints" / "last.ckpt").is_file():
-            return path / "checkpoints" / "last.ckpt", int(version.group(1))
-        found = latest_checkpoint(path)
+            found = path / "checkpoints" / "last.ckpt", int(version.group(1))
+        else:
+            found = latest_checkpoint(path)
         if found is None:
             raise BadInputError(f"ckpt_path={ckpt_path!r} is a folder without version_*/checkpoints/last.ckpt")
-        return found
+        return _model_of(found, found[0].parents[1]) if model else found
     raise BadInputError(f"ckpt_path={ckpt_path!r} does not exist: give a .ckpt file, a run folder or 'last'")
 
 

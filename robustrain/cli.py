@@ -105,7 +105,8 @@ class RobustrainCLI(LightningCLI):
         if not ckpt_path:
             return
         folder = run_dir(config.trainer)
-        path, version = resolve_ckpt_path(str(ckpt_path), folder)
+        # a run folder given to test / validate / predict names the model the run ends with (a stop's hand-back)
+        path, version = resolve_ckpt_path(str(ckpt_path), folder, model=subcommand != "fit")
         config["ckpt_path"] = str(path)
         init_args = _logger_init_args(config.trainer)
         if (

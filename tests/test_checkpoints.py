@@ -38,3 +38,14 @@ def test_read_checkpoint_refuses_pickled_objects_and_names_corrupt_files(tmp_pat
     (tmp_path / "cut.ckpt").write_bytes((tmp_path / "ok.ckpt").read_bytes()[:100])
     with pytest.raises(BadInputError, match="cut.ckpt is not a readable checkpoint"):
         read_checkpoint(tmp_path / "cut.ckpt")
+
+
+def test_a_run_folder_names_the_handed_back_model_for_test_and_last_for_resuming(tmp_path):
+    run = tmp_path / "runs" / "x"
+    _make_run(run, [(0, True), (1, True)])
+    torch.save({"epoch": 3}, run / "version_1" / "aliasing_stop.ckpt")
+    stop = (run / "version_1" / "aliasing_stop.ckpt", 1)
+    assert resolve_ckpt_path(str(run), None, model=True) == stop
+    assert resolve_ckpt_path(str(run / "version_1"), None, model=True) == stop
+    assert resolve_ckpt_path(str(run), None) == (run / "version_1/checkpoints/last.ckpt", 1)  # fit resumes last
+    assert resolve_ckpt_path(str(run / "version_0"), None, model=True) == (run / "version_0/checkpoints/last.ckpt", 0)
