@@ -56,3 +56,15 @@ def test_the_study_runs_the_cifar10_configs_from_training_to_figures(tmp_path):
     # the injected run's data carried the feature: its resolved config says so
     config = (runs / "cifar10_preact18_injected" / "seed1" / "config.yaml").read_text()
     assert "inject_beta: 0.0313" in config
+
+
+def test_image_counts_per_network():
+    import pytest
+
+    from experiments.co_lab.report import images_for
+
+    assert images_for(["500"], "PreActResNet18") == 500
+    assert images_for(["500", "PreActResNet18=100"], "PreActResNet18") == 100
+    assert images_for(["500", "PreActResNet18=100"], "SmallCNN") == 500
+    with pytest.raises(ValueError, match="no image count for SmallCNN"):
+        images_for(["PreActResNet18=100"], "SmallCNN")

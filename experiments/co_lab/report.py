@@ -97,7 +97,24 @@ def epochs_to_test(run: Run, detectors: dict[str, Detector]) -> set[int]:
     return epochs
 
 
-def evaluate(out: Path, images: int, autoattack_images: int) -> None:
+def images_for(counts: Sequence[str], network: str) -> int:
+    """The image count for a network from ["500"] or ["SmallCNN=500", "PreActResNet18=100"] (the bare number is the
+    default for networks not named)."""
+    default, named = None, {}
+    for item in counts:
+        key, sep, value = item.partition("=")
+        if sep:
+            named[key] = int(value)
+        else:
+            default = int(key)
+    if network in named:
+        return named[network]
+    if default is None:
+        raise ValueError(f"no image count for {network}: give {network}=N or a bare N for every network")
+    return default
+
+
+def evaluate(out: Path, images: Sequence[str], autoattack_images: Sequence[str]) -> None:
     """Test PGD-50-10 and AutoAttack of the oracle's and the handed-back models of the reporting CO runs (healthy runs
     are scored by their false stops alone)."""
     detectors = chosen_detectors(out)
@@ -106,7 +123,8 @@ def evaluate(out: Path, images: int, autoattack_images: int) -> None:
             continue
         print(f"evaluating {run.name}", flush=True)
         attacks = ("clean", "pgd_50x10", "autoattack")
-        test_eval.evaluate_epochs(run, epochs_to_test(run, detectors), attacks, images, autoattack_images)
+        n, n_autoattack = images_for(images, run.network), images_for(autoattack_images, run.network)
+        test_eval.evaluate_epochs(run, epochs_to_test(run, detectors), attacks, n, n_autoattack)
 
 
 # --- report ---------------------------------------------------------------------------------------------------------
@@ -315,8 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", action="append", type=int, nargs="+", help="the seeds of the preceding --setting")
     parser.add_argument("--parallel", type=int, default=1, help="training processes at a time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per training process")
-    parser.add_argument("--test-images", type=int, default=500)
-    parser.add_argument("--autoattack-images", type=int, default=200)
+    parser.add_argument(
+        "--test-images", nargs="+", default=["500"], help="N, or NETWORK=N pairs (e.g. SmallCNN=500 PreActResNet18=100)"
+    )
+    parser.add_argument("--autoattack-images", nargs="+", default=["200"], help="as --test-images, for AutoAttack")
     parser.add_argument("--costs", type=Path, default=Path("docs/results/benchmarks_detectors.json"))
     args = parser.parse_args(argv)
     if len(args.setting or []) != len(args.seeds or []):
