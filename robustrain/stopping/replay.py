@@ -39,7 +39,8 @@ def replay(
         rule: The settings to replay (default: the aliasing stop's).
         column: The series to decide on: "value" (what the run monitored), or any layer / group / "mean", or the
             relative measure's "relative/<layer, group or mean>".
-        kind: "probe" (epoch-end probe set), "batch" (on the fly) or "first_batch" (PGDEarlyStopping).
+        kind: "probe" (epoch-end probe set), "batch" (every n steps), "first_batch" (PGDEarlyStopping), "epoch"
+            (AbnormalExamplesMonitor's per-epoch fraction) or "val" (MaskingGapMonitor).
 
     Returns:
         One dict per record: epoch, step, value, median, limit, warmup, should_stop, reason.
@@ -81,7 +82,7 @@ def first_stop(decisions: Sequence[dict]) -> dict | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m robustrain.stopping.replay", description=__doc__.split("\n")[0])
-    parser.add_argument("history", help="aliasing_history.csv written by AliasingMonitor (or pgd_es_history.csv)")
+    parser.add_argument("history", help="a <name>_history.csv written by a stop callback (e.g. aliasing_history.csv)")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     parser.add_argument("--window", type=int, default=DEFAULT_WINDOW)
     parser.add_argument("--warmup-epochs", type=int, default=DEFAULT_WARMUP_EPOCHS)
@@ -90,7 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--direction", default="rise", choices=DIRECTIONS)
     parser.add_argument("--scale", default="relative", choices=SCALES)
     parser.add_argument("--column", default="value", help="series to decide on: value, mean, a layer or a group")
-    parser.add_argument("--kind", default="probe", choices=("probe", "batch", "first_batch"))
+    parser.add_argument(
+        "--kind",
+        default="probe",
+        choices=("probe", "batch", "first_batch", "epoch", "val"),
+        help="records to replay: epoch-end probe, every n steps (batch), PGD-ES's first batch, the abnormal-example "
+        "fraction per epoch (epoch) or the FGSM-PGD gap per validation (val)",
+    )
     args = parser.parse_args(argv)
     try:
         rule = Rule(
