@@ -22,9 +22,9 @@ from experiments.co_lab.outcomes import (
         ([0.1, 0.35, 0.4, 0.2, 0.03, 0.0], [0.2, 0.5, 0.6, 0.8, 0.95, 0.99], "catastrophic", 4, 2),
         ([0.1, 0.5, 0.01, 0.0], [0.2, 0.6, 0.4, 0.9], "catastrophic", 2, 1),  # FGSM high the epoch after
         # the same fall with FGSM low as well: the model collapsed, but not by overfitting FGSM
-        ([0.1, 0.5, 0.01, 0.0], [0.2, 0.6, 0.3, 0.2], "gradual", None, 1),
-        # a slow decline (3 epochs from 0.4 to <= 0.05): gradual
-        ([0.1, 0.4, 0.29, 0.2, 0.04], [0.2, 0.6, 0.7, 0.8, 0.9], "gradual", None, 1),
+        ([0.1, 0.5, 0.01, 0.0], [0.2, 0.6, 0.3, 0.2], "healthy", None, 1),
+        # a slow decline (3 epochs from 0.4 to <= 0.05): no collapse
+        ([0.1, 0.4, 0.29, 0.2, 0.04], [0.2, 0.6, 0.7, 0.8, 0.9], "healthy", None, 1),
         ([0.1, 0.4, 0.45, 0.44], [0.2, 0.6, 0.7, 0.7], "healthy", None, 2),
         ([0.0, 0.1, 0.29, 0.0], [0.5, 0.9, 0.9, 0.99], "never_robust", None, 2),
     ],
@@ -32,6 +32,11 @@ from experiments.co_lab.outcomes import (
 def test_classify_known_curves(pgd, fgsm, kind, collapse, oracle):
     out = classify(pgd, fgsm)
     assert (out.kind, out.collapse_epoch, out.oracle_epoch) == (kind, collapse, oracle)
+
+
+def test_a_healthy_run_that_ends_well_below_its_best_declined_gradually():
+    assert classify([0.1, 0.4, 0.29, 0.2, 0.04], [0.2, 0.6, 0.7, 0.8, 0.9]).gradual
+    assert not classify([0.1, 0.4, 0.45, 0.44], [0.2, 0.6, 0.7, 0.7]).gradual
 
 
 def test_classify_refuses_curves_of_different_lengths():

@@ -7,8 +7,9 @@ e + 1 epochs completed, a check at global step g at g / steps_per_epoch).
   COLLAPSE_EPOCHS (2) epochs, falls to COLLAPSED (0.05) or below, while its FGSM accuracy is high (>= FGSM_HIGH, 0.5)
   at the collapse or the epoch after: the model resists the one-step attack it trains on and nothing stronger. The
   *collapse epoch* is the first epoch whose end-of-epoch model is collapsed.
-- It *never becomes robust* when its held-out PGD accuracy stays below ROBUST, overfits *gradually* when it ends more
-  than GRADUAL_DROP (0.1) below its best without a collapse, and is *healthy* otherwise.
+- It *never becomes robust* when its held-out PGD accuracy stays below ROBUST, and is *healthy* (no CO) otherwise;
+  a healthy run that ends more than GRADUAL_DROP (0.1) below its best has overfitted *gradually* (robust
+  overfitting, Rice et al.), which a CO detector should not mistake for a collapse either.
 - The *oracle* epoch is the one with the best held-out PGD accuracy: the model a perfect stop would hand back.
 """
 
@@ -29,14 +30,16 @@ class RunOutcome:
     """The class of a run and its landmarks.
 
     Attributes:
-        kind: "catastrophic", "gradual", "healthy" or "never_robust".
+        kind: "catastrophic", "healthy" or "never_robust".
         collapse_epoch: The first collapsed epoch of a catastrophic run, else None.
         oracle_epoch: The epoch with the best held-out PGD accuracy (the first of ties).
+        gradual: A healthy run that ended more than GRADUAL_DROP below its best.
     """
 
     kind: str
     collapse_epoch: int | None
     oracle_epoch: int
+    gradual: bool = False
 
 
 def classify(acc_pgd: Sequence[float], acc_fgsm: Sequence[float]) -> RunOutcome:
@@ -53,9 +56,7 @@ def classify(acc_pgd: Sequence[float], acc_fgsm: Sequence[float]) -> RunOutcome:
                 return RunOutcome("catastrophic", epoch, oracle)
     if max(acc_pgd) < ROBUST - 1e-6:
         return RunOutcome("never_robust", None, oracle)
-    if max(acc_pgd) - acc_pgd[-1] > GRADUAL_DROP:
-        return RunOutcome("gradual", None, oracle)
-    return RunOutcome("healthy", None, oracle)
+    return RunOutcome("healthy", None, oracle, gradual=max(acc_pgd) - acc_pgd[-1] > GRADUAL_DROP)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@
   seeds, through `python train.py fit`, every detector recording monitor-only (configs/co_lab/detectors_*.yaml) and
   the weights of every epoch kept (experiments.co_lab.runs).
 - select: each run is classified from its held-out PGD / FGSM accuracy per epoch (experiments.co_lab.outcomes:
-  catastrophic, healthy, gradual, never robust); every rule of every detector family is replayed on the recorded
+  catastrophic, healthy, never robust); every rule of every detector family is replayed on the recorded
   histories (the callbacks' own decision function), and each family's rule is chosen on the tuning seeds (even
   seeds) by held-out accuracy only: most CO runs handed back within 3 points of the oracle, at most one false stop.
 - evaluate: PGD-50-10 (and, on the reporting seeds, AutoAttack) on the test set of the models the chosen rules hand
@@ -216,7 +216,7 @@ def runs_table(out: Path) -> list[dict[str, Any]]:
                 "run": run.name,
                 "half": "tune" if is_tuning(run) else "report",
                 "network": run.network,
-                "class": o.kind,
+                "class": o.kind + (" (gradual decline)" if o.gradual else ""),
                 "collapse_epoch": o.collapse_epoch,
                 "oracle_epoch": o.oracle_epoch,
                 "best_val_pgd": max(run.val["acc_pgd"]),

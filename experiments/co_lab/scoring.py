@@ -46,7 +46,7 @@ class Score:
         hits: Catastrophic runs whose handed-back model is within 3 points of the oracle's.
         co_runs: Catastrophic runs scored.
         false_stops: Healthy runs it stopped.
-        healthy_runs: Healthy runs scored.
+        healthy_runs: Healthy runs (robust, no collapse; gradual overfitting included) scored.
         lags: Per catastrophic run, epochs from the collapse to the stop (inf: never stopped).
         handed_back: Run name -> epoch handed back.
     """
@@ -71,8 +71,8 @@ def val_accuracy(run: Run, epoch: int) -> float:
 
 
 def score(detector: Detector, runs: Sequence[Run], accuracy: Accuracy = val_accuracy) -> Score:
-    """Hits on the catastrophic runs and false stops on the healthy runs (gradual and never-robust runs are left
-    out), with `accuracy` judging the handed-back model against the oracle's."""
+    """Hits on the catastrophic runs and false stops on the healthy ones (never-robust runs are left out), with
+    `accuracy` judging the handed-back model against the oracle's."""
     result = Score()
     for run in runs:
         out = outcome(run)
