@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 from conftest import CONFIGS, REPO, resolved_config
+from lightning.pytorch.cli import SaveConfigCallback
 
 from robustrain.cli import main
 
@@ -49,7 +50,8 @@ def test_every_config_instantiates(path, in_tmp):
     cli = main(args, run=False)
     assert type(cli.model).__name__ == config["model"]["class_path"].rsplit(".", 1)[1]
     assert cli.trainer.max_epochs == config["trainer"]["max_epochs"]
-    assert [type(c).__name__ for c in cli.trainer.callbacks if c.__module__.startswith("robustrain")] == [
+    configured = [c for c in cli.trainer.callbacks if not isinstance(c, SaveConfigCallback)]
+    assert [type(c).__name__ for c in configured if c.__module__.startswith("robustrain")] == [
         c["class_path"].rsplit(".", 1)[1]
         for c in config["trainer"]["callbacks"]
         if c["class_path"].startswith("robustrain")
@@ -91,7 +93,8 @@ def test_resume_from_last_continues_from_the_saved_epoch(in_tmp):
     main(["fit", "--config", config, *FAST])
     first = torch.load(last_ckpt(in_tmp, "mnist5k_standard"), weights_only=True)
     assert first["epoch"] == 0 and first["global_step"] == 3
-    resumed = main(["fit", "--config", config, *FAST, "--trainer.max_epochs", "2", "--ckpt_path", "last"])
+    longer = ["--trainer.max_epochs", "2", "--allow_changed_settings", "true"]  # a schedule change, allowed
+    resumed = main(["fit", "--config", config, *FAST, *longer, "--ckpt_path", "last"])
     assert resumed.trainer.current_epoch == 2 and resumed.trainer.global_step == 6
     second = torch.load(last_ckpt(in_tmp, "mnist5k_standard"), weights_only=True)  # the same run, continued
     assert second["epoch"] == 1 and second["global_step"] == 6

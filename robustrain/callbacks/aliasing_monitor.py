@@ -155,12 +155,6 @@ class AliasingMonitor(RollbackEarlyStopping):
         self._probe: torch.Tensor | None = None  # this rank's share of the probe images
         self._start_lr = float("nan")
 
-    @property
-    def state_key(self) -> str:
-        # the name only when it is not the default, so checkpoints written before monitors had names still resume
-        named = {} if self.name == type(self).name else {"name": self.name}
-        return self._generate_state_key(**named, layers=self.layers, groups=self.groups, monitor=self.monitor)
-
     # --- setup ----------------------------------------------------------------------------------------------------
     def setup(self, trainer: "L.Trainer", pl_module: "L.LightningModule", stage: str) -> None:
         if stage != "fit":
