@@ -164,7 +164,7 @@ class RobustrainCLI(LightningCLI):
     """
 
     watched: tuple[Path, set[str]] | None = None  # the run folder's versions before this run (see main)
-    loaded: LoadedCheckpoint | None = None
+    loaded: LoadedCheckpoint | None = None  # what --ckpt_path holds (set by _parse_ckpt_path)
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.set_defaults({"data": {"class_path": "robustrain.data.MNIST5k"}})
@@ -215,7 +215,7 @@ class RobustrainCLI(LightningCLI):
           checkpoint's class, network and training arguments (they define the weights) and let the config and
           command line decide every `eval_*` argument. A config naming another network class is refused.
         """
-        RobustrainCLI.loaded = None
+        self.loaded = None
         subcommand = self.config.get("subcommand")
         if not subcommand:
             return
@@ -248,7 +248,7 @@ class RobustrainCLI(LightningCLI):
                 "nan loss; use a checkpoint written before training diverged"
             )
         record = checkpoint.get("robustrain") or {}
-        RobustrainCLI.loaded = LoadedCheckpoint(
+        self.loaded = LoadedCheckpoint(
             path=path,
             shapes={k: tuple(v.shape) for k, v in state_dict.items() if isinstance(v, torch.Tensor)},
             signature=resume.checkpoint_signature(checkpoint),
@@ -518,7 +518,7 @@ def main(args: list[str] | None = None, run: bool = True) -> RobustrainCLI:
     args = [a for a in args if a != DEBUG_FLAG]
     if from_argv:  # LightningCLI reads sys.argv itself (and warns when given both)
         sys.argv[1:] = args
-    RobustrainCLI.watched = RobustrainCLI.loaded = None
+    RobustrainCLI.watched = None
     try:
         for path in config_files(args):
             check_config_file(path)

@@ -21,6 +21,7 @@ What is not in it passes freely: the progress bar, logging cadence, model summar
 logger, devices' kind.
 """
 
+import enum
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -51,7 +52,10 @@ WHY = {
 
 
 def plain(value: Any) -> Any:
-    """`value` as plain data (jsonargparse Namespaces and tuples to dicts and lists; a class_path to its class name)."""
+    """`value` as plain data that a weights-only checkpoint can hold (jsonargparse Namespaces and tuples to dicts and
+    lists, enums to their values, str / int / float subclasses to the base types; a class_path to its class name)."""
+    if isinstance(value, enum.Enum):
+        value = value.value
     if hasattr(value, "as_dict"):
         value = value.as_dict()
     if isinstance(value, Mapping):
@@ -63,10 +67,11 @@ def plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
     if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
-        return value.item()
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
+        value = value.item()
+    for kind in (bool, int, float, str):  # bool first: it is an int
+        if isinstance(value, kind):
+            return kind(value) if kind is not str else str.__str__(value)
+    return None if value is None else str(value)
 
 
 def flatten(value: Any, prefix: str) -> dict[str, Any]:

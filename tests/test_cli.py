@@ -236,12 +236,14 @@ def test_lightning_still_seeds_and_parses_the_checkpoint_through_the_overridden_
 
 def test_a_resume_records_the_run_signature_and_takes_a_drawn_seed_from_the_checkpoint(in_tmp):
     config = str(REPO / "configs/mnist5k_standard.yaml")
-    main(["fit", "--config", config, *FAST])
+    clip = ["--trainer.gradient_clip_val", "1.0"]  # its algorithm is an enum: recorded as plain text
+    main(["fit", "--config", config, *FAST, *clip])
     ckpt = torch.load(last_ckpt(in_tmp, "mnist5k_standard"), weights_only=True)
     signature = ckpt["robustrain"]["signature"]
+    assert signature["trainer.gradient_clip_algorithm"] == "norm"
     assert signature["model.class_path"] == "StandardTraining" and signature["trainer.max_epochs"] == 1
     assert signature["seed_everything"] == ckpt["robustrain"]["run_seed"]
     longer = ["--trainer.max_epochs", "2", "--allow_changed_settings", "true", "--seed_everything", "true"]
-    resumed = main(["fit", "--config", config, *FAST, *longer, "--ckpt_path", "last"])
+    resumed = main(["fit", "--config", config, *FAST, *clip, *longer, "--ckpt_path", "last"])
     assert resumed.config["fit"]["seed_everything"] == ckpt["robustrain"]["run_seed"]  # not a newly drawn one
     assert resumed.model._run_seed == ckpt["robustrain"]["run_seed"]

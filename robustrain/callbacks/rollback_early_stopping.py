@@ -35,6 +35,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zer
 from robustrain.atomic import atomic_savefig
 from robustrain.callbacks.stop_figure import plot_history, plot_stop_figure
 from robustrain.monitoring import tensorboard_loggers
+from robustrain.resume import plain
 from robustrain.stopping import Decision, upgrade_record, write_history_csv
 
 
@@ -102,7 +103,7 @@ class RollbackEarlyStopping(L.Callback):
             "stopped_epoch": self.stopped_epoch,
             "restored_epoch": self.restored_epoch,
             "stopping_reason_message": self.stopping_reason_message,
-            "settings": self._settings(),
+            "settings": plain(self._settings()),  # plain data: checkpoints are read weights-only
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -110,7 +111,7 @@ class RollbackEarlyStopping(L.Callback):
         self.stopped_epoch = state_dict.get("stopped_epoch")
         self.restored_epoch = state_dict.get("restored_epoch")
         self.stopping_reason_message = state_dict.get("stopping_reason_message")
-        recorded, now = state_dict.get("settings"), self._settings()
+        recorded, now = state_dict.get("settings"), plain(self._settings())
         if recorded is not None and recorded != now:
             keys = [k for k in {**recorded, **now} if recorded.get(k) != now.get(k)]
             changed = ", ".join(f"{k} {recorded.get(k)!r} -> {now.get(k)!r}" for k in keys)
