@@ -243,9 +243,9 @@ class RobustrainCLI(LightningCLI):
         state_dict = checkpoint["state_dict"]
         bad = first_non_finite(state_dict.items())
         if bad is not None:
+            harm = "training would go on from nan" if subcommand == "fit" else "they would report chance accuracy"
             raise BadInputError(
-                f"{path} holds non-finite weights ({bad}): {subcommand} on them would report chance accuracy and a "
-                "nan loss; use a checkpoint written before training diverged"
+                f"{path} holds non-finite weights ({bad}): {harm}; use a checkpoint written before training diverged"
             )
         record = checkpoint.get("robustrain") or {}
         self.loaded = LoadedCheckpoint(
