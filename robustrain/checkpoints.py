@@ -20,6 +20,8 @@ from robustrain.errors import BadInputError
 
 LAST = "last"
 _VERSION = re.compile(r"^version_(\d+)$")
+# torch's refusals of a pickled global: "Unsupported global: GLOBAL os.system ..." or "unsupported GLOBAL posix.system"
+_UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
 def is_remote(path: str | Path) -> bool:
@@ -106,11 +108,12 @@ def read_checkpoint(path: str | Path, what: str = "checkpoint") -> dict[str, Any
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        unsafe = _UNSAFE_GLOBAL.search(str(error))
         if unsafe:
             raise BadInputError(
-                f"{path} holds objects other than tensors and plain containers ({unsafe.group(1)}); robustrain "
-                "refuses to unpickle it, since unpickling can run arbitrary code"
+                f"{path} was refused: loading it would run code ({unsafe.group(1)}); it holds objects other than "
+                "tensors and plain containers, and robustrain refuses to unpickle them (only trust and convert a "
+                "file whose origin you know)"
             ) from None
         raise BadInputError(f"{path} is not a readable {what} (corrupt or not a torch.save file)") from None
     except (RuntimeError, EOFError, OSError, ValueError, IndexError) as error:

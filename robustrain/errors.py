@@ -4,6 +4,8 @@ Exit codes of `python train.py ...` (and the `robustrain` command):
     0    finished (an early stop is a normal finish);
     2    bad input: a refused parameter, file or checkpoint, reported in one line before training starts;
     3    training stopped on a non-finite loss, gradient or weight (NonFiniteError);
+    4    a write found the disk (or quota) full (DiskFullError): nothing was torn, the previous checkpoint is intact,
+         and the run resumes with `--ckpt_path last` once there is space;
     143  interrupted by SIGTERM (128 + 15): the run resumes exactly with `--ckpt_path last`.
     1    anything else (a bug: the traceback is printed), or Ctrl-C (Lightning's own exit code).
 """
@@ -14,11 +16,19 @@ from argparse import ArgumentError
 
 EXIT_BAD_INPUT = 2
 EXIT_NON_FINITE = 3
+EXIT_DISK_FULL = 4
 EXIT_SIGTERM = 128 + signal.SIGTERM
 
 
 class NonFiniteError(RuntimeError):
     """Training met a nan or inf (loss, gradient or weight) and stopped before it could spread to a checkpoint."""
+
+
+class DiskFullError(OSError):
+    """A write found no space left (ENOSPC or EDQUOT); its message names the folder and the bytes needed."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
 
 
 class BadInputError(ValueError):
@@ -30,6 +40,8 @@ USER_ERRORS = (ArgumentError, ValueError, TypeError, FileNotFoundError, NotADire
 
 _PARSER_KEY = re.compile(r'^Parser key "([^"]+)":')
 _EXPECTED = re.compile(r"^Expected a <class '(\w+)'>\. Got value: (.*)$")
+# what a key takes, where jsonargparse's "expected a <type>" names only the last of its types
+EXPECTED_VALUES = {"seed_everything": "an integer seed, or true (draw one) / false (no seeding)"}
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -59,8 +71,8 @@ def user_error_message(exc: BaseException) -> str:
         elif first.startswith("Problem with given class_path") and keys and keys[-1] != "init_args":
             keys.append("init_args")
     message = " ".join(str(chain[-1]).split())
+    key = ".".join(k for i, k in enumerate(keys) if k != "init_args" or i < len(keys) - 1)
     expected = _EXPECTED.match(message)
     if expected:
-        message = f"expected a {expected.group(1)}, got {expected.group(2)}"
-    key = ".".join(k for i, k in enumerate(keys) if k != "init_args" or i < len(keys) - 1)
+        message = f"expected {EXPECTED_VALUES.get(key, 'a ' + expected.group(1))}, got {expected.group(2)}"
     return f"{key}: {message}" if key and not message.startswith(keys[-1]) else message

@@ -3,8 +3,11 @@
 --trainer.callbacks+=_faults.KillAt --trainer.callbacks.epoch 2 --trainer.callbacks.batch 3 ...
 """
 
+import builtins
+import errno
 import json
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -44,3 +47,61 @@ class RecordStop(L.Callback):
         }
         Path(self.folder).mkdir(parents=True, exist_ok=True)
         (Path(self.folder) / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
+
+
+class _BreakingFile:
+    """A file open for writing whose first write stops halfway: the process is SIGKILLed, or the write fails with
+    ENOSPC, after half of the bytes reached the file."""
+
+    def __init__(self, file, fault: str) -> None:
+        self._file, self._fault = file, fault
+
+    def write(self, data) -> int:
+        half = max(len(data) // 2, 1)
+        self._file.write(data[:half])
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        if self._fault == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._file.close()
+
+    def __getattr__(self, name):
+        return getattr(self._file, name)
+
+
+class BreakCheckpointWrite(L.Callback):
+    """From the start of epoch `epoch` on, the first write of a checkpoint file whose name contains `name` stops
+    halfway: `fault="kill"` SIGKILLs the process mid-write, `fault="full"` fails the write with ENOSPC (a full disk).
+
+    Whoever writes the checkpoint is caught: Lightning's writer (which copies its temp file from $TMPDIR into the
+    checkpoint folder when the two are on different filesystems) as well as robustrain's (its temp file beside the
+    target). Files are caught by `open` (by name, or by descriptor), and copies are made to go through `write`.
+    """
+
+    def __init__(self, epoch: int, fault: str = "kill", name: str = "last") -> None:
+        self.epoch, self.fault, self.name = epoch, fault, name
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch and trainer.global_rank == 0:
+            self._arm()
+
+    def _arm(self) -> None:
+        real_open, fault, name = builtins.open, self.fault, self.name
+        shutil._USE_CP_SENDFILE = False  # shutil's copies then write through the file object
+
+        def breaking_open(file, mode="r", *args, **kwargs):
+            opened = real_open(file, mode, *args, **kwargs)
+            path = Path(os.readlink(f"/proc/self/fd/{file}") if isinstance(file, int) else os.fspath(file))
+            writing = any(flag in mode for flag in "wax+")
+            if writing and path.parent.name == "checkpoints" and name in path.name:
+                builtins.open = real_open  # once
+                return _BreakingFile(opened, fault)
+            return opened
+
+        builtins.open = breaking_open

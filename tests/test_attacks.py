@@ -79,3 +79,14 @@ def test_attack_moves_inputs_to_the_model_device_read_at_call_time(trained_cnn, 
     model = SmallCNN().cuda()
     adv = ATTACKS[name](model, x, y, 0.1)
     assert adv.device == next(model.parameters()).device
+
+
+def test_a_step_larger_than_the_radius_is_described_and_bad_values_are_named_with_their_prefix():
+    from robustrain.attacks import check_linf_params, step_warning
+
+    assert step_warning("PGD", eps=0.3, alpha=0.1) is None and step_warning("PGD", eps=0.3, alpha=0.3) is None
+    warning = step_warning("PGDEarlyStopping", eps=0.3, alpha=0.9)
+    assert warning.startswith("PGDEarlyStopping: alpha=0.9 is larger than eps=0.3: every step overshoots")
+    assert "eval_alpha=0.5 is larger than eval_eps=0.3" in step_warning("M", 0.3, 0.5, prefix="eval_")
+    with pytest.raises(ValueError, match="eval_restarts=0 is not valid"):
+        check_linf_params(0.3, 0.1, 10, 0, prefix="eval_")

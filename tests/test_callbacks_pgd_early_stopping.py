@@ -1,6 +1,7 @@
 """robustrain.callbacks.pgd_early_stopping: Wong et al.'s PGD early stop in real runs, its hand-back of weights and its
 settings."""
 
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -20,6 +21,20 @@ def test_pgd_early_stop_without_eps_needs_a_module_that_has_one():
 
     with pytest.raises(ValueError, match="eps=None.*give eps explicitly"):
         PGDEarlyStopping().setup(None, NoEval(), "fit")
+
+
+def test_a_step_larger_than_the_radius_is_warned_about_once_at_setup():
+    from robustrain.models import SmallCNN
+    from robustrain.training import StandardTraining
+
+    module = StandardTraining(net=SmallCNN(), eval_eps=0.3, eval_alpha=0.03)
+    callback = PGDEarlyStopping(alpha=0.9)  # eps: the module's eval_eps
+    with pytest.warns(UserWarning, match="PGDEarlyStopping: alpha=0.9 is larger than eps=0.3"):
+        callback.setup(None, module, "validate")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        callback.setup(None, module, "validate")  # said once
+        PGDEarlyStopping(alpha=0.1).setup(None, module, "validate")
 
 
 class ScriptedPGD(PGDEarlyStopping):

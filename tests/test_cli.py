@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 from conftest import CONFIGS, REPO, resolved_config
+from lightning.pytorch.cli import SaveConfigCallback
 
 from robustrain.cli import main
 
@@ -49,7 +50,8 @@ def test_every_config_instantiates(path, in_tmp):
     cli = main(args, run=False)
     assert type(cli.model).__name__ == config["model"]["class_path"].rsplit(".", 1)[1]
     assert cli.trainer.max_epochs == config["trainer"]["max_epochs"]
-    assert [type(c).__name__ for c in cli.trainer.callbacks if c.__module__.startswith("robustrain")] == [
+    configured = [c for c in cli.trainer.callbacks if not isinstance(c, SaveConfigCallback)]
+    assert [type(c).__name__ for c in configured if c.__module__.startswith("robustrain")] == [
         c["class_path"].rsplit(".", 1)[1]
         for c in config["trainer"]["callbacks"]
         if c["class_path"].startswith("robustrain")
@@ -91,7 +93,8 @@ def test_resume_from_last_continues_from_the_saved_epoch(in_tmp):
     main(["fit", "--config", config, *FAST])
     first = torch.load(last_ckpt(in_tmp, "mnist5k_standard"), weights_only=True)
     assert first["epoch"] == 0 and first["global_step"] == 3
-    resumed = main(["fit", "--config", config, *FAST, "--trainer.max_epochs", "2", "--ckpt_path", "last"])
+    longer = ["--trainer.max_epochs", "2", "--allow_changed_settings", "true"]  # a schedule change, allowed
+    resumed = main(["fit", "--config", config, *FAST, *longer, "--ckpt_path", "last"])
     assert resumed.trainer.current_epoch == 2 and resumed.trainer.global_step == 6
     second = torch.load(last_ckpt(in_tmp, "mnist5k_standard"), weights_only=True)  # the same run, continued
     assert second["epoch"] == 1 and second["global_step"] == 6
@@ -204,3 +207,43 @@ def test_lightning_still_hands_the_cli_config_to_save_hyperparameters(in_tmp):
     cli = main(["--config", str(REPO / "configs/mnist5k_standard.yaml"), "--trainer.logger", "false"], run=False)
     assert cli.model.hparams["net"]["class_path"] == "robustrain.models.SmallCNN"
     assert "net" not in StandardTraining(net=SmallCNN()).hparams
+
+
+def test_checkpoints_are_written_atomically_unless_the_user_names_a_checkpoint_io(in_tmp):
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    from robustrain.checkpoint_io import AtomicCheckpointIO
+
+    args = ["--config", str(REPO / "configs/mnist5k_fgsm.yaml")]
+    cli = main(args, run=False)
+    assert type(cli.trainer.strategy.checkpoint_io) is AtomicCheckpointIO
+    own = main([*args, "--trainer.plugins", "lightning.pytorch.plugins.io.TorchCheckpointIO"], run=False)
+    assert type(own.trainer.strategy.checkpoint_io) is TorchCheckpointIO
+
+
+def test_lightning_still_seeds_and_parses_the_checkpoint_through_the_overridden_private_methods(in_tmp, monkeypatch):
+    """RobustrainCLI overrides LightningCLI's private `_parse_ckpt_path` and `_set_seed` (no public hook sits between
+    parsing and seeding): this fails loudly if Lightning stops calling them."""
+    from robustrain.cli import RobustrainCLI
+
+    called = []
+    for name in ("_parse_ckpt_path", "_set_seed"):
+        original = getattr(RobustrainCLI, name)
+        monkeypatch.setattr(RobustrainCLI, name, lambda self, o=original, n=name: (called.append(n), o(self))[1])
+    main(["--config", str(REPO / "configs/mnist5k_fgsm.yaml")], run=False)
+    assert called == ["_parse_ckpt_path", "_set_seed"]
+
+
+def test_a_resume_records_the_run_signature_and_takes_a_drawn_seed_from_the_checkpoint(in_tmp):
+    config = str(REPO / "configs/mnist5k_standard.yaml")
+    clip = ["--trainer.gradient_clip_val", "1.0", "--trainer.gradient_clip_algorithm", "norm"]  # an enum: kept as text
+    main(["fit", "--config", config, *FAST, *clip])
+    ckpt = torch.load(last_ckpt(in_tmp, "mnist5k_standard"), weights_only=True)
+    signature = ckpt["robustrain"]["signature"]
+    assert signature["trainer.gradient_clip_algorithm"] == "norm"
+    assert signature["model.class_path"] == "StandardTraining" and signature["trainer.max_epochs"] == 1
+    assert signature["seed_everything"] == ckpt["robustrain"]["run_seed"]
+    longer = ["--trainer.max_epochs", "2", "--allow_changed_settings", "true", "--seed_everything", "true"]
+    resumed = main(["fit", "--config", config, *FAST, *clip, *longer, "--ckpt_path", "last"])
+    assert resumed.config["fit"]["seed_everything"] == ckpt["robustrain"]["run_seed"]  # not a newly drawn one
+    assert resumed.model._run_seed == ckpt["robustrain"]["run_seed"]

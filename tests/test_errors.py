@@ -26,3 +26,14 @@ def test_user_error_message_keeps_the_innermost_reason_and_its_key():
             raise BadInputError("x.ckpt is not a readable checkpoint") from None
     except BadInputError as error:
         assert user_error_message(error) == "x.ckpt is not a readable checkpoint"  # `from None` ends the chain
+
+
+def test_a_key_taking_several_types_says_what_it_takes():
+    try:
+        try:
+            raise ValueError("Expected a <class 'bool'>. Got value: abc")
+        except ValueError as inner:
+            raise TypeError("Parser key \"seed_everything\":\n  Expected a <class 'bool'>. Got value: abc") from inner
+    except TypeError as error:
+        message = user_error_message(error)
+    assert message == "seed_everything: expected an integer seed, or true (draw one) / false (no seeding), got abc"

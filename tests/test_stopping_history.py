@@ -31,3 +31,20 @@ def test_a_value_that_does_not_parse_is_named_by_file_line_and_column(tmp_path) 
     path.write_text("epoch,step,kind,should_stop\n0,10,probe,maybe\n")
     with pytest.raises(ValueError, match=r"history.csv, line 2, column 'should_stop': .*True or False"):
         read_history_csv(path)
+
+
+def test_a_longer_history_on_disk_is_set_aside_never_replaced_by_a_shorter_one(tmp_path) -> None:
+    path = tmp_path / "aliasing_history.csv"
+    records = [{"epoch": e, "step": 10 * e, "kind": "probe", "value": float(e)} for e in range(4)]
+    write_history_csv(records, path)
+    with pytest.warns(UserWarning, match="held 4 checks, more than the 2 of the resumed run: kept as"):
+        write_history_csv(records[:2], path)
+    assert len(read_history_csv(path)) == 2
+    kept = tmp_path / "aliasing_history.before-resume-1.csv"
+    assert read_history_csv(kept) == read_history_csv(write_history_csv(records, tmp_path / "whole.csv"))
+    write_history_csv(records[:3], path)  # growing again: nothing set aside
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "aliasing_history.before-resume-1.csv",
+        "aliasing_history.csv",
+        "whole.csv",
+    ]

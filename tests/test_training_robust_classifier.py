@@ -145,3 +145,14 @@ def test_standard_training_returns_a_plain_loss():
     recorder, trainer = _fgsm_fit(module)
     assert all(set(o) == {"loss"} for o in recorder.outputs)
     assert "train/abnormal_fraction" not in trainer.callback_metrics
+
+
+def test_a_step_larger_than_the_radius_and_an_fgsm_step_of_zero_are_warned_about():
+    with pytest.warns(UserWarning, match="StandardTraining: eval_alpha=0.5 is larger than eval_eps=0.3"):
+        StandardTraining(net=SmallCNN(), eval_eps=0.3, eval_alpha=0.5)
+    with pytest.warns(UserWarning, match="alpha=0 takes no attack step: it trains on the random start alone"):
+        FGSMTraining(net=SmallCNN(), eps=0.3, alpha=0.0)
+    with pytest.warns(UserWarning, match="it trains on the clean images"):
+        FGSMTraining(net=SmallCNN(), eps=0.3, alpha=0.0, init="zero")
+    with pytest.raises(ValueError, match="eval_restarts=0 is not valid"):
+        StandardTraining(net=SmallCNN(), eval_restarts=0)

@@ -17,7 +17,7 @@ from robustrain.attacks.autoattack import (
 )
 from robustrain.attacks.box import UNIT_BOX, UnitBoxModel, check_box
 from robustrain.attacks.fgsm import FGSM_INITS, check_fgsm_init, fgsm, fgsm_with_start_loss
-from robustrain.attacks.inputs import check_linf_params, model_device, require_grad_mode
+from robustrain.attacks.inputs import check_linf_params, model_device, require_grad_mode, step_warning
 from robustrain.attacks.pgd import pgd
 
 __all__ = [
@@ -36,4 +36,5 @@ __all__ = [
     "model_device",
     "pgd",
     "require_grad_mode",
+    "step_warning",
 ]

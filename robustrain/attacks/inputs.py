@@ -7,7 +7,9 @@ from torch import nn
 from robustrain.validation import check_in_range, check_positive_int
 
 
-def check_linf_params(eps: float, alpha: float | None = None, steps: int | None = None, restarts: int = 1) -> None:
+def check_linf_params(
+    eps: float, alpha: float | None = None, steps: int | None = None, restarts: int = 1, prefix: str = ""
+) -> None:
     """Raises ValueError naming the first parameter outside its valid range.
 
     Args:
@@ -15,13 +17,31 @@ def check_linf_params(eps: float, alpha: float | None = None, steps: int | None 
         alpha: Step size in [0, 1] pixel units; None: not checked.
         steps: Steps (>= 1); None: not checked.
         restarts: Random restarts (>= 1).
+        prefix: Prefix of the names in the message, as the caller's arguments are called (e.g. "eval_").
     """
-    check_in_range("eps", eps, 0.0, 1.0, note="(pixel units of images in [0, 1], e.g. 8/255 or 0.3)")
+    check_in_range(f"{prefix}eps", eps, 0.0, 1.0, note="(pixel units of images in [0, 1], e.g. 8/255 or 0.3)")
     if alpha is not None:
-        check_in_range("alpha", alpha, 0.0, 1.0, note="(a step in [0, 1] pixel units; 0 only leaves the start)")
+        check_in_range(
+            f"{prefix}alpha", alpha, 0.0, 1.0, note="(a step in [0, 1] pixel units; 0 only leaves the start)"
+        )
     if steps is not None:
-        check_positive_int("steps", steps)
-    check_positive_int("restarts", restarts)
+        check_positive_int(f"{prefix}steps", steps)
+    check_positive_int(f"{prefix}restarts", restarts)
+
+
+def step_warning(who: str, eps: float, alpha: float, prefix: str = "") -> str | None:
+    """What an attack step larger than its radius does (a legal setting, but almost always a slip), or None.
+
+    A signed step of alpha > eps leaves the eps-ball on every coordinate it moves and is clipped back onto the
+    ball's surface, so every PGD iterate sits on a corner of the ball: the attack searches the corners only.
+    """
+    if not alpha > eps:
+        return None
+    return (
+        f"{who}: {prefix}alpha={alpha:g} is larger than {prefix}eps={eps:g}: every step overshoots the eps-ball and "
+        "is clipped back onto its surface, so the attack only visits the ball's corners (usual steps are eps/4 to "
+        f"eps/10); legal, but usually a slip (set {prefix}alpha below {prefix}eps)"
+    )
 
 
 def require_grad_mode() -> None:

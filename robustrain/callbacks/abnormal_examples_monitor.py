@@ -82,10 +82,6 @@ class AbnormalExamplesMonitor(SignalMonitor):
     def series(self) -> str:
         return "fraction"
 
-    @property
-    def state_key(self) -> str:
-        return self._generate_state_key(name=self.name)
-
     def setup(self, trainer: "L.Trainer", pl_module: "L.LightningModule", stage: str) -> None:
         counts = type(pl_module).perturb_with_start_loss is not RobustClassifier.perturb_with_start_loss
         if stage == "fit" and not (isinstance(pl_module, RobustClassifier) and counts):

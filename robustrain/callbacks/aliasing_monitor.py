@@ -156,12 +156,6 @@ class AliasingMonitor(SignalMonitor):
         self._layer_names: list[str] = []
         self._probe: torch.Tensor | None = None  # this rank's share of the probe images
 
-    @property
-    def state_key(self) -> str:
-        # the name only when it is not the default, so checkpoints written before monitors had names still resume
-        named = {} if self.name == type(self).name else {"name": self.name}
-        return self._generate_state_key(**named, layers=self.layers, groups=self.groups, monitor=self.monitor)
-
     # --- setup ----------------------------------------------------------------------------------------------------
     def setup(self, trainer: "L.Trainer", pl_module: "L.LightningModule", stage: str) -> None:
         if stage != "fit":

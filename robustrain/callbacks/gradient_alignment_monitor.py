@@ -123,10 +123,6 @@ class GradientAlignmentMonitor(SignalMonitor):
     def series(self) -> str:
         return "cosine"
 
-    @property
-    def state_key(self) -> str:
-        return self._generate_state_key(name=self.name)
-
     def setup(self, trainer: "L.Trainer", pl_module: "L.LightningModule", stage: str) -> None:
         if self.eps is None:
             self.eps = getattr(pl_module, "eval_eps", None)

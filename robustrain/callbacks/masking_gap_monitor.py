@@ -63,10 +63,6 @@ class MaskingGapMonitor(SignalMonitor):
     def series(self) -> str:
         return "gap"
 
-    @property
-    def state_key(self) -> str:
-        return self._generate_state_key(name=self.name)
-
     def setup(self, trainer: "L.Trainer", pl_module: "L.LightningModule", stage: str) -> None:
         reason = pl_module.unlogged_reason("val/masking_gap") if hasattr(pl_module, "unlogged_reason") else None
         if stage == "fit" and reason:

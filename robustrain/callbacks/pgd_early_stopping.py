@@ -16,8 +16,9 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
-from robustrain.attacks import UNIT_BOX, check_linf_params, pgd
+from robustrain.attacks import UNIT_BOX, check_linf_params, pgd, step_warning
 from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping
 from robustrain.data import probe_set_of
 from robustrain.stopping import Decision, decide, pgd_es_rule
@@ -87,12 +88,7 @@ class PGDEarlyStopping(RollbackEarlyStopping):
         self.every_n_epochs = every_n_epochs
         self._images: torch.Tensor | None = None  # this rank's images to attack at the next check
         self._labels: torch.Tensor | None = None
-
-    @property
-    def state_key(self) -> str:
-        # the name only when it is not the default, so checkpoints written before checks had names still resume
-        named = {} if self.name == type(self).name else {"name": self.name}
-        return self._generate_state_key(**named, eps=self.eps, steps=self.steps, source=self.source)
+        self._warned = False
 
     def setup(self, trainer: "L.Trainer", pl_module: "L.LightningModule", stage: str) -> None:
         self._take_eval_settings(pl_module)
@@ -121,6 +117,9 @@ class PGDEarlyStopping(RollbackEarlyStopping):
                 )
             setattr(self, name, value)
         check_linf_params(self.eps, self.alpha)
+        if (warning := step_warning(type(self).__name__, self.eps, self.alpha)) and not self._warned:
+            self._warned = True  # setup runs once per stage
+            rank_zero_warn(warning)
 
     def on_train_batch_start(
         self, trainer: "L.Trainer", pl_module: "L.LightningModule", batch: Any, batch_idx: int

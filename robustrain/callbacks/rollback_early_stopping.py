@@ -9,12 +9,19 @@ entry point (`decide`); this base class
   (`on_train_end`) it loads the kept weights back into the LightningModule and saves them to
   `<log_dir>/<name>_stop.ckpt`,
 - at the end of fit: draws the curves to `<log_dir>/<name>_curves.png` and, with a TensorBoardLogger, `add_figure`,
-- keeps all resumable state in `state_dict` (the history, the stop), so a resumed run decides identically.
+- keeps all resumable state in `state_dict` (the history, the stop, and the settings it was recorded under), so a
+  resumed run decides identically.
+
+The `state_key` is the callback's identity only (its class, and its `name` when that is not the class's), never its
+settings: a resumed run with changed settings finds its state, and the CLI compares the settings before training
+(robustrain.resume) instead of silently starting a new, shorter history. Subclasses report their settings in
+`_settings()`; settings a subclass fills in at setup from the module (e.g. PGDEarlyStopping's eps) count as given.
 
 With `monitor_only=True` it records and logs every decision but never stops and keeps no weights, so several of
 these callbacks can run side by side with only one allowed to stop the run.
 """
 
+import ast
 import copy
 import math
 from pathlib import Path
@@ -23,10 +30,12 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 
+from robustrain.atomic import atomic_savefig
 from robustrain.callbacks.stop_figure import plot_history, plot_stop_figure
 from robustrain.monitoring import tensorboard_loggers
+from robustrain.resume import plain
 from robustrain.stopping import Decision, upgrade_record, write_history_csv
 
 
@@ -81,12 +90,20 @@ class RollbackEarlyStopping(L.Callback):
         self._dir: Path | None = None
 
     # --- resumable state ------------------------------------------------------------------------------------------
+    @property
+    def state_key(self) -> str:
+        """The class, plus the name when it is not the class's default (see the module docstring)."""
+        if self.name == type(self).name:
+            return type(self).__qualname__
+        return self._generate_state_key(name=self.name)
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "history": copy.deepcopy(self.history),
             "stopped_epoch": self.stopped_epoch,
             "restored_epoch": self.restored_epoch,
             "stopping_reason_message": self.stopping_reason_message,
+            "settings": plain(self._settings()),  # plain data: checkpoints are read weights-only
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -94,6 +111,34 @@ class RollbackEarlyStopping(L.Callback):
         self.stopped_epoch = state_dict.get("stopped_epoch")
         self.restored_epoch = state_dict.get("restored_epoch")
         self.stopping_reason_message = state_dict.get("stopping_reason_message")
+        recorded, now = state_dict.get("settings"), plain(self._settings())
+        if recorded is not None and recorded != now:
+            keys = [k for k in {**recorded, **now} if recorded.get(k) != now.get(k)]
+            changed = ", ".join(f"{k} {recorded.get(k)!r} -> {now.get(k)!r}" for k in keys)
+            rank_zero_warn(
+                f"{type(self).__name__} ({self.name}) resumes with changed settings ({changed}): its history "
+                f"({len(self.history)} checks) continues under the new ones"
+            )
+
+    def on_load_checkpoint(self, trainer: "L.Trainer", pl_module: "L.LightningModule", checkpoint: dict) -> None:
+        """Finds this callback's state in checkpoints written when the key held settings (`AliasingMonitor{...}`)."""
+        states = checkpoint.get("callbacks")
+        if not isinstance(states, dict) or self.state_key in states:
+            return
+        found = [key for key in states if self._is_legacy_key(key)]
+        if len(found) == 1:
+            states[self.state_key] = states[found[0]]
+
+    def _is_legacy_key(self, key: str) -> bool:
+        """Whether `key` is this callback's key as written before keys stopped holding settings."""
+        prefix = type(self).__qualname__ + "{"
+        if not key.startswith(prefix):
+            return False
+        try:
+            settings = ast.literal_eval(key[len(prefix) - 1 :])
+        except (ValueError, SyntaxError):
+            return False
+        return isinstance(settings, dict) and settings.get("name", type(self).name) == self.name
 
     # --- hooks ----------------------------------------------------------------------------------------------------
     def _should_skip(self, trainer: "L.Trainer") -> bool:
@@ -269,6 +314,6 @@ class RollbackEarlyStopping(L.Callback):
             )
         else:
             fig = plot_history(records, self._plot_series(), f"{type(self).__name__} ({kind})", x=x)
-        fig.savefig(self._log_dir(trainer) / f"{self.name}_curves.png", dpi=120)
+        atomic_savefig(fig, self._log_dir(trainer) / f"{self.name}_curves.png", dpi=120)
         for logger in tensorboard_loggers(trainer):
             logger.experiment.add_figure(f"{self.name}/curves", fig, global_step=trainer.global_step)

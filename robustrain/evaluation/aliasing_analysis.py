@@ -31,6 +31,7 @@ from torch import Tensor
 
 from robustrain.aliasing import CATEGORIES, group_layers, measure_model_aliasing
 from robustrain.aliasing.layer_categories import categories_from_sums, category_sums, layer_categories
+from robustrain.atomic import atomic_savefig, atomic_write_text
 from robustrain.data import probe_set_of
 from robustrain.evaluation.figures import plot_category_boxes, plot_category_pies
 from robustrain.monitoring import tensorboard_loggers
@@ -192,7 +193,7 @@ class AliasingAnalysis(Callback):
             return
         log_dir = Path(trainer.log_dir or trainer.default_root_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
-        (log_dir / self.report_name).write_text(json.dumps(report, indent=2))
+        atomic_write_text(log_dir / self.report_name, json.dumps(report, indent=2))
         if categories is not None:
             self._write_figures(trainer, log_dir, categories)
 
@@ -205,6 +206,6 @@ class AliasingAnalysis(Callback):
             "aliasing/aliased_fraction_boxes": plot_category_boxes(per_image, torch.cat(self._correct).tolist()),
         }
         for tag, figure in figures.items():
-            figure.savefig(log_dir / f"{tag.split('/')[-1]}.png", dpi=100)
+            atomic_savefig(figure, log_dir / f"{tag.split('/')[-1]}.png", dpi=100)
             for logger in tensorboard_loggers(trainer):
                 logger.experiment.add_figure(tag, figure, global_step=trainer.global_step)

@@ -17,6 +17,7 @@ no number is ever filled in.
 
 import argparse
 import csv
+import io
 import json
 import math
 import re
@@ -28,8 +29,9 @@ from typing import Any
 
 import yaml
 
+from robustrain.atomic import atomic_savefig, atomic_write_text, check_writable_folder
 from robustrain.checkpoints import read_checkpoint, run_versions
-from robustrain.errors import EXIT_BAD_INPUT, BadInputError
+from robustrain.errors import EXIT_BAD_INPUT, EXIT_DISK_FULL, BadInputError, DiskFullError
 
 MISSING = "—"
 REPORT_FILES = {"robustness": "robustness.json", "aliasing": "aliasing.json", "spatial": "spatial_report.json"}
@@ -88,6 +90,31 @@ def read_events(version_dir: Path) -> tuple[dict[str, list[tuple[int, float]]], 
     return scalars, first, last
 
 
+def read_json(path: Path) -> Any:
+    """A report file's contents; BadInputError naming the file when it is no readable JSON."""
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BadInputError(f"{path} is not a readable JSON report ({str(error).splitlines()[0]})") from None
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """A run's config.yaml as a mapping; BadInputError naming the file when it is binary, no YAML or no mapping."""
+    try:
+        config = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadInputError(f"{path} is not a text (YAML) file") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise BadInputError(f"{path} is not valid YAML{where}: {getattr(error, 'problem', None) or error}") from None
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise BadInputError(f"{path} must hold a LightningCLI config (a mapping), not a {type(config).__name__}")
+    return config
+
+
 def describe_method(config: dict[str, Any]) -> str:
     """A short method label from a LightningCLI config: model class, anti-aliasing, early-stopping callbacks."""
     model = config.get("model") or {}
@@ -127,7 +154,7 @@ def load_run(path: Path | str, name: str | None = None) -> Run:
     for key, filename in REPORT_FILES.items():
         found = _newest(dirs, filename)
         if found is not None:
-            setattr(run, key, json.loads(found.read_text()))
+            setattr(run, key, read_json(found))
     for d in reversed(dirs):  # the newest training version
         scalars, first, last = read_events(d)
         if not any(tag.startswith("train/") for tag in scalars):
@@ -138,12 +165,12 @@ def load_run(path: Path | str, name: str | None = None) -> Run:
         if first is not None:
             run.wall_time_s = last - first
         if (d / "config.yaml").is_file():
-            run.method = describe_method(yaml.safe_load((d / "config.yaml").read_text()) or {})
+            run.method = describe_method(read_config(d / "config.yaml"))
         break
     if run.method is None:
         configs = [d / "config.yaml" for d in dirs if (d / "config.yaml").is_file()]
         if configs:
-            run.method = describe_method(yaml.safe_load(configs[0].read_text()) or {})
+            run.method = describe_method(read_config(configs[0]))
     if run.epochs is None:
         run.epochs = _checkpoint_epochs(dirs)
     if run.method is None and run.epochs is None and not any(getattr(run, key) for key in REPORT_FILES):
@@ -264,7 +291,7 @@ def write_figures(runs: Sequence[Run], out: Path) -> list[Path]:
     written = []
 
     def save(fig, name: str) -> None:
-        fig.savefig(out / name, dpi=110)
+        atomic_savefig(fig, out / name, dpi=110)
         written.append(out / name)
 
     curves = {r.name: (c["eps"], c["accuracy"]) for r in runs if (c := (r.robustness or {}).get("accuracy_vs_eps"))}
@@ -348,15 +375,17 @@ def build_report(
     """Writes out/comparison.md, comparison.csv, comparison.json, the figures and (hparams) out/tensorboard."""
     if names is not None and len(names) != len(paths):
         raise ValueError(f"names has {len(names)} entries for {len(paths)} runs: give one name per run")
-    runs = [load_run(p, names[i] if names else None) for i, p in enumerate(paths)]
     out = Path(out)
+    check_writable_folder(out, "--out")
+    runs = [load_run(p, names[i] if names else None) for i, p in enumerate(paths)]
     out.mkdir(parents=True, exist_ok=True)
     columns, rows = table_rows(runs)
-    with open(out / "comparison.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        writer.writerows([["" if v is None else v for v in row] for row in rows])
-    (out / "comparison.json").write_text(json.dumps([dict(zip(columns, row)) for row in rows], indent=2))
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(columns)
+    writer.writerows([["" if v is None else v for v in row] for row in rows])
+    atomic_write_text(out / "comparison.csv", table.getvalue())
+    atomic_write_text(out / "comparison.json", json.dumps([dict(zip(columns, row)) for row in rows], indent=2))
     figures = write_figures(runs, out)
     lines = [
         "# Comparison",
@@ -372,7 +401,7 @@ def build_report(
     if notes:
         lines += ["Attack settings:", *notes, ""]
     lines += [f"![{p.stem}]({p.name})" for p in figures]
-    (out / "comparison.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(out / "comparison.md", "\n".join(lines) + "\n")
     if hparams:
         write_hparams(columns, rows, out)
     return columns, rows
@@ -391,6 +420,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         columns, rows = build_report(args.runs, args.out, args.names, hparams=not args.no_hparams)
     except BadInputError as error:
         parser.exit(EXIT_BAD_INPUT, f"{parser.prog}: error: {error}\n")
+    except DiskFullError as error:
+        parser.exit(EXIT_DISK_FULL, f"{parser.prog}: error: {error}\n")
     print(markdown_table(columns, rows))
     print(f"\nwritten to {args.out}/comparison.md")
 

@@ -33,6 +33,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
+from robustrain.atomic import atomic_savefig, atomic_write_text
 from robustrain.attacks import AUTOATTACK_STANDARD, UNIT_BOX
 from robustrain.evaluation.figures import plot_accuracy_vs_eps, plot_spectra
 from robustrain.evaluation.robust_accuracy import (
@@ -246,7 +247,7 @@ class RobustnessEvaluation(Callback):
             return
         log_dir = Path(trainer.log_dir or trainer.default_root_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
-        (log_dir / self.report_name).write_text(json.dumps(report, indent=2))
+        atomic_write_text(log_dir / self.report_name, json.dumps(report, indent=2))
         self._write_figures(trainer, log_dir, report)
         lines = [
             f"  {key:>14s}: {100 * acc:6.2f}% of {report['num_images'][key]}" for key, acc in report["accuracy"].items()
@@ -308,6 +309,6 @@ class RobustnessEvaluation(Callback):
                 {k: v["mean_abs_fft"] for k, v in report["perturbation_spectrum"].items()}
             )
         for tag, figure in figures.items():
-            figure.savefig(log_dir / f"{tag.split('/')[-1]}.png", dpi=100)
+            atomic_savefig(figure, log_dir / f"{tag.split('/')[-1]}.png", dpi=100)
             for logger in tensorboard_loggers(trainer):
                 logger.experiment.add_figure(tag, figure, global_step=trainer.global_step)

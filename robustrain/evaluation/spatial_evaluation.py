@@ -42,6 +42,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
+from robustrain.atomic import atomic_savefig, atomic_write_text
 from robustrain.evaluation.spatial_report import SMOOTHNESS_FIELDS, format_table, summarize
 from robustrain.monitoring import tensorboard_loggers
 from robustrain.ranks import rank_share
@@ -352,7 +353,7 @@ class SpatialEvaluation(Callback):
         if not trainer.is_global_zero:
             return
         log_dir.mkdir(parents=True, exist_ok=True)
-        (log_dir / self.report_name).write_text(json.dumps(report, indent=2))
+        atomic_write_text(log_dir / self.report_name, json.dumps(report, indent=2))
         self._write_figures(trainer, log_dir, heatmap)
         rank_zero_info(format_table(report, log_dir / self.report_name))
 
@@ -409,6 +410,6 @@ class SpatialEvaluation(Callback):
                 torch.stack(self._surfaces), titles, rotations_deg, translations_px=translations_px
             )
         for tag, figure in figures.items():
-            figure.savefig(log_dir / f"{tag.split('/')[-1]}.png", dpi=100)
+            atomic_savefig(figure, log_dir / f"{tag.split('/')[-1]}.png", dpi=100)
             for logger in tensorboard_loggers(trainer):
                 logger.experiment.add_figure(tag, figure, global_step=trainer.global_step)

@@ -2,13 +2,20 @@
 
 A record holds `epoch`, `step`, `kind` ("probe", "batch" or "first_batch"), the measured values and the decision
 (`value`, `median`, `limit`, `should_stop`, `reason`; robustrain.stopping.rules.Decision). The CSV is rewritten whole
-at every check (a history is a few hundred rows at most), so it is always complete and readable while training runs.
+at every check (a history is a few hundred rows at most), atomically (robustrain.atomic), so it is always complete and
+readable while training runs, and never replaced by a shorter one: a file holding more rows than the history to be
+written (a run resumed from an earlier checkpoint) is first set aside as `<stem>.before-resume-<k>.csv`.
 Histories written before the rename of `filtered` to `median` and `threshold` to `limit` are read with the new names.
 """
 
 import csv
+import io
+import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+
+from robustrain.atomic import atomic_write_text
 
 _INT_COLUMNS = ("epoch", "step")
 _BOOL_COLUMNS = ("should_stop", "warmup", "lr_rising")
@@ -32,14 +39,43 @@ def history_columns(history: Sequence[dict]) -> list[str]:
     return list(columns)
 
 
-def write_history_csv(history: Sequence[dict], path: str | Path) -> Path:
-    """Write the records to `path` (parent folders created); missing values are left empty."""
+def count_history_rows(path: str | Path) -> int:
+    """Data rows of a history CSV (0 when it does not exist)."""
+    try:
+        with Path(path).open(newline="") as f:
+            return max(sum(1 for _ in csv.reader(f)) - 1, 0)
+    except FileNotFoundError:
+        return 0
+
+
+def set_aside(path: str | Path) -> Path:
+    """Rename `path` to the first free `<stem>.before-resume-<k><suffix>` beside it (k = 1, 2, ...); returns it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=history_columns(history), restval="")
-        writer.writeheader()
-        writer.writerows(history)
+    k = 1
+    while (target := path.with_name(f"{path.stem}.before-resume-{k}{path.suffix}")).exists():
+        k += 1
+    os.replace(path, target)
+    return target
+
+
+def write_history_csv(history: Sequence[dict], path: str | Path) -> Path:
+    """Write the records to `path` atomically (parent folders created); missing values are left empty.
+
+    A file at `path` holding more rows than `history` is set aside first (`set_aside`), with a warning.
+    """
+    path = Path(path)
+    had = count_history_rows(path)
+    if had > len(history):
+        kept = set_aside(path)
+        warnings.warn(
+            f"{path} held {had} checks, more than the {len(history)} of the resumed run: kept as {kept.name}",
+            stacklevel=2,
+        )
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=history_columns(history), restval="")
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(path, text.getvalue())
     return path
 
 

@@ -109,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
             direction=args.direction,
             scale=args.scale,
         )
-        decisions = replay(read_history_csv(args.history), rule, args.column, args.kind)
+        records = read_history_csv(args.history)
+        if not records:
+            raise ValueError(f"{args.history} holds no records (an empty file, or a header only)")
+        decisions = replay(records, rule, args.column, args.kind)
     except (ValueError, OSError) as error:
         parser.exit(EXIT_BAD_INPUT, f"{parser.prog}: error: {error}\n")
     print(f"{'epoch':>5} {'step':>7} {'value':>10} {'median':>10} {'limit':>10}  decision")

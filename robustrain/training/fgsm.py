@@ -3,6 +3,7 @@
 from typing import Literal
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from robustrain.attacks import check_fgsm_init, check_linf_params, fgsm_with_start_loss
 from robustrain.train_eval_modes import batchnorm_mode
@@ -37,6 +38,13 @@ class FGSMTraining(EpsWarmup, RobustClassifier):
         check_fgsm_init(init)
         super().__init__(train_eps=eps, **kwargs)
         self.eps, self.alpha, self.init = eps, alpha, init
+        if alpha == 0:
+            noise = "the random start alone (uniform noise in the eps-ball)"
+            trains_on = "the clean images" if init == "zero" else noise
+            rank_zero_warn(
+                f"FGSMTraining alpha=0 takes no attack step: it trains on {trains_on}, which is not adversarial "
+                "training (Wong et al.'s step is alpha = 1.25 eps)"
+            )
 
     def perturb(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.perturb_with_start_loss(images, labels)[0]

@@ -15,7 +15,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MeanMetric
 
-from robustrain.attacks import UNIT_BOX, check_linf_params, fgsm, pgd
+from robustrain.attacks import UNIT_BOX, check_linf_params, fgsm, pgd, step_warning
 from robustrain.monitoring import log_run_hparams, log_run_outcome, write_layout
 from robustrain.ranks import rank_share
 from robustrain.signals import abnormal_examples
@@ -131,7 +131,9 @@ class RobustClassifier(Safeguards):
         self.save_hyperparameters(ignore=["train_eps"] if _built_from_config() else ["net", "train_eps"])
         default_eps = DEFAULT_EVAL_EPS if train_eps is None else train_eps
         self.eval_eps = default_eps if eval_eps is None else eval_eps
-        check_linf_params(self.eval_eps, eval_alpha, eval_steps, eval_restarts)
+        check_linf_params(self.eval_eps, eval_alpha, eval_steps, eval_restarts, prefix="eval_")
+        if eval_size and (warning := step_warning(type(self).__name__, self.eval_eps, eval_alpha, prefix="eval_")):
+            rank_zero_warn(warning)
         self.net = net
         self.metrics = nn.ModuleDict(
             {f"{stage}_{name}": MeanMetric() for stage in STAGES for name in ("loss", "acc", "acc_pgd", "acc_fgsm")}

@@ -10,13 +10,18 @@ is Lightning's global seed (`seed_everything`) and travels in every checkpoint.
 The non-finite guard. Before every optimizer step the gradient norm is checked (one reduction; under DDP the
 gradients are already all-reduced, so every rank takes the same decision), and before every checkpoint the
 weights. A non-finite value raises `NonFiniteError`, naming the epoch and step, before the update is applied or the
-file is written: the weights in every checkpoint on disk are the last finite ones.
+file is written: the weights in every checkpoint on disk are the last finite ones. Validating, testing or predicting
+with non-finite weights is refused the same way (it would report chance accuracy and a nan loss).
+
+What a checkpoint records beside the weights, under `checkpoint["robustrain"]`: the run seed, the run signature the
+CLI computed for the run (robustrain.resume: what a resume compares), and the settings changes resumes allowed.
 """
 
 from collections.abc import Iterable
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 
 from robustrain.errors import BadInputError, NonFiniteError
 from robustrain.seeding import epoch_seed, global_seed, seed_all
@@ -36,6 +41,9 @@ class Safeguards(L.LightningModule):
     """Reproducible epochs and the non-finite guard, as LightningModule hooks (see the module docstring)."""
 
     _run_seed: int | None = None
+    _seed_override: int | None = None  # set by the CLI when a resume is allowed to change the seed
+    run_signature: dict | None = None  # set by the CLI (robustrain.resume); saved in every checkpoint
+    settings_changes: list | None = None  # [{"epoch", "changes"}] allowed by resumes, saved in every checkpoint
 
     def _where(self) -> str:
         return f"epoch {self.current_epoch}, step {self.global_step}"
@@ -52,6 +60,24 @@ class Safeguards(L.LightningModule):
                 raise BadInputError(f"{type(callback).__name__} monitors {key!r}, which this run never logs: {reason}")
         if self._run_seed is None:  # set from the checkpoint when resuming
             self._run_seed = global_seed()
+
+    def _check_weights_finite(self, what: str) -> None:
+        bad = first_non_finite(list(self.named_parameters()) + list(self.named_buffers()))
+        if bad is not None:
+            raise NonFiniteError(
+                f"{bad} is not finite: {what} these weights would report chance accuracy and a nan loss; use a "
+                "checkpoint written before training diverged"
+            )
+
+    def on_validation_start(self) -> None:
+        if self.trainer.state.fn == TrainerFn.VALIDATING:  # not the validation inside fit
+            self._check_weights_finite("validating")
+
+    def on_test_start(self) -> None:
+        self._check_weights_finite("testing")
+
+    def on_predict_start(self) -> None:
+        self._check_weights_finite("predicting with")
 
     def on_train_epoch_start(self) -> None:
         seed_all(epoch_seed(self._run_seed, self.current_epoch, self.global_rank))
@@ -75,7 +101,14 @@ class Safeguards(L.LightningModule):
                 f"{bad} is not finite at {self._where()}: no checkpoint is written; the last one on disk holds the "
                 "last finite weights"
             )
-        checkpoint[CHECKPOINT_KEY] = {"run_seed": self._run_seed}
+        record = {"run_seed": self._run_seed}
+        if self.run_signature is not None:
+            record["signature"] = self.run_signature
+        if self.settings_changes:
+            record["settings_changes"] = list(self.settings_changes)
+        checkpoint[CHECKPOINT_KEY] = record
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self._run_seed = checkpoint.get(CHECKPOINT_KEY, {}).get("run_seed")
+        record = checkpoint.get(CHECKPOINT_KEY, {})
+        self._run_seed = record.get("run_seed") if self._seed_override is None else self._seed_override
+        self.settings_changes = list(record.get("settings_changes", [])) + list(self.settings_changes or [])
