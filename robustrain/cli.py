@@ -12,7 +12,9 @@ from typing import Any
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from robustrain.callbacks.run_summary import RunSummary
 from robustrain.checkpoints import read_checkpoint, resolve_ckpt_path
+from robustrain.console import quiet_console
 from robustrain.data import ImageDataModule
 from robustrain.errors import (
     EXIT_BAD_INPUT,
@@ -141,14 +143,22 @@ def _check_same_network(path: Path, ckpt_net: Any, model_config: Any) -> None:
         )
 
 
+def _subcommand(args: list[str]) -> str | None:
+    return next((a for a in args if a in ("fit", "validate", "test", "predict")), None)
+
+
 def _usage_hint(args: list[str]) -> str:
-    subcommand = next((a for a in args if a in ("fit", "validate", "test", "predict")), None)
+    subcommand = _subcommand(args)
     help_cmd = f"python train.py {subcommand} --help" if subcommand else "python train.py --help"
     return f"(see `{help_cmd}`; add {DEBUG_FLAG} or set ROBUSTRAIN_DEBUG=1 for the traceback)"
 
 
 def main(args: list[str] | None = None, run: bool = True) -> RobustrainCLI:
-    """Entry point of `train.py` and the `robustrain` console script; exits with robustrain.errors' codes."""
+    """Entry point of `train.py` and the `robustrain` console script; exits with robustrain.errors' codes.
+
+    Every run gets a RunSummary (the closing summary of fit) and a quiet console (robustrain.console: Lightning's tips
+    and the notices known to be irrelevant are filtered; `--debug` shows everything).
+    """
     from_argv = args is None
     args = list(sys.argv[1:] if from_argv else args)
     debug = DEBUG_FLAG in args or os.environ.get("ROBUSTRAIN_DEBUG", "") not in ("", "0")
@@ -156,18 +166,20 @@ def main(args: list[str] | None = None, run: bool = True) -> RobustrainCLI:
     if from_argv:  # LightningCLI reads sys.argv itself (and warns when given both)
         sys.argv[1:] = args
     try:
-        return RobustrainCLI(
-            RobustClassifier,
-            ImageDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            args=None if from_argv else args,
-            run=run,
-            # Attacks inside validation / test need autograd, which inference mode forbids.
-            trainer_defaults={"inference_mode": False},
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={"exit_on_error": False},
-        )
+        with quiet_console(_subcommand(args), enabled=not debug):
+            return RobustrainCLI(
+                RobustClassifier,
+                ImageDataModule,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                args=None if from_argv else args,
+                run=run,
+                # Attacks inside validation / test need autograd, which inference mode forbids. The summary is in
+                # every run, beside the config's callbacks.
+                trainer_defaults={"inference_mode": False, "callbacks": [RunSummary()]},
+                save_config_kwargs={"overwrite": True},
+                parser_kwargs={"exit_on_error": False},
+            )
     except SIGTERMException:
         print(
             "robustrain: interrupted by SIGTERM; the last completed epoch's checkpoint is kept: resume with the same "

@@ -241,22 +241,23 @@ class AliasingMonitor(RollbackEarlyStopping):
         return decide(values, warmups, record["value"], record["warmup"], self.rule, name=f"aliasing/{self.series}")
 
     def _settings(self) -> dict[str, Any]:
+        # the rule first (what runs are compared by), then what is measured, then the base's monitor_only / restore
         return {
-            **super()._settings(),
-            "layers": ",".join(self._layer_names or self.layers or []),
-            "monitor": self.monitor,
-            "measure": self.measure,
-            "reference": self.rule.reference,
             "threshold": self.rule.threshold,
             "window": self.rule.window,
             "warmup_epochs": self.rule.warmup_epochs,
             "wait_for_lr_peak": self.rule.wait_for_lr_peak,
+            "reference": self.rule.reference,
+            "monitor": self.monitor,
+            "measure": self.measure,
+            "decide_on": self.decide_on,
+            "layers": ",".join(self._layer_names or self.layers or []),
             "probe_size": self.probe_size,
+            "probe_batchnorm": self.probe_batchnorm,
             "every_n_epochs": self.every_n_epochs,
             "every_n_train_steps": self.every_n_train_steps,
             "batch_probe_size": self.batch_probe_size,
-            "decide_on": self.decide_on,
-            "probe_batchnorm": self.probe_batchnorm,
+            **super()._settings(),
         }
 
     @property

@@ -159,16 +159,11 @@ class PGDEarlyStopping(RollbackEarlyStopping):
 
     def _settings(self) -> dict[str, Any]:
         return {
-            **super()._settings(),
+            "max_drop": self.max_drop,
             "eps": self.eps,
             "alpha": self.alpha,
             "steps": self.steps,
             "restarts": self.restarts,
-            "max_drop": self.max_drop,
             "source": self.source,
-        }
-
-    def tensorboard_charts(self) -> dict[str, dict[str, list]]:
-        return {
-            self.name: {"pgd_es: PGD accuracy and its drop limit": ["Multiline", ["^pgd_es/acc$", "^pgd_es/limit$"]]}
+            **super()._settings(),
         }
