@@ -2,6 +2,7 @@
 
     python -m experiments.autoattack_reference.compare NAME=CKPT [NAME=CKPT ...] [--images 500] \
         [--components apgd-ce apgd-t fab-t square] [--out runs/autoattack_reference]
+    python -m experiments.autoattack_reference.compare --table runs/autoattack_reference/*/compare.json
 
 Each CKPT (a .ckpt file, or a run or version folder: its newest last.ckpt) is read weights-only and its network rebuilt
 from its hyperparameters. On the first --images MNIST5k test digits (those configs/eval_robust_mnist5k.yaml tests, in
@@ -9,7 +10,8 @@ its batches of 250): clean, FGSM and PGD-50-10 (step 0.01) accuracy, to tell a r
 AutoAttack at eps 0.3 with each implementation, the same settings (the standard version: apgd-ce, apgd-t, fab-t,
 square; 100 iterations, 9 targets, 5000 queries, one restart each; seed 0) and the same images: per image, whether it
 survived, and per implementation the accuracy, wall and CPU seconds. Writes <out>/compare.json and prints the markdown
-table of docs/evaluation.md. Needs the reference: pip install -e '.[reference]'.
+table of docs/evaluation.md (--table: the table of several such files, e.g. one process per checkpoint). Needs the
+reference: pip install -e '.[reference]'.
 """
 
 import argparse
@@ -115,11 +117,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m experiments.autoattack_reference.compare", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("checkpoints", nargs="+", help="NAME=CKPT: a name for the table and a checkpoint or run folder")
+    parser.add_argument("checkpoints", nargs="*", help="NAME=CKPT: a name for the table and a checkpoint or run folder")
+    parser.add_argument(
+        "--table", nargs="+", type=Path, help="print the table of these compare.json files, run nothing"
+    )
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--components", nargs="+", default=list(AUTOATTACK_STANDARD))
     parser.add_argument("--out", type=Path, default=Path("runs/autoattack_reference"))
     args = parser.parse_args(argv)
+    if args.table:
+        print(table({k: v for path in args.table for k, v in json.loads(path.read_text())["results"].items()}))
+        return 0
     batches = test_digits(args.images)
     results = {}
     for item in args.checkpoints:

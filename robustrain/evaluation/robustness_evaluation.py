@@ -291,7 +291,7 @@ class RobustnessEvaluation(Callback):
         so_far = ""
         if seen:
             correct = float(self._sums[f"{key}/correct"])
-            so_far = f" (so far {100 * correct / seen:.1f}% of {seen} robust, {self._seconds[key]:.1f} s)"
+            so_far = f" (so far {100 * correct / seen:.1f}% of {seen} correct, {self._seconds[key]:.1f} s)"
         label = f"eps curve, PGD at eps {key[len(CURVE) :]}" if key.startswith(CURVE) else key
         rank_zero_info(f"RobustnessEvaluation: {label}: images {seen + 1}-{seen + n}{of}{so_far}")
 
