@@ -26,8 +26,10 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 from robustrain import resume
 from robustrain.atomic import atomic_write_text, check_writable_folder, remove_stale_partials
 from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping
+from robustrain.callbacks.run_summary import RunSummary
 from robustrain.checkpoint_io import AtomicCheckpointIO
 from robustrain.checkpoints import read_checkpoint, resolve_ckpt_path, run_versions
+from robustrain.console import quiet_console
 from robustrain.data import ImageDataModule
 from robustrain.errors import (
     EXIT_BAD_INPUT,
@@ -505,14 +507,22 @@ def check_config_file(path: Path, seen: set[Path] | None = None) -> None:
             check_config_file(candidate, seen)
 
 
+def _subcommand(args: list[str]) -> str | None:
+    return next((a for a in args if a in ("fit", "validate", "test", "predict")), None)
+
+
 def _usage_hint(args: list[str]) -> str:
-    subcommand = next((a for a in args if a in ("fit", "validate", "test", "predict")), None)
+    subcommand = _subcommand(args)
     help_cmd = f"python train.py {subcommand} --help" if subcommand else "python train.py --help"
     return f"(see `{help_cmd}`; add {DEBUG_FLAG} or set ROBUSTRAIN_DEBUG=1 for the traceback)"
 
 
 def main(args: list[str] | None = None, run: bool = True) -> RobustrainCLI:
-    """Entry point of `train.py` and the `robustrain` console script; exits with robustrain.errors' codes."""
+    """Entry point of `train.py` and the `robustrain` console script; exits with robustrain.errors' codes.
+
+    Every run gets a RunSummary (the closing summary of fit) and a quiet console (robustrain.console: Lightning's tips
+    and the notices known to be irrelevant are filtered; `--debug` shows everything).
+    """
     from_argv = args is None
     args = list(sys.argv[1:] if from_argv else args)
     debug = DEBUG_FLAG in args or os.environ.get("ROBUSTRAIN_DEBUG", "") not in ("", "0")
@@ -523,19 +533,21 @@ def main(args: list[str] | None = None, run: bool = True) -> RobustrainCLI:
     try:
         for path in config_files(args):
             check_config_file(path)
-        return RobustrainCLI(
-            RobustClassifier,
-            ImageDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            args=None if from_argv else args,
-            run=run,
-            # Attacks inside validation / test need autograd, which inference mode forbids.
-            trainer_defaults={"inference_mode": False},
-            save_config_callback=AtomicSaveConfig,
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={"exit_on_error": False},
-        )
+        with quiet_console(_subcommand(args), enabled=not debug):
+            return RobustrainCLI(
+                RobustClassifier,
+                ImageDataModule,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                args=None if from_argv else args,
+                run=run,
+                # Attacks inside validation / test need autograd, which inference mode forbids. The summary is in
+                # every run, beside the config's callbacks.
+                trainer_defaults={"inference_mode": False, "callbacks": [RunSummary()]},
+                save_config_callback=AtomicSaveConfig,
+                save_config_kwargs={"overwrite": True},
+                parser_kwargs={"exit_on_error": False},
+            )
     except SIGTERMException:
         print(
             "robustrain: interrupted by SIGTERM; the last completed epoch's checkpoint is kept: resume with the same "

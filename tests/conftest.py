@@ -3,6 +3,8 @@ and digits that several test modules share (built once per module)."""
 
 import contextlib
 import io
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,31 @@ def resolved_config(*args: str) -> dict:
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
         main([*args, "--print_config"], run=False)
     return yaml.safe_load(out.getvalue())
+
+
+@contextlib.contextmanager
+def lightning_messages() -> Iterator[list[str]]:
+    """The messages logged to Lightning's logger while the block runs (rank_zero_info goes there; that logger does not
+    propagate to the root, so caplog does not see it)."""
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    messages: list[str] = []
+    handler, logger = Collect(), logging.getLogger("lightning.pytorch")
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+
+
+@pytest.fixture
+def lightning_log() -> Iterator[list[str]]:
+    """The messages of Lightning's logger during the test (see lightning_messages)."""
+    with lightning_messages() as messages:
+        yield messages
 
 
 def pytest_addoption(parser):

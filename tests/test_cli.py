@@ -51,7 +51,9 @@ def test_every_config_instantiates(path, in_tmp):
     assert type(cli.model).__name__ == config["model"]["class_path"].rsplit(".", 1)[1]
     assert cli.trainer.max_epochs == config["trainer"]["max_epochs"]
     configured = [c for c in cli.trainer.callbacks if not isinstance(c, SaveConfigCallback)]
-    assert [type(c).__name__ for c in configured if c.__module__.startswith("robustrain")] == [
+    ours = [type(c).__name__ for c in configured if c.__module__.startswith("robustrain")]
+    assert ours.count("RunSummary") == 1  # the CLI's, in every run
+    assert [name for name in ours if name != "RunSummary"] == [
         c["class_path"].rsplit(".", 1)[1]
         for c in config["trainer"]["callbacks"]
         if c["class_path"].startswith("robustrain")

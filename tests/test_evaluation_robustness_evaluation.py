@@ -19,9 +19,21 @@ REPO = Path(__file__).resolve().parents[1]
 NEW_CONFIGS = ["eval_robust_mnist5k.yaml", "eval_robust_cifar10.yaml"]
 
 
+def test_the_quick_eval_config_runs_pgd_50_10_and_the_two_apgd_components_only(in_tmp) -> None:
+    from robustrain.cli import main
+
+    cli = main(["--config", str(REPO / "configs" / "eval_quick_mnist5k.yaml")], run=False)
+    [robust] = [c for c in cli.trainer.callbacks if isinstance(c, RobustnessEvaluation)]
+    assert [s.key for s in robust.specs] == ["clean", "fgsm", "pgd_50x10", "autoattack"]
+    assert robust.specs[-1].components == ("apgd-ce", "apgd-t") and robust.specs[-1].steps == 100
+    assert robust.eps_curve == [] and not robust.spectrum
+    assert "AliasingAnalysis" not in [type(c).__name__ for c in cli.trainer.callbacks]
+    assert type(cli.datamodule).__name__ == "MNIST5k" and cli.trainer.logger.name == "eval_quick_mnist5k"
+
+
 def _tiny_config(tmp: Path) -> Path:
     config = yaml.safe_load((REPO / "configs" / "eval_robust_mnist5k.yaml").read_text())
-    robust, aliasing = (c["init_args"] for c in config["trainer"]["callbacks"])
+    aliasing, robust = (c["init_args"] for c in config["trainer"]["callbacks"])
     robust.update(
         pgd=[[3, 2]],
         autoattack_steps=2,
@@ -42,7 +54,7 @@ def _tiny_config(tmp: Path) -> Path:
     return path
 
 
-def test_cli_test_run_writes_reports_with_expected_keys(in_tmp) -> None:
+def test_cli_test_run_writes_reports_with_expected_keys(in_tmp, lightning_log) -> None:
     from robustrain.cli import main
 
     cli = main(["test", "--config", str(_tiny_config(in_tmp))])
@@ -74,6 +86,43 @@ def test_cli_test_run_writes_reports_with_expected_keys(in_tmp) -> None:
     assert aliasing["categories"]["num_images"]["all"] == 30
     for name in ("accuracy_vs_eps", "perturbation_spectrum", "category_pies", "aliased_fraction_boxes"):
         assert (log_dir / f"{name}.png").is_file()
+    # the console: a line as each attack starts on a batch (20 images each), then the table with the report's path
+    progress = [m for m in lightning_log if m.startswith("RobustnessEvaluation: ")]
+    assert "RobustnessEvaluation: pgd_3x2: images 1-20 of 30" in progress
+    assert any(m.startswith("RobustnessEvaluation: pgd_3x2: images 21-30 of 30 (so far ") for m in progress)
+    assert "RobustnessEvaluation: autoattack: images 1-8 of 8" in progress
+    assert "RobustnessEvaluation: eps curve, PGD at eps 0.3: images 21-40 of 40" in "\n".join(progress)
+    [table] = [m for m in lightning_log if m.startswith("Robust accuracy at eps=0.3")]
+    assert table.splitlines()[0].endswith(f"; report {log_dir / 'robustness.json'}")
+    assert "torchattacks 3.5.1" in table.splitlines()[0]
+    assert table.splitlines()[1].split() == ["attack", "accuracy", "images", "seconds"]
+    autoattack_row = next(line for line in table.splitlines() if line.lstrip().startswith("autoattack"))
+    assert autoattack_row.split()[-2] == "8"
+
+
+def test_the_table_lines_up_accuracy_images_and_seconds_and_names_partial_autoattacks() -> None:
+    from robustrain.evaluation.robustness_evaluation import robustness_table
+
+    report = {
+        "eps": 0.3,
+        "accuracy": {"clean": 0.98, "pgd_50x10": 0.756, "autoattack": 0.702},
+        "num_images": {"clean": 500, "pgd_50x10": 500, "autoattack": 500},
+        "attacks": {
+            "clean": {"name": "clean"},
+            "pgd_50x10": {"name": "pgd"},
+            "autoattack": {"name": "autoattack", "components": ["apgd-ce", "apgd-t"], "implementation": "ref via x"},
+        },
+        "seconds": {"clean": 0.04, "pgd_50x10": 61.25, "autoattack": 130.0},
+        "accuracy_vs_eps": {"eps": [0.0, 0.1], "num_images": 500, "seconds": 12.0},
+    }
+    assert robustness_table(report, "r.json").splitlines() == [
+        "Robust accuracy at eps=0.3 (AutoAttack: ref); report r.json",
+        "  attack                        accuracy  images  seconds",
+        "  clean                            98.0%     500      0.0",
+        "  pgd_50x10                        75.6%     500     61.2",
+        "  autoattack (apgd-ce, apgd-t)     70.2%     500    130.0",
+        "  eps curve (2 radii)                        500     12.0",
+    ]
 
 
 def test_callback_equals_direct_robust_accuracy_over_batches(tiny, tmp_path) -> None:
@@ -164,3 +213,21 @@ def test_quick_eval_config_stacks_on_the_mnist_eval_config(in_tmp) -> None:
     robust = next(c for c in cli.trainer.callbacks if isinstance(c, RobustnessEvaluation))
     assert [s.key for s in robust.specs] == ["clean", "fgsm", "pgd_20x2", "autoattack"]
     assert robust.specs[-1].steps == 20 and robust.specs[-1].square_queries == 1000
+
+
+def test_the_autoattack_implementation_is_chosen_on_the_command_line(in_tmp, capsys) -> None:
+    """RobustnessEvaluation is the eval configs' last callback, so `--trainer.callbacks.init_args.<arg>` reaches it."""
+    from robustrain.attacks.autoattack_reference import reference_available
+    from robustrain.cli import main
+
+    args = ["--config", str(REPO / "configs" / "eval_robust_mnist5k.yaml")]
+    args += ["--trainer.callbacks.init_args.autoattack_impl", "reference", "--trainer.logger", "false"]
+    if not reference_available():
+        with pytest.raises(SystemExit):
+            main(args, run=False)
+        assert "pip install -e '.[reference]'" in capsys.readouterr().err
+        return
+    cli = main(args, run=False)
+    robust = cli.trainer.callbacks[[type(c).__name__ for c in cli.trainer.callbacks].index("RobustnessEvaluation")]
+    assert robust.specs[-1].implementation == "reference"
+    assert "fra31/auto-attack" in robust.specs[-1].describe()["implementation"]

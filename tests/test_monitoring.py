@@ -59,17 +59,41 @@ def _layout(accumulator) -> layout_pb2.Layout:
     return layout_pb2.Layout.FromString(tensor_util.make_ndarray(event.tensor_proto).item())
 
 
-def test_custom_scalar_layout_combines_the_charts_and_names_only_logged_tags(events):
+def _charts(accumulator) -> dict[str, tuple[str, list[str]]]:
+    """chart title -> ("multiline", tag regexes) or ("margin", [value, lower, upper] tags)."""
+    charts = {}
+    for category in _layout(accumulator).category:
+        for chart in category.chart:
+            if chart.HasField("margin"):
+                [series] = chart.margin.series
+                charts[chart.title] = ("margin", [series.value, series.lower, series.upper])
+            else:
+                charts[chart.title] = ("multiline", list(chart.multiline.tag))
+    return charts
+
+
+def test_custom_scalar_charts_hold_one_quantity_or_one_line_in_a_band(events):
+    """TensorBoard colours a chart's lines by run: a Multiline chart of one run is one colour, so each holds one tag,
+    and a value is compared with its limits as a Margin chart (the line and its band)."""
+    accumulator, _, _ = events
+    charts = _charts(accumulator)
+    margins = {tuple(tags) for kind, tags in charts.values() if kind == "margin"}
+    assert ("aliasing/value", "aliasing/median", "aliasing/limit") in margins  # a rise: the band from median up
+    assert ("pgd_es/value", "pgd_es/limit", "pgd_es/median") in margins  # a fall: the band from the limit up
+    assert ("val/acc_pgd", "val/acc_pgd", "val/acc_fgsm") in margins  # the masking gap as a band
+    assert all(len(tags) == 1 for kind, tags in charts.values() if kind == "multiline")
+    assert ["^val/acc$"] in [tags for _, tags in charts.values()]
+
+
+def test_custom_scalar_charts_name_only_logged_tags(events):
     accumulator, _, _ = events
     scalars = accumulator.Tags()["scalars"]
-    layout = _layout(accumulator)
-    charts = {chart.title: [t for t in chart.multiline.tag] for category in layout.category for chart in category.chart}
-    assert any(set(tags) == {"^aliasing/value$", "^aliasing/median$", "^aliasing/limit$"} for tags in charts.values())
-    assert any({"^val/acc_pgd$", "^val/acc_fgsm$", "^val/acc$"} <= set(tags) for tags in charts.values())
-    assert any("^pgd_es/acc$" in tags for tags in charts.values())
-    for title, tags in charts.items():
+    for title, (kind, tags) in _charts(accumulator).items():
         for tag in tags:
-            assert [s for s in scalars if re.match(tag, s)], f"chart {title!r}: {tag} matches no logged scalar"
+            found = (
+                [s for s in scalars if re.match(tag, s)] if kind == "multiline" else [s for s in scalars if s == tag]
+            )
+            assert found, f"chart {title!r}: {tag} matches no logged scalar"
 
 
 def test_the_stop_figure_is_logged(events):
@@ -78,21 +102,42 @@ def test_the_stop_figure_is_logged(events):
     assert (Path(logger.log_dir) / "aliasing_curves.png").exists()
 
 
+def _experiment(accumulator):
+    return plugin_data_pb2.HParamsPluginData.FromString(
+        accumulator.SummaryMetadata("_hparams_/experiment").plugin_data.content
+    ).experiment
+
+
 def test_hparams_carry_the_callback_settings_and_outcomes(events):
     accumulator, callbacks, _ = events
     metadata = accumulator.SummaryMetadata("_hparams_/session_start_info")
     info = plugin_data_pb2.HParamsPluginData.FromString(metadata.plugin_data.content).session_start_info
-    hparams = dict(info.hparams)
+    shown = {h.name: h.display_name for h in _experiment(accumulator).hparam_infos}
+    hparams = {shown[name]: value for name, value in info.hparams.items()}
     assert hparams["aliasing/threshold"].number_value == pytest.approx(0.05)
     assert hparams["aliasing/measure"].string_value == "absolute"
     assert hparams["pgd_es/max_drop"].number_value == pytest.approx(0.2)
     assert hparams["eps"].number_value == pytest.approx(0.3)  # the module's own
-    experiment = plugin_data_pb2.HParamsPluginData.FromString(
-        accumulator.SummaryMetadata("_hparams_/experiment").plugin_data.content
-    ).experiment
-    metric_tags = {m.name.tag for m in experiment.metric_infos}
-    assert {"aliasing/stopped_epoch", "aliasing/restored_epoch", "aliasing/restored_val_acc_pgd"} <= metric_tags
+    assert hparams["method"].string_value == "FGSMTraining"
+    metric_tags = [m.name.tag for m in _experiment(accumulator).metric_infos]
+    assert {"aliasing/stopped_epoch", "aliasing/restored_epoch", "aliasing/restored_val_acc_pgd"} <= set(metric_tags)
     outcome = callbacks[0].outcome()
     last = accumulator.Scalars("aliasing/restored_epoch")[-1].value
     assert last == pytest.approx(outcome["aliasing/restored_epoch"], nan_ok=True)
     assert accumulator.Scalars("pgd_es/stopped_epoch")
+
+
+def test_hparams_lead_with_the_method_then_the_stops_and_end_with_hp_metric(events):
+    """TensorBoard's hparams plugin sorts the columns by name and shows the first five: the record names sort in the
+    order runs are compared by, and the tab shows the display names."""
+    accumulator, _, _ = events
+    experiment = _experiment(accumulator)
+    infos = sorted(experiment.hparam_infos, key=lambda h: h.name)  # what the plugin's backend does
+    shown = [h.display_name for h in infos]
+    assert shown[:5] == ["method", "eps", "alpha", "init", "eps_warmup_epochs"]
+    assert shown.index("aliasing/threshold") == 5 and shown.index("pgd_es/max_drop") > shown.index("aliasing/restore")
+    assert shown.index("pgd_es/restore") < shown.index("optimizer")  # the stops before the module's other settings
+    assert not [name for name in shown if name.startswith("_")]  # no jsonargparse internals
+    metric_tags = [m.name.tag for m in experiment.metric_infos]
+    assert metric_tags[:3] == ["aliasing/stopped_epoch", "aliasing/restored_epoch", "aliasing/restored_val_acc_pgd"]
+    assert metric_tags[-1] == "hp_metric"

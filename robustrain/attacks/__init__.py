@@ -6,11 +6,13 @@ What comes from torchattacks 3.5.1 and what is robustrain's own:
   without its per-call objects, copies and mode switching. The unclipped FGSM-RS start, PGD's restart rule and its
   per-example early stop are robustrain's own (torchattacks has none of them).
 - autoattack.py composes AutoAttack from torchattacks' own components (APGD, APGD-T, FAB, Square), called through
-  their `forward`, with robustrain's iterations, targets, RNG and device handling.
+  their `forward`, with robustrain's iterations, targets, RNG and device handling; with implementation="reference"
+  it runs Croce & Hein's own code instead (autoattack_reference.py, the optional `.[reference]` extra).
 """
 
 from robustrain.attacks.autoattack import (
     AUTOATTACK_COMPONENTS,
+    AUTOATTACK_IMPLEMENTATIONS,
     AUTOATTACK_STANDARD,
     autoattack,
     check_autoattack_params,
@@ -22,6 +24,7 @@ from robustrain.attacks.pgd import pgd
 
 __all__ = [
     "AUTOATTACK_COMPONENTS",
+    "AUTOATTACK_IMPLEMENTATIONS",
     "AUTOATTACK_STANDARD",
     "FGSM_INITS",
     "UNIT_BOX",

@@ -1,4 +1,4 @@
-"""AutoAttack (Croce & Hein 2020), L-inf, assembled from torchattacks' components.
+"""AutoAttack (Croce & Hein 2020), L-inf: assembled from torchattacks' components, or Croce & Hein's own code.
 
 AutoAttack (Croce & Hein 2020) is composed here from torchattacks 3.5.1's components (APGD, APGDT, FAB, Square)
 called through their `forward`, because its `AutoAttack` class (a) hard-codes 10 iterations for APGD, APGD-T and
@@ -9,6 +9,9 @@ captures the device at construction. Here steps, targets and queries are argumen
 each component, the device is the model's at call time, and each adversarial example is checked against the
 eps-ball before it is counted. Data outside [0, 1] (injected features) is attacked through robustrain.attacks.box's
 affine map, as torchattacks' components clip to [0, 1].
+
+`implementation="reference"` runs Croce & Hein's own AutoAttack instead (robustrain.attacks.autoattack_reference,
+the optional extra `.[reference]`) with the same components, iterations, targets, queries, seed and box.
 """
 
 from collections.abc import Sequence
@@ -17,19 +20,29 @@ import torch
 import torchattacks
 from torch import Tensor, nn
 
+from robustrain.attacks.autoattack_reference import check_reference_available, reference_autoattack
 from robustrain.attacks.box import UNIT_BOX, UnitBoxModel, check_box
 from robustrain.attacks.inputs import check_linf_params, model_device, require_grad_mode
-from robustrain.validation import check_positive_int, check_that
+from robustrain.validation import check_choice, check_positive_int, check_that
 
 AUTOATTACK_COMPONENTS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
 AUTOATTACK_STANDARD = ("apgd-ce", "apgd-t", "fab-t", "square")  # Croce & Hein's 'standard' version, in its order
+AUTOATTACK_IMPLEMENTATIONS = ("torchattacks", "reference")
 _EPS_BALL_TOLERANCE = 1e-5
 
 
 def check_autoattack_params(
-    eps: float, steps: int, components: Sequence[str], n_target_classes: int | None, square_queries: int
+    eps: float,
+    steps: int,
+    components: Sequence[str],
+    n_target_classes: int | None,
+    square_queries: int,
+    implementation: str = "torchattacks",
 ) -> None:
-    """Raises ValueError naming the first AutoAttack setting outside its valid range."""
+    """Raises ValueError naming the first AutoAttack setting outside its valid range, or a missing implementation."""
+    check_choice("implementation", implementation, AUTOATTACK_IMPLEMENTATIONS)
+    if implementation == "reference":
+        check_reference_available()
     check_linf_params(eps, steps=steps)
     unknown = [c for c in components if c not in AUTOATTACK_COMPONENTS]
     ok = not unknown and bool(components) and len(set(components)) == len(components)
@@ -74,12 +87,13 @@ def autoattack(
     square_queries: int = 5000,
     seed: int = 0,
     box: tuple[float, float] = UNIT_BOX,
+    implementation: str = "torchattacks",
 ) -> Tensor:
-    """AutoAttack (Croce & Hein 2020), L-inf, composed from torchattacks' components with configurable iterations.
+    """AutoAttack (Croce & Hein 2020), L-inf, with configurable iterations: torchattacks' components or the reference.
 
     Each component attacks only the examples every earlier component failed on; an example's adversarial image is
     the first one that fools the model (the clean image if none does). The global RNG is restored after every
-    component (torchattacks re-seeds it with `seed`).
+    component (torchattacks re-seeds it with `seed`; so does the reference).
 
     Args:
         model: Classifier on [0, 1] images, in the mode it should be attacked in (eval).
@@ -93,11 +107,13 @@ def autoattack(
         seed: Seed of the components' random starts.
         box: (lowest, highest) pixel value of the images and their adversarial versions; other than (0, 1) the
             components attack `UnitBoxModel(model, box)` with radius eps / (high - low).
+        implementation: "torchattacks" (torchattacks 3.5.1's components composed here) or "reference" (Croce &
+            Hein's fra31/auto-attack code, the `pyautoattack` package of the `.[reference]` extra).
 
     Returns:
         Adversarial images (B, C, H, W), each within eps of its image and in the box.
     """
-    check_autoattack_params(eps, steps, components, n_target_classes, square_queries)
+    check_autoattack_params(eps, steps, components, n_target_classes, square_queries, implementation)
     check_box(box)
     if tuple(box) != UNIT_BOX:
         unit = UnitBoxModel(model, box)
@@ -111,6 +127,7 @@ def autoattack(
             n_target_classes,
             square_queries,
             seed,
+            implementation=implementation,
         )
         return unit.from_unit(adv)
     components = tuple(components)
@@ -129,6 +146,8 @@ def autoattack(
         raise ValueError(
             f"components {sorted(needs_dlr)} use the DLR loss, which needs >= 4 classes; got {num_classes}"
         )
+    if implementation == "reference":
+        return reference_autoattack(model, x, y, eps, steps, components, n_targets, square_queries, seed)
     adv = x.clone()
     device = model_device(model)
     with torch.enable_grad():

@@ -14,6 +14,7 @@ from robustrain.callbacks.gradient_alignment_monitor import GradientAlignmentMon
 from robustrain.callbacks.masking_gap_monitor import MaskingGapMonitor
 from robustrain.callbacks.pgd_early_stopping import PGDEarlyStopping
 from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping
+from robustrain.callbacks.run_summary import RunSummary
 from robustrain.callbacks.signal_monitor import SignalMonitor
 
 __all__ = [
@@ -23,5 +24,6 @@ __all__ = [
     "MaskingGapMonitor",
     "PGDEarlyStopping",
     "RollbackEarlyStopping",
+    "RunSummary",
     "SignalMonitor",
 ]

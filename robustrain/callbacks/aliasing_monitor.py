@@ -223,17 +223,18 @@ class AliasingMonitor(SignalMonitor):
         return values
 
     def _settings(self) -> dict[str, Any]:
+        # the rule first (what runs are compared by), then what is measured, then the base's monitor_only / restore
         return {
             **super()._settings(),
             "layers": ",".join(self._layer_names or self.layers or []),
             "monitor": self.monitor,
             "measure": self.measure,
             "probe_size": self.probe_size,
+            "probe_batchnorm": self.probe_batchnorm,
             "every_n_epochs": self.every_n_epochs,
             "every_n_train_steps": self.every_n_train_steps,
             "batch_probe_size": self.batch_probe_size,
-            "decide_on": self.decide_on,
-            "probe_batchnorm": self.probe_batchnorm,
+            **super()._settings(),
         }
 
     @property

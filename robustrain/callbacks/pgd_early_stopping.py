@@ -165,21 +165,11 @@ class PGDEarlyStopping(RollbackEarlyStopping):
 
     def _settings(self) -> dict[str, Any]:
         return {
-            **super()._settings(),
+            "max_drop": self.max_drop,
             "eps": self.eps,
             "alpha": self.alpha,
             "steps": self.steps,
             "restarts": self.restarts,
-            "max_drop": self.max_drop,
             "source": self.source,
-        }
-
-    def tensorboard_charts(self) -> dict[str, dict[str, list]]:
-        return {
-            self.name: {
-                f"{self.name}: PGD accuracy and its drop limit": [
-                    "Multiline",
-                    [f"^{self.name}/acc$", f"^{self.name}/limit$"],
-                ]
-            }
+            **super()._settings(),
         }

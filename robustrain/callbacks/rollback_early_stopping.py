@@ -38,6 +38,8 @@ from robustrain.monitoring import tensorboard_loggers
 from robustrain.resume import plain
 from robustrain.stopping import Decision, upgrade_record, write_history_csv
 
+PROGRESS_BAR_KEYS = ("value", "limit")  # shown on the progress bar as <name>/value and <name>/limit
+
 
 def current_lr(trainer: "L.Trainer") -> float:
     """Learning rate of the first parameter group of the first optimizer (nan without one)."""
@@ -200,15 +202,15 @@ class RollbackEarlyStopping(L.Callback):
 
     # --- monitoring (TensorBoard custom scalars and hparams) --------------------------------------------------------
     def tensorboard_charts(self) -> dict[str, dict[str, list]]:
-        """Custom-scalar charts (SummaryWriter.add_custom_scalars layout) of this callback's logged values."""
-        return {
-            self.name: {
-                f"{self.name}: value, median and stop limit": [
-                    "Multiline",
-                    [f"^{self.name}/{key}$" for key in ("value", "median", "limit")],
-                ]
-            }
-        }
+        """The custom-scalar chart (SummaryWriter.add_custom_scalars layout) of the decision: the monitored value as a
+        line in a band from its median to the stop limit (a Margin chart), so the run stops where the line leaves the
+        band on the limit's side (above it for a rule on a rise, below for one on a fall)."""
+        value, median, limit = (f"{self.name}/{key}" for key in ("value", "median", "limit"))
+        falls = getattr(getattr(self, "rule", None), "direction", "rise") == "fall"
+        band = [limit, median] if falls else [median, limit]
+        side = "below" if falls else "above"
+        title = f"{self.name}: value, in the band from median to limit; stops {side} the band"
+        return {self.name: {title: ["Margin", [value, *band]]}}
 
     def hparams(self) -> dict[str, Any]:
         """This callback's settings, for the hparams record (keys prefixed with the callback's name)."""
@@ -290,8 +292,13 @@ class RollbackEarlyStopping(L.Callback):
             if k not in ("epoch", "step", "kind", "lr", "reason") and isinstance(v, (int, float)) and v is not None
         }
         on_step = record["kind"] == "batch"
+        # the value and its limit also on the progress bar (epoch-level checks): the numbers the stop decides on
+        keys = [] if on_step else [f"{self.name}/{k}" for k in PROGRESS_BAR_KEYS]
+        shown = {key: metrics.pop(key) for key in keys if key in metrics}
         # values are identical on every rank (reduced before): averaging them changes nothing, and keeps Lightning quiet
         pl_module.log_dict(metrics, on_step=on_step, on_epoch=not on_step, sync_dist=True)
+        if shown:
+            pl_module.log_dict(shown, on_step=False, on_epoch=True, sync_dist=True, prog_bar=True)
 
     @rank_zero_only
     def _write_history(self, trainer: "L.Trainer") -> None:

@@ -30,6 +30,10 @@ from robustrain.train_eval_modes import eval_mode
 from robustrain.validation import check_choice, check_in_range, check_positive_int
 
 ATTACK_NAMES = ("clean", "fgsm", "pgd", "autoattack")
+IMPLEMENTATION_NAMES = {  # what the report says ran
+    "torchattacks": "torchattacks 3.5.1 APGD/APGDT/FAB/Square via robustrain.attacks.autoattack",
+    "reference": "Croce & Hein's fra31/auto-attack (pyautoattack 0.2.0) via robustrain.attacks.autoattack_reference",
+}
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class AttackSpec:
         n_target_classes: Target classes of apgd-t and fab-t; None = all other classes (9 on 10 classes, the original).
         square_queries: Square attack queries (original: 5000).
         seed: Seed of the AutoAttack components' random starts (the global RNG is restored afterwards).
+        implementation: AutoAttack's code: "torchattacks" (its components composed by robustrain.attacks.autoattack)
+            or "reference" (Croce & Hein's fra31/auto-attack, the `.[reference]` extra).
     """
 
     name: str
@@ -64,6 +70,7 @@ class AttackSpec:
     n_target_classes: int | None = None
     square_queries: int = 5000
     seed: int = 0
+    implementation: str = "torchattacks"
 
     def __post_init__(self) -> None:
         if self.name not in ATTACK_NAMES:
@@ -73,7 +80,9 @@ class AttackSpec:
             return
         check_linf_params(self.eps, self.alpha, self.steps, self.restarts)
         if self.name == "autoattack":
-            check_autoattack_params(self.eps, self.steps, self.components, self.n_target_classes, self.square_queries)
+            check_autoattack_params(
+                self.eps, self.steps, self.components, self.n_target_classes, self.square_queries, self.implementation
+            )
 
     @property
     def step_size(self) -> float:
@@ -100,7 +109,7 @@ class AttackSpec:
         out = {k: d[k] for k in keep}
         if self.name == "autoattack":
             out["components"] = list(self.components)
-            out["implementation"] = "torchattacks 3.5.1 APGD/APGDT/FAB/Square via robustrain.attacks.autoattack"
+            out["implementation"] = IMPLEMENTATION_NAMES[self.implementation]
         return out
 
 
@@ -125,6 +134,7 @@ def perturb(
             spec.square_queries,
             spec.seed,
             box=box,
+            implementation=spec.implementation,
         )
     return pgd(
         model,

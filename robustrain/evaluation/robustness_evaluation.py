@@ -14,18 +14,22 @@ Report (`robustness.json` in the run's log dir, i.e. the TensorBoard version dir
     num_images: key -> images evaluated (all ranks together).
     attacks: key -> the settings used (AttackSpec.describe(); AutoAttack lists its components and iterations).
     seconds: key -> attack wall time summed over batches on rank zero.
-    accuracy_vs_eps: {"eps": [...], "accuracy": [...], "steps", "step_factor", "num_images"} or null.
+    accuracy_vs_eps: {"eps": [...], "accuracy": [...], "steps", "step_factor", "num_images", "seconds"} or null.
     perturbation_spectrum: key -> {"mean_abs_fft": (C, H, W) nested list, "num_images", "fft": "..."} for PGD and
         AutoAttack: mean over the perturbed images (x_adv != x) of |fftshift(fft2(x_adv - x, norm="forward"))|.
 TensorBoard: scalars test/acc_<key>, figures robustness/accuracy_vs_eps and robustness/perturbation_spectrum (also
 saved as PNGs next to the report).
+
+Console (rank zero, Lightning's logging): a line as each attack starts on a batch (which attack, which images out of
+how many, its accuracy and time so far), and at the end the table of `robustness_table`.
 """
 
 import json
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -34,7 +38,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from robustrain.atomic import atomic_savefig, atomic_write_text
-from robustrain.attacks import AUTOATTACK_STANDARD, UNIT_BOX
+from robustrain.attacks import AUTOATTACK_IMPLEMENTATIONS, AUTOATTACK_STANDARD, UNIT_BOX
 from robustrain.evaluation.figures import plot_accuracy_vs_eps, plot_spectra
 from robustrain.evaluation.robust_accuracy import (
     AttackSpec,
@@ -46,9 +50,52 @@ from robustrain.evaluation.robust_accuracy import (
 from robustrain.monitoring import tensorboard_loggers
 from robustrain.ranks import rank_share
 from robustrain.training import network_of
-from robustrain.validation import check_file_name, check_positive_int, check_that
+from robustrain.validation import check_choice, check_file_name, check_positive_int, check_that
 
 EVAL_ATTACKS = ("fgsm", "pgd", "autoattack")
+CURVE = "curve_"  # prefix of the accuracy-vs-eps attacks' keys
+
+
+def _curve_key(eps: float) -> str:
+    return f"{CURVE}{eps!r}"
+
+
+def _test_images(trainer: L.Trainer) -> int | None:
+    """Images this rank will be given by the test loop (its share of each loader, within limit_test_batches)."""
+    loaders = trainer.test_dataloaders
+    loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
+    try:
+        total = 0
+        for loader, batches in zip(loaders, trainer.num_test_batches):
+            size = len(loader.sampler) if hasattr(loader.sampler, "__len__") else len(loader.dataset)
+            total += size if math.isinf(batches) else min(size, int(batches) * (loader.batch_size or 1))
+        return total
+    except (AttributeError, TypeError):
+        return None
+
+
+def robustness_table(report: dict[str, Any], path: str | Path | None = None) -> str:
+    """The report as an aligned table: accuracy, images and seconds per attack (and the eps curve's time)."""
+    implementation = report["attacks"].get("autoattack", {}).get("implementation", "")
+    title = f"Robust accuracy at eps={report['eps']:g}"
+    title += f" (AutoAttack: {implementation.split(' via ')[0]})" if implementation else ""
+    title += f"; report {path}" if path is not None else ""
+    rows = [("attack", "accuracy", "images", "seconds")]
+    for key, acc in report["accuracy"].items():
+        seconds = report["seconds"].get(key)
+        label = key
+        components = report["attacks"][key].get("components")
+        if components and tuple(components) != AUTOATTACK_STANDARD:  # not the whole AutoAttack: say which parts
+            label = f"{key} ({', '.join(components)})"
+        time_taken = "" if seconds is None else f"{seconds:.1f}"
+        rows.append((label, f"{100 * acc:.1f}%", str(report["num_images"][key]), time_taken))
+    curve = report.get("accuracy_vs_eps")
+    if curve:
+        label = f"eps curve ({len(curve['eps'])} radii)"
+        rows.append((label, "", str(curve["num_images"]), f"{curve.get('seconds', math.nan):.1f}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [f"  {r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:>{widths[3]}}" for r in rows]
+    return "\n".join([title, *lines])
 
 
 def _check_budget(name: str, value: int | None) -> None:
@@ -76,6 +123,9 @@ class RobustnessEvaluation(Callback):
         autoattack_n_target_classes: Targets of apgd-t / fab-t; None = all other classes.
         autoattack_square_queries: Square attack queries (original: 5000).
         autoattack_seed: Seed of AutoAttack's random starts (the global RNG is left as it was).
+        autoattack_impl: "torchattacks" (torchattacks 3.5.1's components, composed by robustrain.attacks.autoattack)
+            or "reference" (Croce & Hein's own code, fra31/auto-attack as the `pyautoattack` package: install the
+            extra with `pip install -e '.[reference]'`). The comparison of the two: docs/evaluation.md.
         max_images: Images attacked by FGSM and PGD; None = the whole test set.
         autoattack_max_images: Images attacked by AutoAttack; None = the whole test set.
         eps_curve: Radii of the accuracy-vs-eps curve (PGD, Ribeiro & Schön); empty = no curve.
@@ -100,6 +150,7 @@ class RobustnessEvaluation(Callback):
         autoattack_n_target_classes: int | None = None,
         autoattack_square_queries: int = 5000,
         autoattack_seed: int = 0,
+        autoattack_impl: Literal["torchattacks", "reference"] = "torchattacks",
         max_images: int | None = None,
         autoattack_max_images: int | None = None,
         eps_curve: Sequence[float] = (),
@@ -119,6 +170,7 @@ class RobustnessEvaluation(Callback):
         ):
             _check_budget(name, value)
         check_file_name("report_name", report_name, ".json")
+        check_choice("autoattack_impl", autoattack_impl, AUTOATTACK_IMPLEMENTATIONS)
         specs = [AttackSpec("clean")]
         if "fgsm" in attacks:
             specs.append(AttackSpec("fgsm", eps, alpha=fgsm_alpha))
@@ -146,6 +198,7 @@ class RobustnessEvaluation(Callback):
                     n_target_classes=autoattack_n_target_classes,
                     square_queries=autoattack_square_queries,
                     seed=autoattack_seed,
+                    implementation=autoattack_impl,
                 )
             )
         keys = [spec.key for spec in specs]
@@ -168,6 +221,7 @@ class RobustnessEvaluation(Callback):
         self._sums: dict[str, Tensor] = {}
         self._seconds: dict[str, float] = {}
         self._seen: dict[str, int] = {}
+        self._images: int | None = None  # test images of this rank, for the progress lines (None: unknown)
 
     # --- hooks ----------------------------------------------------------------------------------------------------
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -178,6 +232,7 @@ class RobustnessEvaluation(Callback):
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._reset()
+        self._images = _test_images(trainer)
 
     def on_test_batch_end(
         self,
@@ -193,7 +248,7 @@ class RobustnessEvaluation(Callback):
         for spec in self.specs:
             self._attack(pl_module, images, labels, spec, spec.key, self.budgets[spec.key], world, self.spectrum)
         for eps, spec in zip(self.eps_curve, self.curve_specs):
-            self._attack(pl_module, images, labels, spec, f"curve_{eps!r}", self.eps_curve_max_images, world, False)
+            self._attack(pl_module, images, labels, spec, _curve_key(eps), self.eps_curve_max_images, world, False)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._finish(trainer, pl_module)
@@ -214,6 +269,7 @@ class RobustnessEvaluation(Callback):
         n = len(labels) if budget is None else min(len(labels), rank_share(budget, world_size) - seen)
         if n <= 0:
             return
+        self._progress(key, seen, n, budget, world_size)
         start = time.perf_counter()
         box = getattr(model, "input_range", UNIT_BOX)  # the data's range: (0, 1), or wider with injected features
         adv, correct = attack_batch(model, images[:n], labels[:n], spec, box)
@@ -227,6 +283,18 @@ class RobustnessEvaluation(Callback):
             if perturbed.any():
                 self._add(f"{key}/spectrum", perturbation_spectrum(delta[perturbed]).sum(0).double())
             self._add(f"{key}/perturbed", perturbed.sum().double())
+
+    def _progress(self, key: str, seen: int, n: int, budget: int | None, world_size: int) -> None:
+        """One line on rank zero as an attack starts on a batch: which images of how many, its accuracy and time so
+        far (this rank's share under DDP)."""
+        total = self._images if budget is None else min(rank_share(budget, world_size), self._images or math.inf)
+        of = f" of {total}" if total is not None and math.isfinite(total) else ""
+        so_far = ""
+        if seen:
+            correct = float(self._sums[f"{key}/correct"])
+            so_far = f" (so far {100 * correct / seen:.1f}% of {seen} correct, {self._seconds[key]:.1f} s)"
+        label = f"eps curve, PGD at eps {key[len(CURVE) :]}" if key.startswith(CURVE) else key
+        rank_zero_info(f"RobustnessEvaluation: {label}: images {seen + 1}-{seen + n}{of}{so_far}")
 
     def _add(self, name: str, value: Tensor) -> None:
         self._sums[name] = self._sums[name] + value if name in self._sums else value
@@ -249,10 +317,7 @@ class RobustnessEvaluation(Callback):
         log_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(log_dir / self.report_name, json.dumps(report, indent=2))
         self._write_figures(trainer, log_dir, report)
-        lines = [
-            f"  {key:>14s}: {100 * acc:6.2f}% of {report['num_images'][key]}" for key, acc in report["accuracy"].items()
-        ]
-        rank_zero_info(f"Robust accuracy (eps={self.eps:g}), report {log_dir / self.report_name}\n" + "\n".join(lines))
+        rank_zero_info(robustness_table(report, log_dir / self.report_name))
 
     def _report(self, trainer: L.Trainer, pl_module: L.LightningModule, sums: dict[str, Tensor]) -> dict[str, Any]:
         accuracy, counts, attacks, spectra = {}, {}, {}, {}
@@ -271,15 +336,15 @@ class RobustnessEvaluation(Callback):
                     "fft": "mean over perturbed images of |fftshift(fft2(x_adv - x, norm='forward'))|, (C, H, W)",
                 }
         curve = None
-        if self.eps_curve and all(f"curve_{e!r}/count" in sums for e in self.eps_curve):
+        keys = [_curve_key(e) for e in self.eps_curve]
+        if self.eps_curve and all(f"{k}/count" in sums for k in keys):
             curve = {
                 "eps": self.eps_curve,
-                "accuracy": [
-                    sums[f"curve_{e!r}/correct"].item() / sums[f"curve_{e!r}/count"].item() for e in self.eps_curve
-                ],
+                "accuracy": [sums[f"{k}/correct"].item() / sums[f"{k}/count"].item() for k in keys],
                 "steps": self.eps_curve_steps,
                 "step_factor": self.eps_curve_step_factor,
-                "num_images": int(sums[f"curve_{self.eps_curve[0]!r}/count"].item()),
+                "num_images": int(sums[f"{keys[0]}/count"].item()),
+                "seconds": round(sum(self._seconds.get(k, 0.0) for k in keys), 3),
             }
         net = network_of(pl_module)
         return {
@@ -291,7 +356,7 @@ class RobustnessEvaluation(Callback):
             "accuracy": accuracy,
             "num_images": counts,
             "attacks": attacks,
-            "seconds": {k: round(v, 3) for k, v in self._seconds.items() if not k.startswith("curve_")},
+            "seconds": {k: round(v, 3) for k, v in self._seconds.items() if not k.startswith(CURVE)},
             "accuracy_vs_eps": curve,
             "perturbation_spectrum": spectra,
         }

@@ -196,13 +196,21 @@ class RobustClassifier(Safeguards):
             with torch.no_grad():
                 correct = (self.net(adv).argmax(1) == labels[:n]).float()
             self.metrics[f"{stage}_acc_pgd"].update(correct)
-            self.log(f"{stage}/acc_pgd", self.metrics[f"{stage}_acc_pgd"], on_epoch=True, sync_dist=False)
+            self.log(
+                f"{stage}/acc_pgd", self.metrics[f"{stage}_acc_pgd"], on_epoch=True, sync_dist=False, prog_bar=True
+            )
             if self.hparams.get("eval_fgsm", False):
                 adv = self.attack_fgsm(images[:n], labels[:n])
                 with torch.no_grad():
                     correct = (self.net(adv).argmax(1) == labels[:n]).float()
                 self.metrics[f"{stage}_acc_fgsm"].update(correct)
-                self.log(f"{stage}/acc_fgsm", self.metrics[f"{stage}_acc_fgsm"], on_epoch=True, sync_dist=False)
+                self.log(
+                    f"{stage}/acc_fgsm",
+                    self.metrics[f"{stage}_acc_fgsm"],
+                    on_epoch=True,
+                    sync_dist=False,
+                    prog_bar=True,
+                )
             self._eval_attacked += n
 
     def attack_pgd(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -241,11 +249,17 @@ class RobustClassifier(Safeguards):
 
     # --- monitoring -----------------------------------------------------------------------------------------------
     def tensorboard_charts(self) -> dict[str, dict[str, list]]:
-        """This module's custom-scalar charts (see robustrain.monitoring)."""
+        """This module's custom-scalar charts (see robustrain.monitoring): one quantity per chart, or a line with a
+        band (a Margin chart), since TensorBoard colours the lines of a chart by run, not by tag."""
         return {
             "robustness": {
-                "val: clean, PGD and FGSM accuracy": ["Multiline", ["^val/acc$", "^val/acc_pgd$", "^val/acc_fgsm$"]],
-                "loss: train (on the training attack) and val (clean)": ["Multiline", ["^train/loss$", "^val/loss$"]],
+                "val/acc_pgd, the band up to val/acc_fgsm: the masking gap": [
+                    "Margin",
+                    ["val/acc_pgd", "val/acc_pgd", "val/acc_fgsm"],
+                ],
+                "val/acc: clean accuracy": ["Multiline", ["^val/acc$"]],
+                "train/loss: on the training attack": ["Multiline", ["^train/loss$"]],
+                "val/loss: clean": ["Multiline", ["^val/loss$"]],
             }
         }
 
@@ -294,8 +308,9 @@ class RobustClassifier(Safeguards):
         loss_metric.update(loss.detach(), weight=len(labels))
         acc_metric.update((logits.detach().argmax(1) == labels).float())
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss_metric, on_step=False, on_epoch=True, prog_bar=True)
-        self.log(f"{stage}/acc", acc_metric, on_step=False, on_epoch=True, prog_bar=True)
+        # the bar shows train/loss and val/acc (beside val/acc_pgd, val/acc_fgsm and the stops' values and limits)
+        self.log(f"{stage}/loss", loss_metric, on_step=False, on_epoch=True, prog_bar=stage == "train")
+        self.log(f"{stage}/acc", acc_metric, on_step=False, on_epoch=True, prog_bar=stage != "train")
         if on_step:
             self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False)
 

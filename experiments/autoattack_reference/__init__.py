@@ -1,0 +1,1 @@
+"""Robustrain's AutoAttack against Croce & Hein's reference (docs/evaluation.md)."""
