@@ -68,8 +68,9 @@ def survived(net: torch.nn.Module, batches, spec: AttackSpec) -> tuple[list[bool
     return flags, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def compare(net: torch.nn.Module, batches, components: tuple[str, ...]) -> dict:
-    """Clean / FGSM / PGD-50-10 accuracy and both AutoAttacks per image (see the module docstring)."""
+def compare(net: torch.nn.Module, batches, components: tuple[str, ...], recheck_seeds: tuple[int, ...] = ()) -> dict:
+    """Clean / FGSM / PGD-50-10 accuracy and both AutoAttacks per image (see the module docstring); the images the
+    two disagree on are attacked again by both with each of `recheck_seeds`, to tell chance from a real gap."""
     result: dict = {"images": sum(len(labels) for _, labels in batches)}
     for spec in (
         AttackSpec("clean"),
@@ -90,15 +91,40 @@ def compare(net: torch.nn.Module, batches, components: tuple[str, ...]) -> dict:
     ours, theirs = (result[i]["robust"] for i in IMPLEMENTATIONS)
     result["disagree"] = [i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b]
     result["agreement"] = 1 - len(result["disagree"]) / len(ours)
+    if recheck_seeds and result["disagree"]:
+        images = torch.cat([x for x, _ in batches])[result["disagree"]]
+        labels = torch.cat([y for _, y in batches])[result["disagree"]]
+        result["recheck"] = {"seeds": list(recheck_seeds)}
+        for implementation in IMPLEMENTATIONS:
+            rows = []
+            for seed in recheck_seeds:
+                spec = AttackSpec(
+                    "autoattack", EPS, steps=100, components=components, implementation=implementation, seed=seed
+                )
+                rows.append([int(f) for f in attack_batch(net, images, labels, spec)[1].tolist()])
+            result["recheck"][implementation] = rows  # [seed][disagreeing image]: survived
     return result
+
+
+def recheck_summary(result: dict) -> str:
+    """Per disagreeing image: how many of the recheck seeds it survived, per implementation."""
+    recheck = result.get("recheck")
+    if not recheck:
+        return "-"
+    parts = []
+    for k, image in enumerate(result["disagree"]):
+        counts = "/".join(str(sum(row[k] for row in recheck[impl])) for impl in IMPLEMENTATIONS)
+        parts.append(f"#{image}: {counts}")
+    return f"{', '.join(parts)} of {len(recheck['seeds'])}"
 
 
 def table(results: dict[str, dict]) -> str:
     """The markdown table of docs/evaluation.md."""
     lines = [
         "| checkpoint | images | clean | FGSM | PGD-50-10 | AutoAttack torchattacks | AutoAttack reference "
-        "| difference | per-image agreement | s torchattacks / reference (CPU s) |",
-        "|---" * 10 + "|",
+        "| difference | per-image agreement | s torchattacks / reference (CPU s) "
+        "| disagreeing images survived other seeds (torchattacks/reference) |",
+        "|---" * 11 + "|",
     ]
     for name, r in results.items():
         ours, theirs = r["torchattacks"], r["reference"]
@@ -108,7 +134,7 @@ def table(results: dict[str, dict]) -> str:
             f"| {100 * (ours['accuracy'] - theirs['accuracy']):+.1f} "
             f"| {100 * r['agreement']:.1f}% ({len(r['disagree'])} differ) "
             f"| {ours['wall_seconds']:.0f} / {theirs['wall_seconds']:.0f} "
-            f"({ours['cpu_seconds']:.0f} / {theirs['cpu_seconds']:.0f}) |"
+            f"({ours['cpu_seconds']:.0f} / {theirs['cpu_seconds']:.0f}) | {recheck_summary(r)} |"
         )
     return "\n".join(lines)
 
@@ -124,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--components", nargs="+", default=list(AUTOATTACK_STANDARD))
     parser.add_argument("--out", type=Path, default=Path("runs/autoattack_reference"))
+    parser.add_argument(
+        "--recheck-seeds", nargs="*", type=int, default=[1, 2, 3, 4], help="seeds to attack the disagreeing images with"
+    )
     args = parser.parse_args(argv)
     if args.table:
         print(table({k: v for path in args.table for k, v in json.loads(path.read_text())["results"].items()}))
@@ -132,7 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for item in args.checkpoints:
         name, _, path = item.partition("=")
-        results[name] = {"checkpoint": path, **compare(load_network(path), batches, tuple(args.components))}
+        results[name] = {
+            "checkpoint": path,
+            **compare(load_network(path), batches, tuple(args.components), tuple(args.recheck_seeds)),
+        }
         print(name, {k: v for k, v in results[name].items() if k not in IMPLEMENTATIONS}, flush=True)
     machine = {
         "cpu_count": os.cpu_count(),
