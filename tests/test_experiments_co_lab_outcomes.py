@@ -23,8 +23,14 @@ from experiments.co_lab.outcomes import (
         ([0.1, 0.5, 0.01, 0.0], [0.2, 0.6, 0.4, 0.9], "catastrophic", 2, 1),  # FGSM high the epoch after
         # the same fall with FGSM low as well: the model collapsed, but not by overfitting FGSM
         ([0.1, 0.5, 0.01, 0.0], [0.2, 0.6, 0.3, 0.2], "healthy", None, 1),
-        # a slow decline (3 epochs from 0.4 to <= 0.05): no collapse
-        ([0.1, 0.4, 0.29, 0.2, 0.04], [0.2, 0.6, 0.7, 0.8, 0.9], "healthy", None, 1),
+        # a slow decline (3 epochs from 0.4 to <= 0.05) with FGSM high: a partial collapse, not CO
+        ([0.1, 0.4, 0.29, 0.2, 0.04], [0.2, 0.6, 0.7, 0.8, 0.9], "partial_collapse", None, 1),
+        # a fall to 0.12 (below a third of 0.4) that stops short of 0.05: a partial collapse
+        ([0.1, 0.4, 0.12, 0.12], [0.2, 0.6, 0.9, 0.9], "partial_collapse", None, 1),
+        # the same fall with FGSM low: healthy, however badly it ends (gradual)
+        ([0.1, 0.4, 0.29, 0.2, 0.04], [0.2, 0.6, 0.4, 0.4, 0.4], "healthy", None, 1),
+        # a decline to just above a third of the best: healthy
+        ([0.1, 0.6, 0.45, 0.21], [0.2, 0.6, 0.9, 0.9], "healthy", None, 1),
         ([0.1, 0.4, 0.45, 0.44], [0.2, 0.6, 0.7, 0.7], "healthy", None, 2),
         ([0.0, 0.1, 0.29, 0.0], [0.5, 0.9, 0.9, 0.99], "never_robust", None, 2),
     ],
@@ -35,7 +41,7 @@ def test_classify_known_curves(pgd, fgsm, kind, collapse, oracle):
 
 
 def test_a_healthy_run_that_ends_well_below_its_best_declined_gradually():
-    assert classify([0.1, 0.4, 0.29, 0.2, 0.04], [0.2, 0.6, 0.7, 0.8, 0.9]).gradual
+    assert classify([0.1, 0.4, 0.29, 0.2, 0.04], [0.2, 0.6, 0.4, 0.4, 0.4]).gradual
     assert not classify([0.1, 0.4, 0.45, 0.44], [0.2, 0.6, 0.7, 0.7]).gradual
 
 

@@ -7,9 +7,13 @@ e + 1 epochs completed, a check at global step g at g / steps_per_epoch).
   COLLAPSE_EPOCHS (2) epochs, falls to COLLAPSED (0.05) or below, while its FGSM accuracy is high (>= FGSM_HIGH, 0.5)
   at the collapse or the epoch after: the model resists the one-step attack it trains on and nothing stronger. The
   *collapse epoch* is the first epoch whose end-of-epoch model is collapsed.
-- It *never becomes robust* when its held-out PGD accuracy stays below ROBUST, and is *healthy* (no CO) otherwise;
-  a healthy run that ends more than GRADUAL_DROP (0.1) below its best has overfitted *gradually* (robust
-  overfitting, Rice et al.), which a CO detector should not mistake for a collapse either.
+- It *never becomes robust* when its held-out PGD accuracy stays below ROBUST.
+- It *collapses partly* when, not catastrophic, it became robust and later fell below PARTIAL (a third) of its best
+  PGD accuracy so far while its FGSM accuracy was high: the same failure, slower than COLLAPSE_EPOCHS or stopping
+  short of COLLAPSED. Such runs are neither hits nor false stops (a stop there is right, but the lab's definition of
+  CO does not hold): they are counted and listed apart.
+- It is *healthy* otherwise; a healthy run that ends more than GRADUAL_DROP (0.1) below its best has overfitted
+  *gradually* (robust overfitting, Rice et al.), which a CO detector should not mistake for a collapse.
 - The *oracle* epoch is the one with the best held-out PGD accuracy: the model a perfect stop would hand back.
 """
 
@@ -22,6 +26,7 @@ COLLAPSED = 0.05
 COLLAPSE_EPOCHS = 2
 FGSM_HIGH = 0.5
 GRADUAL_DROP = 0.10
+PARTIAL = 1 / 3
 WITHIN = 0.03  # "within 3 points of the oracle"
 
 
@@ -30,7 +35,7 @@ class RunOutcome:
     """The class of a run and its landmarks.
 
     Attributes:
-        kind: "catastrophic", "healthy" or "never_robust".
+        kind: "catastrophic", "partial_collapse", "healthy" or "never_robust".
         collapse_epoch: The first collapsed epoch of a catastrophic run, else None.
         oracle_epoch: The epoch with the best held-out PGD accuracy (the first of ties).
         gradual: A healthy run that ended more than GRADUAL_DROP below its best.
@@ -56,6 +61,11 @@ def classify(acc_pgd: Sequence[float], acc_fgsm: Sequence[float]) -> RunOutcome:
                 return RunOutcome("catastrophic", epoch, oracle)
     if max(acc_pgd) < ROBUST - 1e-6:
         return RunOutcome("never_robust", None, oracle)
+    best = 0.0
+    for value, fgsm in zip(acc_pgd, acc_fgsm, strict=True):
+        if best >= ROBUST - 1e-6 and value < PARTIAL * best and fgsm >= FGSM_HIGH - 1e-6:
+            return RunOutcome("partial_collapse", None, oracle)
+        best = max(best, value)
     return RunOutcome("healthy", None, oracle, gradual=max(acc_pgd) - acc_pgd[-1] > GRADUAL_DROP)
 
 
