@@ -77,8 +77,7 @@ class SignalMonitor(RollbackEarlyStopping):
 
     def _settings(self) -> dict[str, Any]:
         rule = self.rule
-        return {
-            **super()._settings(),
+        return {  # the rule first: the HPARAMS columns a user sorts runs by
             "threshold": rule.threshold,
             "window": rule.window,
             "warmup_epochs": rule.warmup_epochs,
@@ -86,6 +85,7 @@ class SignalMonitor(RollbackEarlyStopping):
             "reference": rule.reference,
             "direction": rule.direction,
             "scale": rule.scale,
+            **super()._settings(),
         }
 
     def _plot_series(self) -> list[str]:
