@@ -160,3 +160,11 @@ def test_the_evaluation_command_repeats_the_image_changing_data_arguments() -> N
         "--data.init_args.padding 2 --data.init_args.inject_beta 0.1"
     )
     assert evaluate_command(MNIST5k(), "a.ckpt").endswith("eval_robust_mnist5k.yaml --ckpt_path a.ckpt")
+
+
+def test_the_evaluation_command_attacks_at_the_runs_radius() -> None:
+    # configs/eval_robust_mnist5k.yaml attacks at eps 0.3: a run trained for another threat model says its own
+    assert evaluate_command(MNIST5k(), "a.ckpt", eps=0.3).endswith("--ckpt_path a.ckpt")
+    assert evaluate_command(MNIST5k(), "a.ckpt", eps=0.2).endswith(
+        "--ckpt_path a.ckpt --trainer.callbacks.init_args.eps 0.2"
+    )

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
@@ -139,9 +140,10 @@ def why_ended(trainer: "L.Trainer", stops: list[RollbackEarlyStopping]) -> str:
     return "trainer.should_stop was set (max_time or a callback)"
 
 
-def evaluate_command(datamodule: Any, ckpt: str) -> str:
+def evaluate_command(datamodule: Any, ckpt: str, eps: float | None = None) -> str:
     """The `train.py test` command that evaluates `ckpt` with the evaluation config matching the data (the data
-    arguments that change the images repeated), or a placeholder config naming the data when none matches."""
+    arguments that change the images repeated, and `eps`, the run's threat model, when the config attacks at another
+    radius), or a placeholder config naming the data when none matches."""
     kind = type(datamodule).__name__
     config = EVAL_CONFIGS.get((kind, None)) or EVAL_CONFIGS.get((kind, getattr(datamodule, "name", None)))
     extra = []
@@ -150,8 +152,20 @@ def evaluate_command(datamodule: Any, ckpt: str) -> str:
         for name in IMAGE_ARGUMENTS:
             if name in defaults and getattr(datamodule, name, defaults[name].default) != defaults[name].default:
                 extra += [f"--data.init_args.{name}", str(getattr(datamodule, name))]
+    if config is not None and eps is not None and not math.isclose(eps, _config_eps(config), rel_tol=1e-6):
+        extra += ["--trainer.callbacks.init_args.eps", f"{eps:.6g}"]  # RobustnessEvaluation is the configs' last
     config = config or f"<an eval config for {kind}, e.g. a copy of configs/eval_robust_cifar10.yaml>"
     return " ".join(["python train.py test --config", config, "--ckpt_path", ckpt, *extra])
+
+
+def _config_eps(config: str) -> float:
+    """The radius RobustnessEvaluation attacks at in an evaluation config of EVAL_CONFIGS (nan when unreadable)."""
+    path = Path(__file__).resolve().parents[2] / config
+    try:
+        callbacks = yaml.safe_load(path.read_text())["trainer"]["callbacks"]
+        return float(next(c for c in callbacks if c["class_path"].endswith("RobustnessEvaluation"))["init_args"]["eps"])
+    except (OSError, KeyError, TypeError, StopIteration, ValueError, yaml.YAMLError):
+        return math.nan
 
 
 class RunSummary(L.Callback):
@@ -194,7 +208,8 @@ class RunSummary(L.Callback):
             rows.append(("TensorBoard", f"tensorboard --logdir {shown_path(boards[0].root_dir)}"))
         target = self._handed_back(trainer, stops, log_dir)
         if target:
-            rows.append(("evaluate", evaluate_command(trainer.datamodule, shown_path(target))))
+            eps = getattr(trainer.lightning_module, "eval_eps", None)
+            rows.append(("evaluate", evaluate_command(trainer.datamodule, shown_path(target), eps)))
         width = max(len(label) for label, _ in rows)
         title = f"robustrain: fit finished; run folder {shown_path(log_dir)}"
         return [title, *(f"  {label:<{width}}  {text}" for label, text in rows)]
