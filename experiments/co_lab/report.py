@@ -176,6 +176,16 @@ def report_rows(out: Path, costs: dict[str, Any]) -> list[dict[str, Any]]:
                     "within_3_points": within_oracle(test_pgd(run, handed), test_pgd(run, out_.oracle_epoch)),
                 }
             )
+        by_network = {}
+        for network in sorted({run.network for run in runs}):
+            n = score(detector, [run for run in runs if run.network == network], test_pgd)
+            by_network[network] = {
+                "hits": n.hits,
+                "co_runs": n.co_runs,
+                "false_stops": n.false_stops,
+                "healthy_runs": n.healthy_runs,
+                "lag": _fmt_lag(n.lags),
+            }
         task, per_epoch = cost_task(detector)
         cost = {
             network: {k: per_epoch * tasks[task][k] for k in ("vs_fgsm_epoch", "vs_pgd_es")}
@@ -197,6 +207,7 @@ def report_rows(out: Path, costs: dict[str, Any]) -> list[dict[str, Any]]:
                 "autoattack_oracle_median": _median(aa_oracle),
                 "cost_per_epoch": cost,
                 "runs": per_run,
+                "by_network": by_network,
             }
         )
     return rows
@@ -272,6 +283,28 @@ def markdown(rows: list[dict[str, Any]], run_rows: list[dict[str, Any]], command
             f"(tuning: {t['hits']}/{t['co_runs']}, {t['false_stops']}/{t['healthy_runs']} false stops)",
             f"  - rule: {row['rule']}",
         ]
+    networks = sorted({network for row in rows for network in row.get("by_network", {})})
+    if networks:
+        lines += [
+            "",
+            "## By network (reporting seeds)",
+            "",
+            "Per network: CO runs handed back within 3 points of the oracle / CO runs, false stops / healthy runs, and "
+            "the median lag in epochs (min..max).",
+            "",
+            "| detector | " + " | ".join(networks) + " |",
+            "|---" * (len(networks) + 1) + "|",
+        ]
+        for row in rows:
+            cells = []
+            for network in networks:
+                n = row["by_network"].get(network)
+                cells.append(
+                    "—"
+                    if n is None
+                    else f"{n['hits']}/{n['co_runs']} hit, {n['false_stops']}/{n['healthy_runs']} false, lag {n['lag']}"
+                )
+            lines.append(f"| {row['family']} | " + " | ".join(cells) + " |")
     counts: dict[str, dict[str, int]] = {}
     for r in run_rows:
         setting = r["run"].split("/")[0]

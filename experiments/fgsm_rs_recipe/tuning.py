@@ -1,8 +1,8 @@
-"""Tune the main job's recipe on a seed and split that are not reported: variants of configs/mnist5k_fgsm_aliasing.yaml
+"""Tune the FGSM-RS recipe on a seed and split that are not reported: variants of configs/mnist5k_fgsm_aliasing.yaml
 trained with seed 100 and scored on the 500 *validation* digits (the reported figures use seeds 0-2 and the test
-digits, experiments/main_job/seeds.sh).
+digits, experiments/fgsm_rs_recipe/seeds.sh).
 
-    python -m experiments.main_job.tuning --out runs/flagship_tuning [--only NAME ...] [--images 200]
+    python -m experiments.fgsm_rs_recipe.tuning --out runs/flagship_tuning [--only NAME ...] [--images 200]
 
 Each variant: train (CLI, one thread), then clean / PGD-50-10 (step 0.01) / AutoAttack (standard, 100 iterations)
 on the first --images validation digits of the model the run hands back. Prints a markdown table and writes
@@ -73,7 +73,9 @@ def evaluate(module: torch.nn.Module, n_images: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.main_job.tuning", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.fgsm_rs_recipe.tuning", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/flagship_tuning"))
     parser.add_argument("--only", nargs="*", default=None)
     parser.add_argument("--images", type=int, default=200)

@@ -1,6 +1,6 @@
 """Median and spread over seeds of the main job's evaluation (robustness.json of configs/eval_robust_mnist5k.yaml).
 
-    python -m experiments.main_job.table runs/flagship_seed*_eval [--out docs/results/flagship.json]
+    python -m experiments.fgsm_rs_recipe.table runs/flagship_seed*_eval [--out docs/results/flagship.json]
 
 Prints a markdown table: one row per seed (clean, FGSM, PGD-50-10, AutoAttack in %) and the median, min and max.
 """
@@ -38,7 +38,9 @@ def table(reports: dict[str, dict[str, float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.main_job.table", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.fgsm_rs_recipe.table", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("dirs", nargs="+", type=Path, help="evaluation log dirs (TensorBoard name dirs)")
     parser.add_argument("--out", type=Path, default=None, help="also write the accuracies as JSON here")
     args = parser.parse_args(argv)

@@ -1,10 +1,10 @@
-"""experiments/main_job: the table of the main job's seeds, median and spread."""
+"""experiments/fgsm_rs_recipe: the table of the FGSM-RS recipe's seeds, median and spread."""
 
 
 def test_flagship_table_gives_median_and_spread(tmp_path):
     import json
 
-    from experiments.main_job.table import read_reports, table
+    from experiments.fgsm_rs_recipe.table import read_reports, table
 
     for i, acc in enumerate([0.7, 0.8, 0.9]):
         d = tmp_path / f"seed{i}" / "version_0"
