@@ -36,7 +36,7 @@ def _scripted_module() -> ScriptedCounts:
 
 def test_stops_when_the_fraction_jumps_and_hands_back_the_weights_before(tmp_path) -> None:
     L.seed_everything(0)
-    weights, monitor = WeightsPerEpoch(), AbnormalExamplesMonitor(threshold=0.2, window=3)
+    weights, monitor = WeightsPerEpoch(), AbnormalExamplesMonitor(threshold=0.2, window=3, warmup_epochs=0)
     module = _scripted_module()
     trainer = tiny_trainer(tmp_path, [weights, monitor])
     trainer.fit(module, datamodule=RandomDigits())
@@ -50,7 +50,9 @@ def test_stops_when_the_fraction_jumps_and_hands_back_the_weights_before(tmp_pat
 
 def test_per_n_steps_series_and_a_decision_on_it(tmp_path) -> None:
     L.seed_everything(0)
-    monitor = AbnormalExamplesMonitor(every_n_train_steps=2, decide_on="batch", threshold=0.2, window=3)
+    monitor = AbnormalExamplesMonitor(
+        every_n_train_steps=2, decide_on="batch", threshold=0.2, window=3, warmup_epochs=0
+    )
     trainer = tiny_trainer(tmp_path, [monitor])
     trainer.fit(_scripted_module(), datamodule=RandomDigits())
     batches = [r for r in monitor.history if r["kind"] == "batch"]

@@ -25,7 +25,8 @@ class ScriptedAlignment(GradientAlignmentMonitor):
 
 def test_stops_when_the_alignment_falls_and_hands_back_the_weights_before(tmp_path) -> None:
     L.seed_everything(0)
-    weights, monitor = WeightsPerEpoch(), ScriptedAlignment(eps=0.1, threshold=0.2, window=3, probe_size=16)
+    weights = WeightsPerEpoch()
+    monitor = ScriptedAlignment(eps=0.1, threshold=0.2, window=3, warmup_epochs=0, probe_size=16)
     module = tiny_module(lr=0.05)
     trainer = tiny_trainer(tmp_path, [weights, monitor])
     trainer.fit(module, datamodule=RandomDigits())

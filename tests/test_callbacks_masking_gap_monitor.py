@@ -34,7 +34,7 @@ def _fit(tmp_path, monitor):
 
 def test_stops_when_the_gap_jumps_and_hands_back_the_weights_before(tmp_path) -> None:
     L.seed_everything(0)
-    monitor = MaskingGapMonitor(threshold=0.3, window=3)
+    monitor = MaskingGapMonitor(threshold=0.3, window=3, warmup_epochs=0)
     module, weights, trainer = _fit(tmp_path, monitor)
     # gaps 0.1, 0.2, 0.2, 0.25, 0.9: 0.9 > median(0.2, 0.2, 0.25) + 0.3
     assert monitor.stopped_epoch == 4 and monitor.restored_epoch == 3

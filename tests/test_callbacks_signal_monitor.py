@@ -17,7 +17,9 @@ from robustrain.training import FGSMTraining
 
 L.seed_everything(0)
 monitors = [
-    GradientAlignmentMonitor(probe_size=20, threshold=0.001, every_n_train_steps=1, batch_probe_size=4),
+    GradientAlignmentMonitor(
+        probe_size=20, threshold=0.001, warmup_epochs=0, every_n_train_steps=1, batch_probe_size=4
+    ),
     AbnormalExamplesMonitor(threshold=0.001, every_n_train_steps=1, monitor_only=True),
     MaskingGapMonitor(threshold=0.001, monitor_only=True),
 ]

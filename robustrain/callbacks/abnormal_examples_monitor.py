@@ -7,6 +7,10 @@ computes anyway and returns the counts with the loss; this callback sums them ov
 are abnormal in healthy training; the fraction jumps when catastrophic overfitting sets in. The rule stops when it
 rises above the median of its previous values by more than `threshold` (absolute by default: the fraction starts near
 0, where a relative rise means little) and hands back the weights before the jump. The check itself costs nothing.
+
+The default rule (a rise of 2 points over the previous epoch, after a 5-epoch warm-up) is the one the CO lab chose
+for this signal on its tuning seeds (docs/co_lab.md); its warm-up assumes, as the lab's settings have, a few epochs
+of eps warm-up before collapse is possible.
 """
 
 from typing import Any, Literal
@@ -44,9 +48,9 @@ class AbnormalExamplesMonitor(SignalMonitor):
         self,
         every_n_train_steps: int = 0,
         decide_on: Literal["epoch", "batch"] = "epoch",
-        threshold: float = 0.1,
-        window: int = 3,
-        warmup_epochs: int = 0,
+        threshold: float = 0.02,
+        window: int = 1,
+        warmup_epochs: int = 5,
         wait_for_lr_peak: bool = False,
         reference: Literal["window", "restart"] = "window",
         scale: Literal["relative", "absolute"] = "absolute",

@@ -12,6 +12,10 @@ Cost per check: two input gradients per probe image (about two thirds of an FGSM
 images). The noise comes from a generator seeded by (seed, epoch or step, rank) inside `torch.random.fork_rng`, so
 the check neither depends on nor changes the training's random stream. Under DDP the probe is split across ranks
 and the cosine sums are all-reduced, so every rank takes the same decision.
+
+The default rule (a fall of 0.2 in cosine below the median of the last 3 checks, after a 5-epoch warm-up) is the one
+the CO lab chose for this signal on its tuning seeds (docs/co_lab.md); its warm-up assumes, as the lab's settings
+have, a few epochs of eps warm-up before collapse is possible.
 """
 
 import math
@@ -74,7 +78,7 @@ class GradientAlignmentMonitor(SignalMonitor):
         decide_on: Literal["probe", "batch"] = "probe",
         threshold: float = 0.2,
         window: int = 3,
-        warmup_epochs: int = 0,
+        warmup_epochs: int = 5,
         wait_for_lr_peak: bool = False,
         reference: Literal["window", "restart"] = "window",
         scale: Literal["relative", "absolute"] = "absolute",

@@ -6,6 +6,10 @@ measures both on the same held-out images at every validation (`val/acc_fgsm`, `
 by torchmetrics); this callback reads them at the end of each epoch and stops when the gap rises above the median of
 its previous values by more than `threshold` (absolute, in accuracy: 0.2 = 20 points), handing back the weights
 before the jump. It costs nothing beyond the validation the module runs anyway.
+
+The default rule (a rise of 20 points over the previous epoch, after a 5-epoch warm-up) is the one the CO lab chose
+for this signal on its tuning seeds (docs/co_lab.md); its warm-up assumes, as the lab's settings have, a few epochs
+of eps warm-up before collapse is possible.
 """
 
 import math
@@ -34,8 +38,8 @@ class MaskingGapMonitor(SignalMonitor):
     def __init__(
         self,
         threshold: float = 0.2,
-        window: int = 3,
-        warmup_epochs: int = 0,
+        window: int = 1,
+        warmup_epochs: int = 5,
         wait_for_lr_peak: bool = False,
         reference: Literal["window", "restart"] = "window",
         scale: Literal["relative", "absolute"] = "absolute",
