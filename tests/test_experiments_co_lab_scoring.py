@@ -60,3 +60,21 @@ def test_every_family_starts_with_a_default_and_has_valid_rules():
     for family, detectors in families().items():
         assert detectors and all(d.family == family for d in detectors)
     assert families()["PGD-ES (Wong et al.)"][0].rule.threshold == 0.2
+
+
+def test_a_collapse_whose_best_model_fails_the_strong_test_attack_is_left_out_of_the_report(tmp_path):
+    import json
+    import shutil
+
+    from experiments.co_lab.evaluate import CACHE
+    from experiments.co_lab.report import weak_attack_only
+
+    runs = {}
+    for name, oracle_test_pgd in (("weak", 0.0), ("strong", 0.3)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / CACHE).write_text(json.dumps({"2": {"clean": 0.9, "pgd_50x10": oracle_test_pgd}}))
+        runs[name] = Run(name, 1, folder, CO.config, CO.val, CO.histories, steps_per_epoch=10)
+    assert weak_attack_only(runs["weak"]) and not weak_attack_only(runs["strong"])
+    shutil.rmtree(tmp_path / "weak")  # not evaluated: nothing to judge by, kept
+    assert not weak_attack_only(runs["weak"]) and not weak_attack_only(HEALTHY)
