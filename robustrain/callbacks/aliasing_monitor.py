@@ -1,4 +1,7 @@
-"""AliasingMonitor: measure aliasing during training and stop before catastrophic overfitting (Grabinski et al. 2022).
+"""AliasingMonitor: measure aliasing during training, and stop on its jump (Grabinski et al. 2022, Algorithm 1).
+
+The paper proposes the jump as a sign of catastrophic overfitting; in robustrain's CO lab (docs/co_lab.md) the
+paper's rule fired before none of the collapses it saw, on SmallCNN or on PreActResNet18's `layer2`.
 
 Every `every_n_epochs` epochs the aliasing measure of the downsampling layers is computed on a fixed, seeded probe
 set of training images (the paper: 100), the network in eval mode under no_grad (every submodule's mode restored),
