@@ -15,7 +15,7 @@ from robustrain.callbacks.masking_gap_monitor import MaskingGapMonitor
 from robustrain.callbacks.pgd_early_stopping import PGDEarlyStopping
 from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping
 from robustrain.callbacks.run_summary import RunSummary
-from robustrain.callbacks.signal_monitor import SignalMonitor
+from robustrain.callbacks.signal_monitor import ProbeSignalMonitor, SignalMonitor
 
 __all__ = [
     "AbnormalExamplesMonitor",
@@ -23,6 +23,7 @@ __all__ = [
     "GradientAlignmentMonitor",
     "MaskingGapMonitor",
     "PGDEarlyStopping",
+    "ProbeSignalMonitor",
     "RollbackEarlyStopping",
     "RunSummary",
     "SignalMonitor",

@@ -21,20 +21,19 @@ import lightning as L
 import torch
 
 from robustrain.aliasing.layers import find_downsampling_layers, group_layers, probe_aliasing
-from robustrain.callbacks.signal_monitor import SignalMonitor
+from robustrain.callbacks.signal_monitor import ProbeSignalMonitor
 from robustrain.data import probe_set_of
 from robustrain.stopping.rules import DEFAULT_THRESHOLD, DEFAULT_WARMUP_EPOCHS, DEFAULT_WINDOW
 from robustrain.train_eval_modes import PROBE_BATCHNORM_MODES
 from robustrain.training import network_of
-from robustrain.validation import check_choice, check_int, check_positive_int, check_that
+from robustrain.validation import check_choice, check_positive_int, check_that
 
-DECIDE_ON = ("probe", "batch")
 MEASURES = ("absolute", "relative")
 MEAN = "mean"
 RELATIVE = "relative/"  # prefix of the relative measure's series in the history and the logged tags
 
 
-class AliasingMonitor(SignalMonitor):
+class AliasingMonitor(ProbeSignalMonitor):
     """Aliasing measurement per layer / group on a fixed probe set, with the paper's median-filter early stop.
 
     Logged (TensorBoard): `aliasing/<layer>`, `aliasing/<group>`, `aliasing/mean`, and for the monitored series
@@ -115,6 +114,10 @@ class AliasingMonitor(SignalMonitor):
             reference,
             scale="relative",
             name=name,
+            every_n_epochs=every_n_epochs,
+            every_n_train_steps=every_n_train_steps,
+            batch_probe_size=batch_probe_size,
+            decide_on=decide_on,
             monitor_only=monitor_only,
             restore=restore,
             save_checkpoint=save_checkpoint,
@@ -123,22 +126,6 @@ class AliasingMonitor(SignalMonitor):
         check_choice("measure", measure, MEASURES)
         check_positive_int("probe_size", probe_size)
         check_positive_int("probe_batch_size", probe_batch_size)
-        check_int("every_n_epochs", every_n_epochs, 0)
-        check_int("every_n_train_steps", every_n_train_steps, 0)
-        if batch_probe_size is not None:  # None: the whole batch
-            check_positive_int("batch_probe_size", batch_probe_size)
-        check_choice("decide_on", decide_on, DECIDE_ON)
-        if decide_on == "probe":
-            check_int(
-                "every_n_epochs", every_n_epochs, 1, note="with decide_on='probe' (the probe is measured at epoch ends)"
-            )
-        else:
-            check_int(
-                "every_n_train_steps",
-                every_n_train_steps,
-                1,
-                note="with decide_on='batch' (the on-the-fly measurements)",
-            )
         if layers is not None:
             check_that(
                 bool(layers), "layers", layers, "None (all downsampling layers) or a non-empty list of module paths"
@@ -150,10 +137,6 @@ class AliasingMonitor(SignalMonitor):
         self.probe_size = probe_size
         self.probe_seed = probe_seed
         self.probe_batch_size = probe_batch_size
-        self.every_n_epochs = every_n_epochs
-        self.every_n_train_steps = every_n_train_steps
-        self.batch_probe_size = batch_probe_size
-        self.decide_on = decide_on
         check_choice("probe_batchnorm", probe_batchnorm, PROBE_BATCHNORM_MODES)
         self.probe_batchnorm = probe_batchnorm
         self._layer_names: list[str] = []
@@ -176,29 +159,13 @@ class AliasingMonitor(SignalMonitor):
             images, _ = probe_set_of(trainer.datamodule, self.probe_size, self.probe_seed, "AliasingMonitor")
             self._probe = images[trainer.global_rank :: trainer.world_size]  # this rank's share
 
-    # --- hooks ----------------------------------------------------------------------------------------------------
-    def on_train_batch_end(
-        self, trainer: "L.Trainer", pl_module: "L.LightningModule", outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        n = self.every_n_train_steps
-        if not n or self._should_skip(trainer) or trainer.global_step % n != 0:
-            return
-        values = self._measure(trainer, pl_module, batch[0][: self.batch_probe_size])
-        self._run_check(trainer, pl_module, "batch", values, decide=self.decide_on == "batch")
-
-    def on_train_epoch_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
-        if self._should_skip(trainer) or self.stopped_epoch == trainer.current_epoch:
-            return  # a batch-level stop this epoch was decided already
-        n = self.every_n_epochs
-        if n and (trainer.current_epoch + 1) % n == 0:
-            values = self._measure(trainer, pl_module, self._probe)
-            if self._run_check(trainer, pl_module, "probe", values, decide=self.decide_on == "probe"):
-                return
-            self._keep_weights(trainer, pl_module)
-        elif self.decide_on == "batch":
-            self._keep_weights(trainer, pl_module)
-
     # --- measurement ----------------------------------------------------------------------------------------------
+    def _measure_probe(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> dict[str, float]:
+        return self._measure(trainer, pl_module, self._probe)
+
+    def _measure_batch(self, trainer: "L.Trainer", pl_module: "L.LightningModule", batch: Any) -> dict[str, float]:
+        return self._measure(trainer, pl_module, batch[0][: self.batch_probe_size])
+
     def _measure(self, trainer: "L.Trainer", pl_module: "L.LightningModule", images: torch.Tensor) -> dict[str, float]:
         """Per-layer, per-group and mean aliasing (absolute, and relative under `relative/`) over the images of all
         ranks (eval mode, no grad, modes restored)."""
@@ -226,7 +193,7 @@ class AliasingMonitor(SignalMonitor):
         return values
 
     def _settings(self) -> dict[str, Any]:
-        # the rule first (what runs are compared by), then what is measured, then the base's monitor_only / restore
+        # the rule first (what runs are compared by) and the base's monitor_only / restore, then what is measured
         return {
             **super()._settings(),
             "layers": ",".join(self._layer_names or self.layers or []),
@@ -237,7 +204,6 @@ class AliasingMonitor(SignalMonitor):
             "every_n_epochs": self.every_n_epochs,
             "every_n_train_steps": self.every_n_train_steps,
             "batch_probe_size": self.batch_probe_size,
-            **super()._settings(),
         }
 
     @property

@@ -25,17 +25,15 @@ import lightning as L
 import torch
 
 from robustrain.attacks import UNIT_BOX
-from robustrain.callbacks.signal_monitor import SignalMonitor
+from robustrain.callbacks.signal_monitor import ProbeSignalMonitor
 from robustrain.data import probe_set_of
 from robustrain.signals import gradient_alignment
 from robustrain.train_eval_modes import PROBE_BATCHNORM_MODES, probe_mode
 from robustrain.training import network_of
-from robustrain.validation import check_choice, check_in_range, check_int, check_positive_int
-
-DECIDE_ON = ("probe", "batch")
+from robustrain.validation import check_choice, check_in_range, check_positive_int
 
 
-class GradientAlignmentMonitor(SignalMonitor):
+class GradientAlignmentMonitor(ProbeSignalMonitor):
     """Gradient alignment on a fixed probe set (and optionally on training batches), with a stop on its fall.
 
     Logged: `grad_align/cosine` (the mean cosine), `grad_align/value`, `grad_align/median`, `grad_align/limit`;
@@ -96,6 +94,10 @@ class GradientAlignmentMonitor(SignalMonitor):
             reference,
             scale,
             name,
+            every_n_epochs=every_n_epochs,
+            every_n_train_steps=every_n_train_steps,
+            batch_probe_size=batch_probe_size,
+            decide_on=decide_on,
             monitor_only=monitor_only,
             restore=restore,
             save_checkpoint=save_checkpoint,
@@ -105,21 +107,9 @@ class GradientAlignmentMonitor(SignalMonitor):
             check_in_range("eps", eps, 0.0, 1.0, low_open=True, note="(pixel units) or None for the module's eval_eps")
         check_positive_int("probe_size", probe_size)
         check_choice("probe_batchnorm", probe_batchnorm, PROBE_BATCHNORM_MODES)
-        check_int("every_n_epochs", every_n_epochs, 0)
-        check_int("every_n_train_steps", every_n_train_steps, 0)
-        if batch_probe_size is not None:
-            check_positive_int("batch_probe_size", batch_probe_size)
-        check_choice("decide_on", decide_on, DECIDE_ON)
-        if decide_on == "probe":
-            check_int("every_n_epochs", every_n_epochs, 1, note="with decide_on='probe'")
-        else:
-            check_int("every_n_train_steps", every_n_train_steps, 1, note="with decide_on='batch'")
         self.eps = eps
         self.probe_size, self.probe_seed, self.seed = probe_size, probe_seed, seed
         self.probe_batchnorm = probe_batchnorm
-        self.every_n_epochs, self.every_n_train_steps = every_n_epochs, every_n_train_steps
-        self.batch_probe_size = batch_probe_size
-        self.decide_on = decide_on
         self._images: torch.Tensor | None = None  # this rank's share of the probe
         self._labels: torch.Tensor | None = None
 
@@ -141,30 +131,14 @@ class GradientAlignmentMonitor(SignalMonitor):
         rank, world = trainer.global_rank, trainer.world_size
         self._images, self._labels = images[rank::world], labels[rank::world]  # this rank's share
 
-    # --- hooks ----------------------------------------------------------------------------------------------------
-    def on_train_batch_end(
-        self, trainer: "L.Trainer", pl_module: "L.LightningModule", outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        n = self.every_n_train_steps
-        if not n or self._should_skip(trainer) or trainer.global_step % n != 0:
-            return
-        images, labels = batch[0][: self.batch_probe_size], batch[1][: self.batch_probe_size]
-        values = self._measure(trainer, pl_module, images, labels, trainer.global_step)
-        self._run_check(trainer, pl_module, "batch", values, decide=self.decide_on == "batch")
-
-    def on_train_epoch_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
-        if self._should_skip(trainer) or self.stopped_epoch == trainer.current_epoch:
-            return  # a batch-level stop this epoch was decided already
-        n = self.every_n_epochs
-        if n and (trainer.current_epoch + 1) % n == 0:
-            values = self._measure(trainer, pl_module, self._images, self._labels, trainer.current_epoch)
-            if self._run_check(trainer, pl_module, "probe", values, decide=self.decide_on == "probe"):
-                return
-            self._keep_weights(trainer, pl_module)
-        elif self.decide_on == "batch":
-            self._keep_weights(trainer, pl_module)
-
     # --- measurement ----------------------------------------------------------------------------------------------
+    def _measure_probe(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> dict[str, float]:
+        return self._measure(trainer, pl_module, self._images, self._labels, trainer.current_epoch)
+
+    def _measure_batch(self, trainer: "L.Trainer", pl_module: "L.LightningModule", batch: Any) -> dict[str, float]:
+        images, labels = batch[0][: self.batch_probe_size], batch[1][: self.batch_probe_size]
+        return self._measure(trainer, pl_module, images, labels, trainer.global_step)
+
     def _measure(
         self, trainer: "L.Trainer", pl_module: "L.LightningModule", images: Any, labels: Any, when: int
     ) -> dict[str, float]:

@@ -6,7 +6,8 @@ relative (median * (1 +- threshold)) or absolute (median +- threshold), after a 
 value, the median, the limit, whether it was in the warm-up and whether the learning rate was still rising, so the
 history can be replayed offline with any other rule (`python -m robustrain.stopping.replay`) and gives the same
 decisions. Subclasses measure (AliasingMonitor, GradientAlignmentMonitor, AbnormalExamplesMonitor, MaskingGapMonitor)
-and name the recorded series that decides (`series`).
+and name the recorded series that decides (`series`). ProbeSignalMonitor adds the schedule of the monitors that
+measure a fixed probe at epoch ends and, optionally, training batches every n steps (aliasing, gradient alignment).
 """
 
 from typing import Any
@@ -15,7 +16,9 @@ import lightning as L
 
 from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping, current_lr
 from robustrain.stopping import Decision, Rule, decide
-from robustrain.validation import check_file_name
+from robustrain.validation import check_choice, check_file_name, check_int, check_positive_int
+
+PROBE_DECIDE_ON = ("probe", "batch")
 
 
 class SignalMonitor(RollbackEarlyStopping):
@@ -90,3 +93,101 @@ class SignalMonitor(RollbackEarlyStopping):
 
     def _plot_series(self) -> list[str]:
         return ["value", "median", "limit"]
+
+
+class ProbeSignalMonitor(SignalMonitor):
+    """A SignalMonitor measured on a fixed probe at the end of every `every_n_epochs`-th epoch ("probe" records) and,
+    optionally, on the clean training batch after every `every_n_train_steps`-th optimizer step ("batch" records),
+    deciding on one of the two series (`decide_on`).
+
+    Subclasses keep these arguments in their own constructor's signature (what LightningCLI reads), pass them here
+    and measure: `_measure_probe(trainer, pl_module)` and `_measure_batch(trainer, pl_module, batch)`, each returning
+    the recorded values of one check over all ranks.
+
+    Args:
+        every_n_epochs: Measure on the probe at the end of every n-th epoch; 0 = never (then decide_on="batch").
+        every_n_train_steps: Also measure on the training batch after every n-th optimizer step; 0 = never.
+        batch_probe_size: Images of the training batch the on-the-fly check uses (its first ones); None = all.
+        decide_on: "probe" (the epoch-end series) or "batch" (the on-the-fly series).
+        The others: see SignalMonitor.
+    """
+
+    def __init__(
+        self,
+        threshold: float,
+        window: int,
+        warmup_epochs: int,
+        wait_for_lr_peak: bool,
+        reference: str,
+        scale: str,
+        name: str,
+        *,
+        every_n_epochs: int,
+        every_n_train_steps: int,
+        batch_probe_size: int | None,
+        decide_on: str,
+        monitor_only: bool = False,
+        restore: bool = True,
+        save_checkpoint: bool = True,
+        verbose: bool = False,
+    ) -> None:
+        super().__init__(
+            threshold,
+            window,
+            warmup_epochs,
+            wait_for_lr_peak,
+            reference,
+            scale,
+            name,
+            monitor_only=monitor_only,
+            restore=restore,
+            save_checkpoint=save_checkpoint,
+            verbose=verbose,
+        )
+        check_int("every_n_epochs", every_n_epochs, 0)
+        check_int("every_n_train_steps", every_n_train_steps, 0)
+        if batch_probe_size is not None:  # None: the whole batch
+            check_positive_int("batch_probe_size", batch_probe_size)
+        check_choice("decide_on", decide_on, PROBE_DECIDE_ON)
+        if decide_on == "probe":
+            check_int(
+                "every_n_epochs", every_n_epochs, 1, note="with decide_on='probe' (the probe is measured at epoch ends)"
+            )
+        else:
+            check_int(
+                "every_n_train_steps",
+                every_n_train_steps,
+                1,
+                note="with decide_on='batch' (the on-the-fly measurements)",
+            )
+        self.every_n_epochs = every_n_epochs
+        self.every_n_train_steps = every_n_train_steps
+        self.batch_probe_size = batch_probe_size
+        self.decide_on = decide_on
+
+    def _measure_probe(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> dict[str, float]:
+        raise NotImplementedError
+
+    def _measure_batch(self, trainer: "L.Trainer", pl_module: "L.LightningModule", batch: Any) -> dict[str, float]:
+        raise NotImplementedError
+
+    def on_train_batch_end(
+        self, trainer: "L.Trainer", pl_module: "L.LightningModule", outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        n = self.every_n_train_steps
+        if not n or self._should_skip(trainer) or trainer.global_step % n != 0:
+            return
+        values = self._measure_batch(trainer, pl_module, batch)
+        self._run_check(trainer, pl_module, "batch", values, decide=self.decide_on == "batch")
+
+    def on_train_epoch_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
+        if self._should_skip(trainer) or self.stopped_epoch == trainer.current_epoch:
+            return  # a batch-level stop this epoch was decided already
+        n = self.every_n_epochs
+        if n and (trainer.current_epoch + 1) % n == 0:
+            values = self._measure_probe(trainer, pl_module)
+            if self._run_check(trainer, pl_module, "probe", values, decide=self.decide_on == "probe"):
+                return
+            self._keep_weights(trainer, pl_module)
+        elif self.decide_on == "batch":
+            self._keep_weights(trainer, pl_module)
