@@ -15,27 +15,16 @@ and the min..max spread over the repeats are printed. Random data for the ResNet
 
 import argparse
 import statistics
-import time
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
+from benchmarks.timing import timed
 from robustrain.aliasing import measure_model_aliasing, probe_aliasing
 from robustrain.attacks import fgsm, pgd
 from robustrain.data import MNIST5k
 from robustrain.models import PreActResNet18, SmallCNN
 from robustrain.train_eval_modes import eval_mode
-
-
-def _timed(fn: Callable[[], object], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def bench_aliasing(repeats: int, device: torch.device) -> dict[str, list[float]]:
@@ -98,7 +87,7 @@ def bench_aliasing(repeats: int, device: torch.device) -> dict[str, list[float]]
     times: dict[str, list[float]] = {name: [] for name in tasks}
     for round_ in range(repeats + 1):
         for name, fn in tasks.items():
-            elapsed = _timed(fn, device)
+            elapsed = timed(fn, device)
             if round_:  # round 0 warms up
                 times[name].append(elapsed)
     return times

@@ -23,13 +23,13 @@ with their min..max.
 import argparse
 import json
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from benchmarks.timing import timed
 from robustrain.aliasing import probe_aliasing
 from robustrain.attacks import fgsm, pgd
 from robustrain.data import MNIST5k
@@ -47,16 +47,6 @@ NETWORKS = {
         250,
     ),
 }
-
-
-def _timed(fn: Callable[[], object], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def tasks(network: str, device: torch.device) -> tuple[dict[str, Callable[[], object]], dict[str, float]]:
@@ -132,7 +122,7 @@ def bench(network: str, repeats: int, device: torch.device) -> dict[str, dict[st
     times: dict[str, list[float]] = {name: [] for name in jobs}
     for repeat in range(repeats + 1):  # the first round warms up
         for name, job in jobs.items():
-            seconds = _timed(job, device) * scale[name]
+            seconds = timed(job, device) * scale[name]
             if repeat:
                 times[name].append(seconds)
     out = {}

@@ -16,8 +16,6 @@ It prints the median rate of each and the ratios A/B, A'/B with their spread (mi
 
 import argparse
 import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -25,6 +23,7 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from torch import nn
 
+from benchmarks.timing import timed
 from robustrain.data import load_mnist5k
 from robustrain.models import PreActResNet18, SmallCNN
 from robustrain.spatial import evaluate_transforms, grid_parameters, rotate_translate, worst_of_k
@@ -54,16 +53,6 @@ def seed_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: torch.
                 losses[i, t] = F.cross_entropy(logits, y[i : i + 1])
                 correct[i, t] = logits.argmax(dim=1).item() == y[i].item()
     return losses, correct
-
-
-def _seconds(fn: Callable[[], object], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def small_cnn_setup(n_images: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
@@ -154,10 +143,10 @@ def bench_rates(
     early = lambda: evaluate_transforms(model, x, y, grid, chunk_size=chunk_size, early_exit=True)
     rates: dict[str, list[float]] = {"full": [], "early": [], "seed": []}
     for _ in range(repeats):  # alternate A, A', B within each repeat
-        rates["full"].append(x.shape[0] * len(grid) / _seconds(full, x.device))
-        rates["early"].append(x.shape[0] * len(grid) / _seconds(early, x.device))
+        rates["full"].append(x.shape[0] * len(grid) / timed(full, x.device))
+        rates["early"].append(x.shape[0] * len(grid) / timed(early, x.device))
         slow = lambda: seed_loop(model, slow_x, slow_y, slow_grid)
-        rates["seed"].append(n_slow_images * n_slow_transforms / _seconds(slow, x.device))
+        rates["seed"].append(n_slow_images * n_slow_transforms / timed(slow, x.device))
     correct = full().correct  # (B, 775)
     with torch.no_grad():
         clean_acc = (model(x).argmax(1) == y).float().mean()

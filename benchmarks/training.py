@@ -9,13 +9,13 @@ repeats is reported with the min-max spread of the per-repeat ratios.
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks.timing import timed
 from robustrain.attacks import fgsm, pgd
 from robustrain.data import MNIST5k
 from robustrain.models import PreActResNet18, SmallCNN
@@ -29,13 +29,7 @@ def _train_step(net: nn.Module, opt: torch.optim.Optimizer, perturb: Callable, x
 
 
 def _time_step(net, opt, perturb, x, y, device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    _train_step(net, opt, perturb, x, y)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return timed(lambda: _train_step(net, opt, perturb, x, y), device)
 
 
 def bench_training(
