@@ -154,14 +154,14 @@ def report_rows(out: Path, costs: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per family on the reporting runs (test-set accuracies)."""
     runs = [r for r in lab_runs.load_runs(out) if not is_tuning(r) and not weak_attack_only(r)]
     selection = json.loads((out / SELECTION).read_text())
+    tests = {run.name: test_eval.cache_of(run) for run in runs}  # read once, for every family
+
+    def test_pgd(run: Run, epoch: int) -> float:
+        return 0.0 if epoch < 0 else tests[run.name][epoch]["pgd_50x10"]
+
     rows = []
     for family, item in selection.items():
         detector = _detector_of(item["detector"])
-        tests = {run.name: test_eval.cache_of(run) for run in runs}
-
-        def test_pgd(run: Run, epoch: int, tests=tests) -> float:
-            return 0.0 if epoch < 0 else tests[run.name][epoch]["pgd_50x10"]
-
         s = score(detector, runs, test_pgd)
         aa_handed, aa_oracle, per_run = [], [], []
         for run in runs:
