@@ -119,3 +119,21 @@ def test_early_stopping_configs_instantiate_with_exactly_one_stopper(tmp_path, m
     if name.startswith("cifar10"):
         assert set(aliasing.layers) <= set(find_downsampling_layers(PreActResNet18()))
         assert aliasing.groups == ["layer2"] and aliasing.monitor == "layer2"
+
+
+CO_LAB = sorted(p for p in (REPO / "configs/co_lab").glob("*.yaml") if not p.name.startswith("detectors_"))
+
+
+@pytest.mark.parametrize("path", CO_LAB, ids=[p.name for p in CO_LAB])
+def test_every_co_lab_setting_instantiates_with_every_detector_monitor_only(tmp_path, monkeypatch, path) -> None:
+    # the detectors_*.yaml stacks are instantiated through the settings that name them
+    from robustrain.callbacks import RollbackEarlyStopping
+
+    monkeypatch.chdir(tmp_path)
+    args = ["--config", str(path), "--trainer.logger", "false"]
+    if path.name.startswith("cifar10"):
+        args += ["--data", "robustrain.data.MNIST5k"]  # CIFAR-10 is not on this machine; the rest is the config's
+    cli = main(args, run=False)
+    stops = [cb for cb in cli.trainer.callbacks if isinstance(cb, RollbackEarlyStopping)]
+    assert len(stops) >= 5 and all(cb.monitor_only for cb in stops)
+    assert type(cli.model).__name__ == "FGSMTraining"
