@@ -5,6 +5,8 @@ What comes from torchattacks 3.5.1 and what is robustrain's own:
   torchattacks.PGD's float operations in their order: a seeded call equals torchattacks' result bit for bit (tested),
   without its per-call objects, copies and mode switching. The unclipped FGSM-RS start, PGD's restart rule and its
   per-example early stop are robustrain's own (torchattacks has none of them).
+- nfgsm.py (N-FGSM, de Jorge et al. 2022) is robustrain's own: torchattacks has none (checked against the
+  reference's arithmetic in tests/test_attacks_nfgsm.py).
 - autoattack.py composes AutoAttack from torchattacks' own components (APGD, APGD-T, FAB, Square), called through
   their `forward`, with robustrain's iterations, targets, RNG and device handling; with implementation="reference"
   it runs Croce & Hein's own code instead (autoattack_reference.py, the optional `.[reference]` extra).
@@ -20,6 +22,7 @@ from robustrain.attacks.autoattack import (
 from robustrain.attacks.box import UNIT_BOX, UnitBoxModel, check_box
 from robustrain.attacks.fgsm import FGSM_INITS, check_fgsm_init, fgsm, fgsm_with_start_loss
 from robustrain.attacks.inputs import check_linf_params, model_device, require_grad_mode, step_warning
+from robustrain.attacks.nfgsm import NFGSM_NOISE, check_nfgsm_params, nfgsm
 from robustrain.attacks.pgd import pgd
 
 __all__ = [
@@ -27,6 +30,7 @@ __all__ = [
     "AUTOATTACK_IMPLEMENTATIONS",
     "AUTOATTACK_STANDARD",
     "FGSM_INITS",
+    "NFGSM_NOISE",
     "UNIT_BOX",
     "UnitBoxModel",
     "autoattack",
@@ -34,9 +38,11 @@ __all__ = [
     "check_box",
     "check_fgsm_init",
     "check_linf_params",
+    "check_nfgsm_params",
     "fgsm",
     "fgsm_with_start_loss",
     "model_device",
+    "nfgsm",
     "pgd",
     "require_grad_mode",
     "step_warning",
