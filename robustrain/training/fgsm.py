@@ -1,17 +1,17 @@
-"""FGSM adversarial training (fast adversarial training, Wong et al. 2020)."""
+"""FGSM adversarial training (fast adversarial training, Wong et al. 2020), optionally regularized (GradAlign, ELLE)."""
 
 from typing import Literal
 
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from robustrain.attacks import check_fgsm_init, check_linf_params, fgsm_with_start_loss
+from robustrain.attacks import check_fgsm_init, fgsm_with_start_loss
 from robustrain.train_eval_modes import batchnorm_mode
-from robustrain.training.robust_classifier import RobustClassifier
-from robustrain.training.schedules import EpsWarmup, warmup_factor
+from robustrain.training.regularizers import Regularizer
+from robustrain.training.single_step import SingleStepTraining
 
 
-class FGSMTraining(EpsWarmup, RobustClassifier):
+class FGSMTraining(SingleStepTraining):
     """FGSM adversarial training; the default is Wong et al.'s FGSM-RS ("fast is better than free").
 
     Args:
@@ -22,6 +22,7 @@ class FGSMTraining(EpsWarmup, RobustClassifier):
             for the CIFAR-10 defaults), "random_unclipped" (the gradient at the unclipped x + delta: Wong et al.'s
             MNIST code, used by the MNIST configs) or "zero" (plain FGSM with step alpha).
         eps_warmup_epochs: Grow eps and alpha linearly from 0 over this many (fractional) epochs; 0 = off.
+        regularizer: None, or GradAlign / ELLE (robustrain.training.regularizers), added to the training loss.
         **kwargs: RobustClassifier arguments (net, optimizer, lr, ..., attack_bn_mode).
     """
 
@@ -31,13 +32,12 @@ class FGSMTraining(EpsWarmup, RobustClassifier):
         alpha: float = 10 / 255,
         init: Literal["random_unclipped", "random_clipped", "zero"] = "random_clipped",
         eps_warmup_epochs: float = 0.0,
+        regularizer: Regularizer | None = None,
         **kwargs,
     ):
-        check_linf_params(eps, alpha)
-        warmup_factor(0.0, eps_warmup_epochs)  # validates
         check_fgsm_init(init)
-        super().__init__(train_eps=eps, **kwargs)
-        self.eps, self.alpha, self.init = eps, alpha, init
+        super().__init__(eps, alpha, eps_warmup_epochs, regularizer, **kwargs)
+        self.init = init
         if alpha == 0:
             noise = "the random start alone (uniform noise in the eps-ball)"
             trains_on = "the clean images" if init == "zero" else noise
@@ -53,6 +53,5 @@ class FGSMTraining(EpsWarmup, RobustClassifier):
         """The FGSM images and the per-example loss at the step's start (the training step counts the abnormal
         examples, whose loss falls after the step, from it)."""
         with batchnorm_mode(self.net, self.hparams.attack_bn_mode):
-            scale = self.eps_scale()
-            eps, alpha = self.eps * scale, self.alpha * scale
+            eps, alpha = self.current_eps_alpha()
             return fgsm_with_start_loss(self.net, images, labels, eps, alpha, self.init, box=self.input_range)

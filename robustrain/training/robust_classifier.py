@@ -125,10 +125,10 @@ class RobustClassifier(Safeguards):
         if masking_margin is not None:
             check_in_range("masking_margin", masking_margin, 0.0, 1.0, note="(a gap in accuracy) or None")
         check_choice("attack_bn_mode", attack_bn_mode, ATTACK_BATCHNORM_MODES)
-        # Built by the CLI, `net` arrives with its config ({class_path, init_args}): keep it, so checkpoints rebuild
-        # their own network (`load_from_checkpoint`, `train.py test --ckpt_path`). Built in Python, it is a module
-        # object, which is no hyperparameter.
-        self.save_hyperparameters(ignore=["train_eps"] if _built_from_config() else ["net", "train_eps"])
+        # Built by the CLI, `net` (and a regularizer) arrives with its config ({class_path, init_args}): keep it, so
+        # checkpoints rebuild their own network (`load_from_checkpoint`, `train.py test --ckpt_path`). Built in
+        # Python, it is a module object, which is no hyperparameter.
+        self.save_hyperparameters(ignore=["train_eps"] if _built_from_config() else ["net", "regularizer", "train_eps"])
         default_eps = DEFAULT_EVAL_EPS if train_eps is None else train_eps
         self.eval_eps = default_eps if eval_eps is None else eval_eps
         check_linf_params(self.eval_eps, eval_alpha, eval_steps, eval_restarts, prefix="eval_")
@@ -163,23 +163,32 @@ class RobustClassifier(Safeguards):
         loss its attack computed anyway, from which the training step counts Lin et al.'s abnormal examples."""
         return self.perturb(images, labels), None
 
+    def regularization(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+        """A term added to the training loss (the single-step methods' GradAlign / ELLE); None: none."""
+        return None
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | dict:
         images, labels = batch
         inputs, start_loss = self.perturb_with_start_loss(images, labels)
         logits = self.net(inputs)
         if start_loss is None:
             loss = F.cross_entropy(logits, labels)
-            self._update("train", loss, logits, labels)
-            return loss
+            self._update("train", loss, logits, labels)  # train/loss: the cross-entropy alone, without a penalty
+            return self._with_regularization(loss, images, labels)
         losses = F.cross_entropy(logits, labels, reduction="none")
         loss = losses.mean()
         self._update("train", loss, logits, labels)
+        loss = self._with_regularization(loss, images, labels)
         abnormal = abnormal_examples(start_loss, losses.detach())  # (B,) bool, free: both losses are computed
         metric = self.metrics["train_abnormal_fraction"]
         metric.update(abnormal.float())
         self.log("train/abnormal_fraction", metric, on_step=False, on_epoch=True)
         # the step's counts, for robustrain.callbacks.AbnormalExamplesMonitor (it sums them over its checks and ranks)
         return {"loss": loss, "abnormal": abnormal.sum().detach(), "examples": len(labels)}
+
+    def _with_regularization(self, loss: torch.Tensor, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        extra = self.regularization(images, labels)
+        return loss if extra is None else loss + extra
 
     # --- evaluation -----------------------------------------------------------------------------------------------
     def _eval_budget(self) -> int:
