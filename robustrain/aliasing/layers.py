@@ -1,7 +1,9 @@
 """Finding the downsampling layers of any nn.Module, re-running them at stride 1, and hooking the aliasing measure.
 
 A downsampling layer is a strided nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d or antialiased_cnns BlurPool (blur and
-subsampling measured as one strided op; a stride-1 MaxPool or conv before it is not a downsampling layer).
+subsampling measured as one strided op; a stride-1 MaxPool or conv before it is not a downsampling layer), or FLC
+pooling (robustrain.models.flc), whose stride-1 op is the identity and whose output is compared with the alias-free
+spectrum of its input directly (measure.output_aliasing_measures): it is not a subsampled map.
 Conv and pool subclasses count only when they keep torch's forward; BlurPool subclasses (e.g. robustrain.models'
 small-map variant) always count, as they are re-run through their own forward with the stride set to 1.
 For each of them stride_one_output(module, x)[..., ::sh, ::sw] == module(x), which is what the measure needs
@@ -18,16 +20,17 @@ from antialiased_cnns.blurpool import BlurPool
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from robustrain.aliasing.measure import aliasing_measures, output_size
+from robustrain.aliasing.measure import aliasing_measures, output_aliasing_measures, output_size
+from robustrain.models.flc import FLCPool
 from robustrain.train_eval_modes import probe_mode
 from robustrain.validation import check_positive_int
 
-_DOWNSAMPLING_TYPES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, BlurPool)
+_DOWNSAMPLING_TYPES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, BlurPool, FLCPool)
 
 
 def layer_stride(module: nn.Module) -> tuple[int, int]:
     """The (sh, sw) stride of a downsampling layer type (Conv2d, MaxPool2d, AvgPool2d, BlurPool)."""
-    if isinstance(module, BlurPool):
+    if isinstance(module, (BlurPool, FLCPool)):
         return _pair(module.stride)
     for kind in _DOWNSAMPLING_TYPES:
         if isinstance(module, kind) and type(module).forward is kind.forward:
@@ -131,7 +134,17 @@ def stride_one_output(module: nn.Module, x: Tensor) -> Tensor:
         return F.conv2d(x, module.weight.to(x.dtype), bias, 1, padding, module.dilation, module.groups)
     if isinstance(module, BlurPool):
         return _stride_one_blurpool(module, x)
+    if isinstance(module, FLCPool):
+        return x  # an ideal downsampler's stride-1 op: nothing
     return _stride_one_pool(module, x)
+
+
+def layer_measures(module: nn.Module, f_s1: Tensor, output: Tensor) -> tuple[Tensor, Tensor]:
+    """(absolute, relative) per-sample aliasing of one layer from its stride-1 map and its output."""
+    stride = layer_stride(module)
+    if isinstance(module, FLCPool):
+        return output_aliasing_measures(f_s1, output.float(), stride)
+    return aliasing_measures(f_s1, stride)
 
 
 class _StopForward(Exception):
@@ -221,7 +234,7 @@ def capture_aliasing(model: nn.Module, layer_names: list[str] | None = None) -> 
             if tuple(out.shape[-2:]) != output_size(f_s1.shape[-2:], (sh, sw)):
                 shapes = f"stride-1 map {tuple(f_s1.shape)}, output {tuple(out.shape)}"
                 raise RuntimeError(f"{name}: the stride-1 re-run does not subsample to the output ({shapes})")
-            recorder.add(name, *aliasing_measures(f_s1, (sh, sw)))
+            recorder.add(name, *layer_measures(module, f_s1, out.detach()))
 
         return hook
 
@@ -309,11 +322,13 @@ def _measuring_forwards(
         def forward(x: Tensor) -> Tensor:
             with torch.autocast(device_type=x.device.type, enabled=False):
                 f_s1 = stride_one_output(module, x.float())  # (B, C_out, H1, W1)
-            recorder.add(name, *aliasing_measures(f_s1, (sh, sw)))
+            # FLC's output is not f_s1 subsampled: run it (its own forward, no hooks)
+            out = type(module).forward(module, x) if isinstance(module, FLCPool) else None
+            recorder.add(name, *layer_measures(module, f_s1, f_s1[..., ::sh, ::sw] if out is None else out))
             pending.discard(name)
             if not pending:  # the last monitored layer of this forward pass: skip the rest of the network
                 raise _StopForward
-            return f_s1[..., ::sh, ::sw].to(x.dtype)  # (B, C_out, H1, W1) -> the layer's output
+            return f_s1[..., ::sh, ::sw].to(x.dtype) if out is None else out  # (B, C_out, H1, W1) -> the output
 
         return forward
 

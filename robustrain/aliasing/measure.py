@@ -280,3 +280,32 @@ def aliasing_measure(f_s1: Tensor, stride: Stride, f_s2: Tensor | None = None) -
     strides = _check_stride(stride)
     _check_measure_input(f_s1, strides, f_s2)
     return aliasing_measures(f_s1, strides)[0]
+
+
+def output_aliasing_measures(f_s1: Tensor, f_s2: Tensor, stride: Stride) -> tuple[Tensor, Tensor]:
+    """(absolute, relative) per-sample aliasing of a layer whose output is not f_s1 subsampled: |fft2(f_s2) - the
+    alias-free reference of f_s1| averaged as in aliasing_measure, and its fraction of sum |fft2(f_s2)|.
+
+    For a downsampler that filters before it subsamples, such as FLC pooling (robustrain.models.flc), whose stride-1
+    op is the identity (f_s1 = its input) and whose output is the low band itself: the measure is then ~0 (up to the
+    real part FLC takes), where a strided op's would be the sum of its aliased copies.
+
+    Args:
+        f_s1: (B, C, H1, W1) the input of the downsampler (its stride-1 map).
+        f_s2: (B, C, ceil(H1 / sh), ceil(W1 / sw)) its output.
+        stride: The layer's stride.
+
+    Returns:
+        Two float32 tensors of shape (B,).
+    """
+    strides = _check_stride(stride)
+    _check_map(f_s1, strides)
+    _check_measure_input(f_s1, strides, f_s2)
+    reference = alias_free_spectrum(f_s1, strides)  # (B, C, Nh, Nw)
+    with torch.autocast(device_type=f_s1.device.type, enabled=False):
+        y = torch.fft.fft2(f_s2.float())
+    residual = (y - reference).abs()  # (B, C, Nh, Nw)
+    absolute = residual.mean(dim=(-2, -1)).mean(dim=-1)
+    energy = y.abs().sum(dim=(1, 2, 3))
+    relative = torch.where(energy > 0, residual.sum(dim=(1, 2, 3)) / energy, torch.zeros_like(energy))
+    return absolute, relative

@@ -1,10 +1,12 @@
 """PreActResNet18 (He et al. 2016) for 32x32 inputs, as used by Wong et al. 2020 and Rice et al. 2020."""
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustrain.models.antialias import check_filt_size, strided_conv
+from robustrain.models.antialias import resolve_downsample, strided_conv
 from robustrain.models.normalize import Normalize, dataset_stats
 from robustrain.validation import check_int
 
@@ -17,18 +19,25 @@ class PreActBlock(nn.Module):
             the raw block input x (fast_adversarial).
     """
 
-    def __init__(self, in_planes: int, planes: int, stride: int, preact_shortcut: bool, antialias: int | None) -> None:
+    def __init__(
+        self,
+        in_planes: int,
+        planes: int,
+        stride: int,
+        preact_shortcut: bool,
+        antialias: int | None,
+        downsample: str | None = None,
+    ) -> None:
         super().__init__()
         self.preact_shortcut = preact_shortcut
         self.bn1 = nn.BatchNorm2d(in_planes)
-        self.conv1 = strided_conv(in_planes, planes, 3, stride=stride, padding=1, bias=False, antialias=antialias)
+        down = {"antialias": antialias, "downsample": downsample}
+        self.conv1 = strided_conv(in_planes, planes, 3, stride=stride, padding=1, bias=False, **down)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.shortcut = None
         if stride != 1 or in_planes != planes:
-            self.shortcut = strided_conv(
-                in_planes, planes, 1, stride=stride, padding=0, bias=False, antialias=antialias
-            )
+            self.shortcut = strided_conv(in_planes, planes, 1, stride=stride, padding=0, bias=False, **down)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(x))
@@ -53,7 +62,11 @@ class PreActResNet18(nn.Module):
         normalization: Dataset whose channel statistics form the first layer.
         preact_shortcut: False (default) = fast_adversarial's block, whose shortcut sees the raw input; True =
             robust_overfitting's, whose shortcut sees relu(bn1(x)).
-        antialias: None, or a BlurPool filt_size in 1..7 for every downsampling conv.
+        antialias: BlurPool's filt_size in 1..7 with downsample "blurpool" (default 4); alone (downsample None) it
+            means "blurpool", as before `downsample` existed.
+        downsample: How every downsampling conv (main and shortcut) halves the map: "strided" (the default with no
+            antialias), "blurpool" (stride-1 conv + BlurPool) or "flc" (FrequencyLowCut pooling, then the stride-1
+            conv: GeJulia/flc_pooling's PreActResNet).
         width: Channels of the first stage (64 in the paper); the stages have width x (1, 2, 4, 8). Reduced widths
             (e.g. 16) make the network cheap enough for CPU studies, e.g. on 28 x 28 digits (28 -> 28 -> 14 -> 7 -> 4,
             the global pool takes any size).
@@ -67,9 +80,10 @@ class PreActResNet18(nn.Module):
         preact_shortcut: bool = False,
         antialias: int | None = None,
         width: int = 64,
+        downsample: Literal["strided", "blurpool", "flc"] | None = None,
     ) -> None:
         super().__init__()
-        check_filt_size(antialias)
+        resolve_downsample(downsample, antialias)  # validates both
         check_int("width", width, 1, note="(channels of the first stage; the paper: 64)")
         mean, std = dataset_stats(normalization)
         self.normalize = Normalize(mean, std)
@@ -77,8 +91,8 @@ class PreActResNet18(nn.Module):
         layers, in_planes = [], width
         for planes, stride in ((width, 1), (2 * width, 2), (4 * width, 2), (8 * width, 2)):
             blocks = [
-                PreActBlock(in_planes, planes, stride, preact_shortcut, antialias),
-                PreActBlock(planes, planes, 1, preact_shortcut, antialias),
+                PreActBlock(in_planes, planes, stride, preact_shortcut, antialias, downsample),
+                PreActBlock(planes, planes, 1, preact_shortcut, antialias, downsample),
             ]
             layers.append(nn.Sequential(*blocks))
             in_planes = planes
