@@ -137,3 +137,32 @@ def test_every_co_lab_setting_instantiates_with_every_detector_monitor_only(tmp_
     stops = [cb for cb in cli.trainer.callbacks if isinstance(cb, RollbackEarlyStopping)]
     assert len(stops) >= 5 and all(cb.monitor_only for cb in stops)
     assert type(cli.model).__name__ == "FGSMTraining"
+
+
+METHODS = sorted((REPO / "configs/co_lab/methods").glob("*.yaml"))
+EXPECTED_METHOD = {
+    "nfgsm": ("NFGSMTraining", None, None),
+    "fgsm_rs": ("FGSMTraining", None, None),
+    "gradalign": ("FGSMTraining", "GradAlign", None),
+    "elle": ("FGSMTraining", "ELLE", None),
+    "elle_a": ("FGSMTraining", "ELLE", None),
+    "flc": ("FGSMTraining", None, "FLCPool"),
+    "blurpool": ("FGSMTraining", None, "BlurPool"),
+    "pgd10": ("PGDTraining", None, None),
+}
+
+
+@pytest.mark.parametrize("setting", ["smallcnn_injected", "preact18_injected"])
+@pytest.mark.parametrize("path", METHODS, ids=[p.stem for p in METHODS])
+def test_every_prevention_method_stacks_on_a_co_lab_setting(tmp_path, monkeypatch, path, setting) -> None:
+    monkeypatch.chdir(tmp_path)
+    setting_path = REPO / "configs/co_lab" / f"{setting}.yaml"
+    cli = main(["--config", str(setting_path), "--config", str(path), "--trainer.logger", "false"], run=False)
+    model_class, regularizer, pool = EXPECTED_METHOD[path.stem]
+    assert type(cli.model).__name__ == model_class
+    assert type(getattr(cli.model, "regularizer", None)).__name__ == (regularizer or "NoneType")
+    if pool is not None:
+        assert pool in {type(m).__name__ for m in cli.model.net.modules()}
+    assert cli.model.eps == 0.2 and cli.model.eval_eps == 0.2  # the setting's radius, trained and evaluated
+    if path.stem == "elle_a":
+        assert cli.model.regularizer.adaptive

@@ -1,0 +1,325 @@
+"""The CO lab's prevention study: do N-FGSM, GradAlign, ELLE-A, FLC pooling or BlurPool keep single-step training from
+collapsing, at what cost and robustness, on the same settings, seeds and evaluation as the detectors? One command:
+
+    python -m experiments.co_lab.prevention all --plan smallcnn --out runs/prevention --docs docs/results/co_lab
+
+- train: every (setting, method, seed) of the plan through `python train.py fit` (experiments.co_lab.runs: resumable,
+  every detector recording monitor-only, every epoch's weights kept). A method is an overlay config stacked on the
+  setting (configs/co_lab/methods/<method>.yaml); FGSM is the setting itself.
+- evaluate: test-set PGD-50-10 and AutoAttack of each run's final epoch and of its best epoch by held-out PGD
+  (experiments.co_lab.evaluate, cached per run).
+- report: per setting and method, the lab's classes (experiments.co_lab.outcomes), test robustness of the final and
+  best models, clean accuracy, and how often each detector's default rule would have stopped a run that did not
+  collapse (a false stop); the tuning runs and every run's per-epoch records go to <docs>/prevention.{md,json}.
+
+Tuning seeds (100+) choose the regularizers' weights; report seeds (20+) were never used for any choice. The step-time
+ratios against FGSM are measured apart, alternated in one process: `python -m benchmarks.training`.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from experiments.co_lab import evaluate as test_eval
+from experiments.co_lab import runs as lab_runs
+from experiments.co_lab.outcomes import classify
+from experiments.co_lab.runs import Run
+
+METHODS = ("fgsm", "fgsm_rs", "nfgsm", "gradalign", "elle", "elle_a", "flc", "blurpool", "pgd10")
+METHOD_NAMES = {
+    "fgsm": "FGSM (zero start)",
+    "fgsm_rs": "FGSM-RS",
+    "nfgsm": "N-FGSM",
+    "gradalign": "FGSM + GradAlign",
+    "elle": "FGSM + ELLE",
+    "elle_a": "FGSM + ELLE-A",
+    "flc": "FGSM, FLC pooling",
+    "blurpool": "FGSM, BlurPool",
+    "pgd10": "PGD-10 (ceiling)",
+}
+SETTINGS = {
+    "smallcnn_injected": "configs/co_lab/smallcnn_injected.yaml",
+    "smallcnn_clean": "configs/co_lab/smallcnn_clean.yaml",
+    "preact18_injected": "configs/co_lab/preact18_injected.yaml",
+}
+REPORT_SEEDS = tuple(range(20, 30))
+TUNING_SEEDS = (100, 101)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One setting x method (x overrides), trained at some seeds."""
+
+    setting: str
+    method: str
+    seeds: tuple[int, ...]
+    overrides: tuple[str, ...] = ()
+    label: str = ""  # a suffix naming the overrides, e.g. "beta0.05"
+
+    @property
+    def tag(self) -> str:
+        setting = f"{self.setting}_{self.label}" if self.label else self.setting
+        return f"{setting}@{self.method}"
+
+    def jobs(self) -> list[lab_runs.Job]:
+        configs = [SETTINGS[self.setting]]
+        if self.method != "fgsm":
+            configs.append(f"configs/co_lab/methods/{self.method}.yaml")
+        return lab_runs.jobs(configs, self.seeds, self.overrides, tag=self.tag)
+
+
+def _weight(value: float) -> tuple[str, ...]:
+    return (f"model.init_args.regularizer.init_args.weight={value}",)
+
+
+def _beta(value: float) -> tuple[str, ...]:
+    return (f"data.init_args.inject_beta={value}",)
+
+
+# What each plan trains, in the order it trains it (a killed study resumes where it stopped).
+PLANS: dict[str, list[Arm]] = {
+    # the regularizers' weights, chosen on tuning seeds only (the run that ends most robust without collapsing)
+    "tune": [
+        Arm("smallcnn_injected", "gradalign", TUNING_SEEDS[:1], _weight(0.5), "w0.5"),
+        Arm("smallcnn_injected", "gradalign", TUNING_SEEDS[:1], _weight(2.0), "w2"),
+        Arm("smallcnn_injected", "elle_a", TUNING_SEEDS[:1], _weight(10.0), "w10"),
+        Arm("smallcnn_injected", "elle_a", TUNING_SEEDS[:1], _weight(100.0), "w100"),
+        # a natural setting candidate: the clean digits at MNIST's usual eps 0.3, plain FGSM from a zero start
+        Arm("smallcnn_clean", "fgsm", TUNING_SEEDS, ("model.init_args.eps=0.3", "model.init_args.alpha=0.3"), "eps0.3"),
+    ],
+    "smallcnn": [
+        Arm("smallcnn_injected", "fgsm", REPORT_SEEDS),
+        Arm("smallcnn_injected", "nfgsm", REPORT_SEEDS),
+        Arm("smallcnn_injected", "fgsm_rs", REPORT_SEEDS[:5]),
+        Arm("smallcnn_injected", "flc", REPORT_SEEDS[:5]),
+        Arm("smallcnn_injected", "elle_a", REPORT_SEEDS[:5]),
+        Arm("smallcnn_injected", "gradalign", REPORT_SEEDS[:5]),
+        Arm("smallcnn_injected", "blurpool", REPORT_SEEDS[:5]),
+        Arm("smallcnn_injected", "pgd10", REPORT_SEEDS[:5]),
+    ],
+    # where N-FGSM stops collapsing: the injected feature's amplitude swept down to the clean digits
+    "beta": [
+        Arm("smallcnn_injected", "nfgsm", REPORT_SEEDS[:5], _beta(0.05), "beta0.05"),
+        Arm("smallcnn_injected", "fgsm", REPORT_SEEDS[:5], _beta(0.05), "beta0.05"),
+        Arm("smallcnn_clean", "nfgsm", REPORT_SEEDS[:5]),
+        Arm("smallcnn_clean", "fgsm", REPORT_SEEDS[:5]),
+    ],
+    "resnet": [
+        Arm("preact18_injected", method, REPORT_SEEDS[:count])
+        for method, count in (("fgsm", 5), ("nfgsm", 5), ("flc", 5), ("gradalign", 3), ("elle_a", 3), ("pgd10", 3))
+    ],
+}
+
+
+def plan_jobs(plans: Sequence[str]) -> list[lab_runs.Job]:
+    """The jobs of the plans, in order."""
+    unknown = [p for p in plans if p not in PLANS]
+    if unknown:
+        raise ValueError(f"unknown plan(s) {unknown}; choose from {sorted(PLANS)}")
+    return [job for plan in plans for arm in PLANS[plan] for job in arm.jobs()]
+
+
+def arm_of(run: Run) -> tuple[str, str]:
+    """(setting tag, method) of a run trained by this module."""
+    setting, _, method = run.setting.partition("@")
+    return setting, method
+
+
+def is_tuning(run: Run) -> bool:
+    return run.seed in TUNING_SEEDS
+
+
+# --- evaluate -------------------------------------------------------------------------------------------------------
+def final_and_best(run: Run) -> tuple[int, int]:
+    """(final epoch, the epoch with the best held-out PGD accuracy, the first of ties)."""
+    pgd = run.val["acc_pgd"]
+    return len(pgd) - 1, max(range(len(pgd)), key=lambda e: (pgd[e], -e))
+
+
+def evaluate(out: Path, images: int, autoattack_images: int) -> None:
+    """PGD-50-10 and AutoAttack of every report run's final and best epochs (tuning runs: PGD-50-10 only)."""
+    for run in lab_runs.load_runs(out):
+        attacks = ("clean", "pgd_50x10") if is_tuning(run) else ("clean", "pgd_50x10", "autoattack")
+        print(f"evaluating {run.name}", flush=True)
+        test_eval.evaluate_epochs(run, set(final_and_best(run)), attacks, images, autoattack_images)
+
+
+# --- report ---------------------------------------------------------------------------------------------------------
+def would_stop(run: Run) -> dict[str, int | None]:
+    """Detector name -> the first epoch whose check would have stopped the run under the detector's default rule
+    (the monitor-only decision it recorded), or None."""
+    first = {}
+    for name, records in run.histories.items():
+        stops = [int(r["epoch"]) for r in records if str(r.get("should_stop", "")).lower() in ("true", "1")]
+        first[name] = min(stops) if stops else None
+    return first
+
+
+def run_record(run: Run) -> dict[str, Any]:
+    """A run's compact record: its class, per-epoch held-out accuracies, test results and the detectors' stops."""
+    outcome = classify(run.val["acc_pgd"], run.val["acc_fgsm"])
+    final, best = final_and_best(run)
+    cache = test_eval.cache_of(run)
+    done = json.loads((run.folder / "done.json").read_text())
+    setting, method = arm_of(run)
+    return {
+        "run": run.name,
+        "setting": setting,
+        "method": method,
+        "seed": run.seed,
+        "half": "tune" if is_tuning(run) else "report",
+        "class": outcome.kind,
+        "gradual": outcome.gradual,
+        "collapse_epoch": outcome.collapse_epoch,
+        "final_epoch": final,
+        "best_epoch": best,
+        "test_final": cache.get(final, {}),
+        "test_best": cache.get(best, {}),
+        "would_stop": would_stop(run),
+        "seconds": done.get("seconds"),
+        "val": {key: [round(v, 4) for v in values] for key, values in run.val.items()},
+    }
+
+
+def _median_range(values: Sequence[float]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "—"
+    return f"{100 * statistics.median(values):.1f} ({100 * min(values):.1f}..{100 * max(values):.1f})"
+
+
+def summarize(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (setting, method): counts of each class and the test results' medians and ranges."""
+    rows = []
+    keys = sorted({(r["setting"], r["method"]) for r in records}, key=lambda k: (k[0], METHODS.index(k[1])))
+    for setting, method in keys:
+        group = [r for r in records if (r["setting"], r["method"]) == (setting, method)]
+        classes = [r["class"] for r in group]
+        calm = [r for r in group if r["class"] in ("healthy", "never_robust")]
+        detectors = sorted({name for r in group for name in r["would_stop"]})
+        false_stops = {d: sum(r["would_stop"].get(d) is not None for r in calm) for d in detectors}
+
+        def results(where: str, attack: str, group: list[dict[str, Any]] = group) -> list[float]:
+            return [r[where].get(attack) for r in group]
+
+        rows.append(
+            {
+                "setting": setting,
+                "method": method,
+                "runs": len(group),
+                "seeds": [r["seed"] for r in group],
+                "catastrophic": classes.count("catastrophic"),
+                "partial_collapse": classes.count("partial_collapse"),
+                "healthy": classes.count("healthy"),
+                "never_robust": classes.count("never_robust"),
+                "clean_final": _median_range(results("test_final", "clean")),
+                "pgd_final": _median_range(results("test_final", "pgd_50x10")),
+                "pgd_best": _median_range(results("test_best", "pgd_50x10")),
+                "aa_final": _median_range(results("test_final", "autoattack")),
+                "aa_best": _median_range(results("test_best", "autoattack")),
+                "false_stops": false_stops,
+                "calm_runs": len(calm),
+            }
+        )
+    return rows
+
+
+def markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]], command: str) -> str:
+    lines = [
+        "# CO lab, prevention: single-step methods that should not collapse, on the lab's settings",
+        "",
+        f'Regenerate from the trained runs: `{command}` (the whole study: docs/co_lab.md, "Prevention").',
+        "",
+        "Per setting and method, on the report seeds (tuning seeds below): the lab's classes of the runs "
+        "(catastrophic / partial collapse / healthy / never robust, from held-out PGD and FGSM accuracy per epoch); "
+        "test accuracy of the final model and of the best epoch by held-out PGD: clean, PGD-50-10 (step eps/10) and "
+        "AutoAttack (standard, 100 iterations), median (min..max) in %.",
+        "",
+        "| setting | method | runs | CO | partial | healthy | never robust | clean, final | PGD-50-10 final | "
+        "PGD-50-10 best | AutoAttack final | AutoAttack best |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    report_rows = [r for r in rows if r["seeds"] and r["seeds"][0] not in TUNING_SEEDS]
+    for r in report_rows:
+        lines.append(
+            f"| {r['setting']} | {METHOD_NAMES.get(r['method'], r['method'])} | {r['runs']} | {r['catastrophic']} | "
+            f"{r['partial_collapse']} | {r['healthy']} | {r['never_robust']} | {r['clean_final']} | "
+            f"{r['pgd_final']} | {r['pgd_best']} | {r['aa_final']} | {r['aa_best']} |"
+        )
+    lines += [
+        "",
+        "## The stops on runs that did not collapse",
+        "",
+        "Runs classed healthy or never robust, and how many of them each detector's default rule (monitor-only, as "
+        "recorded) would have stopped: on a method that does not collapse, every stop is a false stop.",
+        "",
+    ]
+    for r in report_rows:
+        if r["calm_runs"]:
+            stops = ", ".join(f"{name} {count}" for name, count in r["false_stops"].items())
+            lines.append(
+                f"- {r['setting']}, {METHOD_NAMES.get(r['method'], r['method'])}: {r['calm_runs']} runs; {stops}"
+            )
+    tuning = [r for r in records if r["half"] == "tune"]
+    if tuning:
+        lines += ["", "## Tuning runs (seeds 100+: the regularizers' weights)", ""]
+        for r in tuning:
+            pgd = r["test_final"].get("pgd_50x10")
+            pgd_text = "—" if pgd is None else f"{100 * pgd:.1f}%"
+            lines.append(
+                f"- {r['run']}: **{r['class']}**, final test PGD-50-10 {pgd_text}; held-out PGD per epoch (%): "
+                + " ".join(f"{100 * v:.0f}" for v in r["val"]["acc_pgd"])
+            )
+    lines += ["", "## Every report run (held-out PGD accuracy per epoch, %)", ""]
+    for r in records:
+        if r["half"] == "report":
+            lines.append(
+                f"- {r['run']}: **{r['class']}**"
+                + (f" (collapse at epoch {r['collapse_epoch']})" if r["collapse_epoch"] is not None else "")
+                + "; PGD: "
+                + " ".join(f"{100 * v:.0f}" for v in r["val"]["acc_pgd"])
+            )
+    return "\n".join(lines) + "\n"
+
+
+def report(out: Path, docs: Path, command: str) -> dict[str, Any]:
+    runs = lab_runs.load_runs(out)
+    if not runs:
+        raise SystemExit(f"no finished runs under {out / 'runs'}: train them first (step train)")
+    records = [run_record(run) for run in runs]
+    rows = summarize(records)
+    docs.mkdir(parents=True, exist_ok=True)
+    result = {"summary": rows, "runs": records, "command": command}
+    (docs / "prevention.json").write_text(json.dumps(result, indent=1))
+    (docs / "prevention.md").write_text(markdown(rows, records, command))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("step", choices=("train", "evaluate", "report", "all"))
+    parser.add_argument("--plan", nargs="+", default=["tune", "smallcnn"], help=f"plans to train: {sorted(PLANS)}")
+    parser.add_argument("--out", type=Path, default=Path("runs/prevention"))
+    parser.add_argument("--docs", type=Path, default=Path("docs/results/co_lab"))
+    parser.add_argument("--parallel", type=int, default=2, help="training processes at a time")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per training process")
+    parser.add_argument("--test-images", type=int, default=500, help="test images attacked with PGD-50-10")
+    parser.add_argument("--autoattack-images", type=int, default=100, help="test images attacked with AutoAttack")
+    args = parser.parse_args(argv)
+    if args.step in ("train", "all"):
+        lab_runs.train(plan_jobs(args.plan), args.out, args.parallel, args.threads)
+    if args.step in ("evaluate", "all"):
+        evaluate(args.out, args.test_images, args.autoattack_images)
+    if args.step in ("report", "all"):
+        command = f"python -m experiments.co_lab.prevention report --out {args.out} --docs {args.docs}"
+        report(args.out, args.docs, command)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
