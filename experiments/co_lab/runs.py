@@ -84,12 +84,17 @@ def jobs(
     return [Job(setting, tuple(configs), tuple(pairs), int(seed)) for seed in seeds]
 
 
-def train(jobs_: Sequence[Job], out: Path, parallel: int = 1, threads: int = 1) -> list[Path]:
+FAILED = "failed.json"
+
+
+def train(jobs_: Sequence[Job], out: Path, parallel: int = 1, threads: int = 1, keep_going: bool = False) -> list[Path]:
     """Train every job not finished yet, `parallel` processes at a time with `threads` torch threads each.
 
-    Returns the run folders trained now. A failing run raises RuntimeError with the tail of its log.
+    Returns the run folders trained now. A failing run raises RuntimeError with the tail of its log; with
+    `keep_going` it writes `failed.json` (exit code, log tail) in its folder instead, is not retried, and the others
+    go on (a run whose gradients turn non-finite, exit 3, is then an outcome of its method, not a broken study).
     """
-    todo = [job for job in jobs_ if not (job.folder(out) / "done.json").is_file()]
+    todo = [job for job in jobs_ if not any((job.folder(out) / name).is_file() for name in ("done.json", FAILED))]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
 
@@ -102,7 +107,12 @@ def train(jobs_: Sequence[Job], out: Path, parallel: int = 1, threads: int = 1) 
             code = subprocess.call(job.command(out), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         if code != 0:
             tail = (folder / "train.log").read_text()[-2000:]
-            raise RuntimeError(f"{job.setting} seed {job.seed} failed (exit {code}):\n{tail}")
+            if not keep_going:
+                raise RuntimeError(f"{job.setting} seed {job.seed} failed (exit {code}):\n{tail}")
+            failed = {"setting": job.setting, "seed": job.seed, "configs": list(job.configs), "exit": code}
+            (folder / FAILED).write_text(json.dumps({**failed, "log_tail": tail}, indent=1))
+            print(f"FAILED {job.setting} seed {job.seed} (exit {code})", flush=True)
+            return folder
         done = {"setting": job.setting, "seed": job.seed, "configs": list(job.configs), "seconds": time.time() - start}
         (folder / "done.json").write_text(json.dumps(done, indent=1))
         return folder

@@ -17,11 +17,14 @@ from torch import Tensor, nn
 from robustrain.signals import input_gradients
 from robustrain.validation import check_in_range
 
+MIN_GRADIENT_NORM = 1e-8  # GradAlign leaves out examples whose input gradient is smaller (see grad_align_penalty)
+
 
 def _input_gradient_with_graph(model: nn.Module, points: Tensor, labels: Tensor) -> Tensor:
-    """d mean CE / d input at `points`, kept in the graph (create_graph) so that a loss of it can be backpropagated."""
+    """Each example's own d CE / d input at `points` (of the summed loss), kept in the graph (create_graph) so that a
+    loss of it can be backpropagated."""
     points = points.detach().requires_grad_(True)
-    loss = F.cross_entropy(model(points), labels)
+    loss = F.cross_entropy(model(points), labels, reduction="sum")
     (grad,) = torch.autograd.grad(loss, points, create_graph=True)
     return grad
 
@@ -32,7 +35,10 @@ def grad_align_penalty(model: nn.Module, images: Tensor, labels: Tensor, eps: fl
     As tml-epfl/understanding-fast-adv-training's train.py for FGSM training: the gradient at x is a constant
     (detached; with their zero-start FGSM it is the attack's own gradient, here it is recomputed), the one at x + eta
     (not clamped to the data's range) is differentiated through (double backprop), and examples where either gradient
-    is zero are left out of the mean. Where every example is left out the penalty is 0 (the reference gives NaN).
+    vanishes are left out of the mean. Deviation: "vanishes" is a norm below MIN_GRADIENT_NORM (1e-8), not exactly 0:
+    a confidently classified digit's input gradient can be 1e-12, and 1 / |grad| of it in the double backprop made
+    the training gradients non-finite on MNIST (the reference only drops exact zeros). Where every example is left
+    out the penalty is 0 (the reference gives NaN).
 
     Returns:
         A scalar tensor in [0, 2], differentiable in the network's parameters.
@@ -41,9 +47,12 @@ def grad_align_penalty(model: nn.Module, images: Tensor, labels: Tensor, eps: fl
     noisy = images + torch.empty_like(images).uniform_(-eps, eps)
     grad_eta = _input_gradient_with_graph(model, noisy, labels)  # (B, C, H, W), in the graph
     a, b = grad_x.flatten(1), grad_eta.flatten(1)  # (B, C, H, W) -> (B, C*H*W)
-    norm_a, norm_b = a.norm(dim=1), b.norm(dim=1)
-    kept = (norm_a != 0) & (norm_b != 0)
-    cos = (a * b).sum(dim=1) / (norm_a * norm_b).where(kept, torch.ones_like(norm_a))
+    kept = (a.norm(dim=1) > MIN_GRADIENT_NORM) & (b.detach().norm(dim=1) > MIN_GRADIENT_NORM)
+    # rows left out are replaced by ones before the norms, so that no 1 / |b| of a vanishing gradient enters the
+    # double backprop (torch.where would carry an inf or NaN of the unselected rows into the gradient as 0 * inf)
+    ones = torch.ones_like(a)
+    a, b = torch.where(kept[:, None], a, ones), torch.where(kept[:, None], b, ones)
+    cos = (a * b).sum(dim=1) / (a.norm(dim=1) * b.norm(dim=1))  # (B,)
     count = kept.sum()
     mean_cos = (cos * kept).sum() / count.clamp(min=1)
     return torch.where(count > 0, 1.0 - mean_cos, torch.zeros_like(mean_cos))
