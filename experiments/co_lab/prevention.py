@@ -217,6 +217,7 @@ def summarize(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "partial_collapse": classes.count("partial_collapse"),
                 "healthy": classes.count("healthy"),
                 "never_robust": classes.count("never_robust"),
+                "failed": classes.count("failed"),
                 "clean_final": _median_range(results("test_final", "clean")),
                 "pgd_final": _median_range(results("test_final", "pgd_50x10")),
                 "pgd_best": _median_range(results("test_best", "pgd_50x10")),
@@ -236,19 +237,20 @@ def markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]], 
         f'Regenerate from the trained runs: `{command}` (the whole study: docs/co_lab.md, "Prevention").',
         "",
         "Per setting and method, on the report seeds (tuning seeds below): the lab's classes of the runs "
-        "(catastrophic / partial collapse / healthy / never robust, from held-out PGD and FGSM accuracy per epoch); "
+        "(catastrophic / partial collapse / healthy / never robust, from held-out PGD and FGSM accuracy per epoch; "
+        "failed: training stopped on non-finite gradients); "
         "test accuracy of the final model and of the best epoch by held-out PGD: clean, PGD-50-10 (step eps/10) and "
         "AutoAttack (standard, 100 iterations), median (min..max) in %.",
         "",
-        "| setting | method | runs | CO | partial | healthy | never robust | clean, final | PGD-50-10 final | "
+        "| setting | method | runs | CO | partial | healthy | never robust | failed | clean, final | PGD-50-10 final | "
         "PGD-50-10 best | AutoAttack final | AutoAttack best |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    report_rows = [r for r in rows if r["seeds"] and r["seeds"][0] not in TUNING_SEEDS]
+    report_rows = rows
     for r in report_rows:
         lines.append(
             f"| {r['setting']} | {METHOD_NAMES.get(r['method'], r['method'])} | {r['runs']} | {r['catastrophic']} | "
-            f"{r['partial_collapse']} | {r['healthy']} | {r['never_robust']} | {r['clean_final']} | "
+            f"{r['partial_collapse']} | {r['healthy']} | {r['never_robust']} | {r['failed']} | {r['clean_final']} | "
             f"{r['pgd_final']} | {r['pgd_best']} | {r['aa_final']} | {r['aa_best']} |"
         )
     lines += [
@@ -287,14 +289,44 @@ def markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]], 
     return "\n".join(lines) + "\n"
 
 
+def failed_records(out: Path) -> list[dict[str, Any]]:
+    """Runs that ended with an error (failed.json, e.g. exit 3: non-finite gradients), as records of class 'failed'."""
+    records = []
+    for path in sorted((out / "runs").glob(f"*/seed*/{lab_runs.FAILED}")):
+        if (path.parent / "done.json").is_file():
+            continue
+        failed = json.loads(path.read_text())
+        setting, _, method = str(failed["setting"]).partition("@")
+        seed = int(failed["seed"])
+        records.append(
+            {
+                "run": f"{failed['setting']}/seed{seed}",
+                "setting": setting,
+                "method": method,
+                "seed": seed,
+                "half": "tune" if seed in TUNING_SEEDS else "report",
+                "class": "failed",
+                "exit": failed.get("exit"),
+                "gradual": False,
+                "collapse_epoch": None,
+                "test_final": {},
+                "test_best": {},
+                "would_stop": {},
+                "val": {"acc": [], "acc_pgd": [], "acc_fgsm": []},
+            }
+        )
+    return records
+
+
 def report(out: Path, docs: Path, command: str) -> dict[str, Any]:
     runs = lab_runs.load_runs(out)
     if not runs:
         raise SystemExit(f"no finished runs under {out / 'runs'}: train them first (step train)")
-    records = [run_record(run) for run in runs]
-    rows = summarize(records)
+    records = [run_record(run) for run in runs] + failed_records(out)
+    rows = summarize([r for r in records if r["half"] == "report"])
     docs.mkdir(parents=True, exist_ok=True)
-    result = {"summary": rows, "runs": records, "command": command}
+    tuning = summarize([r for r in records if r["half"] == "tune"])
+    result = {"summary": rows, "tuning_summary": tuning, "runs": records, "command": command}
     (docs / "prevention.json").write_text(json.dumps(result, indent=1))
     (docs / "prevention.md").write_text(markdown(rows, records, command))
     return result

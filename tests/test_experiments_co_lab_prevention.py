@@ -1,0 +1,48 @@
+"""experiments.co_lab.prevention: plans stack method overlays on settings; a tiny study trains, evaluates, reports."""
+
+import json
+
+from experiments.co_lab import prevention
+from experiments.co_lab import runs as lab_runs
+
+
+def test_every_plan_names_existing_configs_and_distinct_runs():
+    jobs = prevention.plan_jobs(list(prevention.PLANS))
+    folders = [job.folder(prevention.Path("out")) for job in jobs]
+    assert len(set(folders)) == len(folders)
+    for job in jobs:
+        assert all((lab_runs.REPO / config).is_file() for config in job.configs)
+        setting, _, method = job.setting.partition("@")
+        assert method in prevention.METHODS and setting
+        assert (len(job.configs) == 1) == (method == "fgsm")  # FGSM is the setting itself
+    assert {job.seed for job in jobs if "@" in job.setting} & set(prevention.TUNING_SEEDS)
+    report_seeds = {job.seed for job in jobs if job.seed not in prevention.TUNING_SEEDS}
+    assert report_seeds <= set(prevention.REPORT_SEEDS)
+
+
+def test_a_tiny_study_trains_evaluates_and_reports(tmp_path):
+    out, docs = tmp_path / "out", tmp_path / "docs"
+    tiny = ("trainer.max_epochs=2", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1")
+    arms = [
+        prevention.Arm("smallcnn_injected", "fgsm", (20,), tiny),
+        prevention.Arm("smallcnn_injected", "nfgsm", (20, 100), tiny),
+    ]
+    jobs = [job for arm in arms for job in arm.jobs()]
+    # a run that fails (a config value refused at construction) is recorded, and the others go on
+    jobs += prevention.Arm("smallcnn_injected", "flc", (21,), (*tiny, "model.init_args.eps=7")).jobs()
+    lab_runs.train(jobs, out, parallel=2, keep_going=True)
+    prevention.evaluate(out, images=8, autoattack_images=4)
+    result = prevention.report(out, docs, "the command")
+    rows = {(r["setting"], r["method"]): r for r in result["summary"]}
+    assert rows[("smallcnn_injected", "nfgsm")]["runs"] == 1  # the report seed; the tuning seed is reported apart
+    assert result["tuning_summary"][0]["seeds"] == [100]
+    assert rows[("smallcnn_injected", "flc")]["failed"] == 1
+    runs = {r["run"]: r for r in result["runs"]}
+    fgsm = runs["smallcnn_injected@fgsm/seed20"]
+    assert len(fgsm["val"]["acc_pgd"]) == 2 and fgsm["half"] == "report"
+    assert set(fgsm["test_final"]) == {"clean", "pgd_50x10", "autoattack"}
+    assert set(runs["smallcnn_injected@nfgsm/seed100"]["test_final"]) == {"clean", "pgd_50x10"}  # tuning: no AA
+    assert "aliasing" in fgsm["would_stop"]
+    text = (docs / "prevention.md").read_text()
+    assert "| smallcnn_injected | N-FGSM | 1 |" in text and "the command" in text
+    assert json.loads((docs / "prevention.json").read_text())["command"] == "the command"
