@@ -31,7 +31,7 @@ def test_a_tiny_study_trains_evaluates_and_reports(tmp_path):
     # a run that fails (a config value refused at construction) is recorded, and the others go on
     jobs += prevention.Arm("smallcnn_injected", "flc", (21,), (*tiny, "model.init_args.eps=7")).jobs()
     lab_runs.train(jobs, out, parallel=2, keep_going=True)
-    prevention.evaluate(out, images=8, autoattack_images=4)
+    prevention.evaluate(out, images=8, autoattack_images=4, parallel=2)
     result = prevention.report(out, docs, "the command")
     rows = {(r["setting"], r["method"]): r for r in result["summary"]}
     assert rows[("smallcnn_injected", "nfgsm")]["runs"] == 1  # the report seed; the tuning seed is reported apart
@@ -41,8 +41,14 @@ def test_a_tiny_study_trains_evaluates_and_reports(tmp_path):
     fgsm = runs["smallcnn_injected@fgsm/seed20"]
     assert len(fgsm["val"]["acc_pgd"]) == 2 and fgsm["half"] == "report"
     assert set(fgsm["test_final"]) == {"clean", "pgd_50x10", "autoattack"}
-    assert set(runs["smallcnn_injected@nfgsm/seed100"]["test_final"]) == {"clean", "pgd_50x10"}  # tuning: no AA
+    assert runs["smallcnn_injected@nfgsm/seed100"]["half"] == "tune"
     assert "aliasing" in fgsm["would_stop"]
     text = (docs / "prevention.md").read_text()
     assert "| smallcnn_injected | N-FGSM | 1 |" in text and "the command" in text
     assert json.loads((docs / "prevention.json").read_text())["command"] == "the command"
+
+
+def test_a_model_far_stronger_against_pgd_than_autoattack_is_masked():
+    assert prevention.is_masked({"pgd_50x10": 0.95, "autoattack": 0.05})
+    assert not prevention.is_masked({"pgd_50x10": 0.45, "autoattack": 0.40})
+    assert not prevention.is_masked({"pgd_50x10": 0.45})

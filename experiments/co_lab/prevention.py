@@ -18,12 +18,16 @@ ratios against FGSM are measured apart, alternated in one process: `python -m be
 
 import argparse
 import json
+import multiprocessing
 import statistics
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from experiments.co_lab import evaluate as test_eval
 from experiments.co_lab import runs as lab_runs
@@ -48,6 +52,8 @@ SETTINGS = {
     "preact18_injected": "configs/co_lab/preact18_injected.yaml",
 }
 REPORT_SEEDS = tuple(range(20, 30))
+ATTACKS = ("clean", "pgd_50x10", "autoattack")
+MASKED = 0.10  # PGD-50-10 this far above AutoAttack (10 points) marks a model as gradient-masked
 TUNING_SEEDS = (100, 101)
 
 
@@ -89,6 +95,9 @@ PLANS: dict[str, list[Arm]] = {
         Arm("smallcnn_injected", "elle_a", TUNING_SEEDS[:1], _weight(100.0), "w100"),
         Arm("smallcnn_injected", "gradalign", TUNING_SEEDS[:1], _weight(0.5), "w0.5"),
         Arm("smallcnn_injected", "gradalign", TUNING_SEEDS[:1], _weight(2.0), "w2"),
+        Arm("smallcnn_injected", "elle", TUNING_SEEDS[:1], _weight(100.0), "w100"),
+        Arm("smallcnn_injected", "elle", TUNING_SEEDS[:1], _weight(1000.0), "w1000"),
+        Arm("smallcnn_injected", "elle_a", TUNING_SEEDS[:1], _weight(1000.0), "w1000"),
         # a natural setting candidate: the clean digits at MNIST's usual eps 0.3, plain FGSM from a zero start
         Arm("smallcnn_clean", "fgsm", TUNING_SEEDS, ("model.init_args.eps=0.3", "model.init_args.alpha=0.3"), "eps0.3"),
     ],
@@ -97,9 +106,9 @@ PLANS: dict[str, list[Arm]] = {
         Arm("smallcnn_injected", "nfgsm", REPORT_SEEDS),
         Arm("smallcnn_injected", "fgsm_rs", REPORT_SEEDS[:5]),
         Arm("smallcnn_injected", "flc", REPORT_SEEDS[:5]),
-        Arm("smallcnn_injected", "elle_a", REPORT_SEEDS[:5]),
         Arm("smallcnn_injected", "gradalign", REPORT_SEEDS[:5]),
         Arm("smallcnn_injected", "blurpool", REPORT_SEEDS[:5]),
+        Arm("smallcnn_injected", "elle", REPORT_SEEDS[:5]),
         Arm("smallcnn_injected", "pgd10", REPORT_SEEDS[:5]),
     ],
     # where N-FGSM stops collapsing: the injected feature's amplitude swept down to the clean digits
@@ -141,12 +150,21 @@ def final_and_best(run: Run) -> tuple[int, int]:
     return len(pgd) - 1, max(range(len(pgd)), key=lambda e: (pgd[e], -e))
 
 
-def evaluate(out: Path, images: int, autoattack_images: int) -> None:
-    """PGD-50-10 and AutoAttack of every report run's final and best epochs (tuning runs: PGD-50-10 only)."""
-    for run in lab_runs.load_runs(out):
-        attacks = ("clean", "pgd_50x10") if is_tuning(run) else ("clean", "pgd_50x10", "autoattack")
-        print(f"evaluating {run.name}", flush=True)
-        test_eval.evaluate_epochs(run, set(final_and_best(run)), attacks, images, autoattack_images)
+def _evaluate_run(folder: Path, images: int, autoattack_images: int) -> str:
+    torch.set_num_threads(1)
+    run = lab_runs.load_run(folder)
+    test_eval.evaluate_epochs(run, set(final_and_best(run)), ATTACKS, images, autoattack_images)
+    return run.name
+
+
+def evaluate(out: Path, images: int, autoattack_images: int, parallel: int = 1) -> None:
+    """PGD-50-10 and AutoAttack of every run's final and best epochs, `parallel` runs at a time (one thread each)."""
+    folders = [run.folder for run in lab_runs.load_runs(out)]
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no torch thread pools forked
+    with ProcessPoolExecutor(max_workers=max(parallel, 1), mp_context=context) as pool:
+        jobs = [pool.submit(_evaluate_run, folder, images, autoattack_images) for folder in folders]
+        for job in jobs:
+            print(f"evaluated {job.result()}", flush=True)
 
 
 # --- report ---------------------------------------------------------------------------------------------------------
@@ -186,6 +204,13 @@ def run_record(run: Run) -> dict[str, Any]:
     }
 
 
+def is_masked(results: dict[str, float]) -> bool:
+    """A model whose PGD-50-10 accuracy is more than MASKED above its AutoAttack accuracy: gradient-masked, its PGD
+    robustness an artefact (the held-out PGD-10 that classes the runs cannot see it)."""
+    pgd, aa = results.get("pgd_50x10"), results.get("autoattack")
+    return pgd is not None and aa is not None and pgd - aa > MASKED
+
+
 def _median_range(values: Sequence[float]) -> str:
     values = [v for v in values if v is not None]
     if not values:
@@ -218,6 +243,7 @@ def summarize(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "healthy": classes.count("healthy"),
                 "never_robust": classes.count("never_robust"),
                 "failed": classes.count("failed"),
+                "masked": sum(is_masked(r["test_final"]) for r in group),
                 "clean_final": _median_range(results("test_final", "clean")),
                 "pgd_final": _median_range(results("test_final", "pgd_50x10")),
                 "pgd_best": _median_range(results("test_best", "pgd_50x10")),
@@ -238,19 +264,21 @@ def markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]], 
         "",
         "Per setting and method, on the report seeds (tuning seeds below): the lab's classes of the runs "
         "(catastrophic / partial collapse / healthy / never robust, from held-out PGD and FGSM accuracy per epoch; "
-        "failed: training stopped on non-finite gradients); "
+        "failed: training stopped on non-finite gradients); masked: final models whose test PGD-50-10 accuracy is more "
+        "than 10 points above their AutoAttack accuracy (gradient masking, whatever the class says); "
         "test accuracy of the final model and of the best epoch by held-out PGD: clean, PGD-50-10 (step eps/10) and "
         "AutoAttack (standard, 100 iterations), median (min..max) in %.",
         "",
-        "| setting | method | runs | CO | partial | healthy | never robust | failed | clean, final | PGD-50-10 final | "
-        "PGD-50-10 best | AutoAttack final | AutoAttack best |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| setting | method | runs | CO | partial | healthy | never robust | failed | masked | clean, final | "
+        "PGD-50-10 final | PGD-50-10 best | AutoAttack final | AutoAttack best |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     report_rows = rows
     for r in report_rows:
         lines.append(
             f"| {r['setting']} | {METHOD_NAMES.get(r['method'], r['method'])} | {r['runs']} | {r['catastrophic']} | "
-            f"{r['partial_collapse']} | {r['healthy']} | {r['never_robust']} | {r['failed']} | {r['clean_final']} | "
+            f"{r['partial_collapse']} | {r['healthy']} | {r['never_robust']} | {r['failed']} | {r['masked']} | "
+            f"{r['clean_final']} | "
             f"{r['pgd_final']} | {r['pgd_best']} | {r['aa_final']} | {r['aa_best']} |"
         )
     lines += [
@@ -271,11 +299,12 @@ def markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]], 
     if tuning:
         lines += ["", "## Tuning runs (seeds 100+: the regularizers' weights)", ""]
         for r in tuning:
-            pgd = r["test_final"].get("pgd_50x10")
+            pgd, aa = r["test_final"].get("pgd_50x10"), r["test_final"].get("autoattack")
             pgd_text = "—" if pgd is None else f"{100 * pgd:.1f}%"
+            aa_text = "—" if aa is None else f"{100 * aa:.1f}%"
             lines.append(
-                f"- {r['run']}: **{r['class']}**, final test PGD-50-10 {pgd_text}; held-out PGD per epoch (%): "
-                + " ".join(f"{100 * v:.0f}" for v in r["val"]["acc_pgd"])
+                f"- {r['run']}: **{r['class']}**, final test PGD-50-10 {pgd_text}, AutoAttack {aa_text}; "
+                "held-out PGD per epoch (%): " + " ".join(f"{100 * v:.0f}" for v in r["val"]["acc_pgd"])
             )
     lines += ["", "## Every report run (held-out PGD accuracy per epoch, %)", ""]
     for r in records:
@@ -338,15 +367,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plan", nargs="+", default=["tune", "smallcnn"], help=f"plans to train: {sorted(PLANS)}")
     parser.add_argument("--out", type=Path, default=Path("runs/prevention"))
     parser.add_argument("--docs", type=Path, default=Path("docs/results/co_lab"))
-    parser.add_argument("--parallel", type=int, default=2, help="training processes at a time")
+    parser.add_argument("--parallel", type=int, default=2, help="training / evaluation processes at a time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per training process")
-    parser.add_argument("--test-images", type=int, default=500, help="test images attacked with PGD-50-10")
+    parser.add_argument("--test-images", type=int, default=250, help="test images attacked with PGD-50-10")
     parser.add_argument("--autoattack-images", type=int, default=100, help="test images attacked with AutoAttack")
     args = parser.parse_args(argv)
     if args.step in ("train", "all"):
         lab_runs.train(plan_jobs(args.plan), args.out, args.parallel, args.threads, keep_going=True)
     if args.step in ("evaluate", "all"):
-        evaluate(args.out, args.test_images, args.autoattack_images)
+        evaluate(args.out, args.test_images, args.autoattack_images, args.parallel)
     if args.step in ("report", "all"):
         command = f"python -m experiments.co_lab.prevention report --out {args.out} --docs {args.docs}"
         report(args.out, args.docs, command)
