@@ -283,12 +283,15 @@ def aliasing_measure(f_s1: Tensor, stride: Stride, f_s2: Tensor | None = None) -
 
 
 def output_aliasing_measures(f_s1: Tensor, f_s2: Tensor, stride: Stride) -> tuple[Tensor, Tensor]:
-    """(absolute, relative) per-sample aliasing of a layer whose output is not f_s1 subsampled: |fft2(f_s2) - the
-    alias-free reference of f_s1| averaged as in aliasing_measure, and its fraction of sum |fft2(f_s2)|.
+    """(absolute, relative) per-sample aliasing of a downsampler whose output is not f_s1 subsampled, such as FLC
+    pooling (robustrain.models.flc): |fft2(f_s2) - reference| averaged as in aliasing_measure, and its fraction of
+    sum |fft2(f_s2)|.
 
-    For a downsampler that filters before it subsamples, such as FLC pooling (robustrain.models.flc), whose stride-1
-    op is the identity (f_s1 = its input) and whose output is the low band itself: the measure is then ~0 (up to the
-    real part FLC takes), where a strided op's would be the sum of its aliased copies.
+    The reference is the low band (the output's size, frequencies -(N // 2) .. N - N // 2 - 1) of f_s1's own
+    spectrum, on the output's unnormalised scale (times Nh Nw / (H1 W1)): for even sides the alias-free spectrum of
+    the strided layers (alias_free_spectrum); for odd sides the low band of the map itself rather than of the map
+    zero-padded to 2N, which is the grid an FFT downsampler works on. An ideal low-pass downsampler measures ~0 (FLC
+    exactly 0 up to the real part it takes of the unpaired Nyquist row and column of an even output).
 
     Args:
         f_s1: (B, C, H1, W1) the input of the downsampler (its stride-1 map).
@@ -301,9 +304,13 @@ def output_aliasing_measures(f_s1: Tensor, f_s2: Tensor, stride: Stride) -> tupl
     strides = _check_stride(stride)
     _check_map(f_s1, strides)
     _check_measure_input(f_s1, strides, f_s2)
-    reference = alias_free_spectrum(f_s1, strides)  # (B, C, Nh, Nw)
+    nh, nw = f_s2.shape[-2:]
+    h1, w1 = f_s1.shape[-2:]
     with torch.autocast(device_type=f_s1.device.type, enabled=False):
-        y = torch.fft.fft2(f_s2.float())
+        x = torch.fft.fft2(f_s1.float())  # (B, C, H1, W1)
+        y = torch.fft.fft2(f_s2.float())  # (B, C, Nh, Nw)
+    rows = torch.cat([x[..., : nh - nh // 2, :], x[..., h1 - nh // 2 :, :]], dim=-2)  # (B, C, Nh, W1)
+    reference = torch.cat([rows[..., : nw - nw // 2], rows[..., w1 - nw // 2 :]], dim=-1) * (nh * nw / (h1 * w1))
     residual = (y - reference).abs()  # (B, C, Nh, Nw)
     absolute = residual.mean(dim=(-2, -1)).mean(dim=-1)
     energy = y.abs().sum(dim=(1, 2, 3))
