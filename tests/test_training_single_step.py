@@ -96,13 +96,17 @@ for name, cls, reg in (("gradalign", FGSMTraining, GradAlign(weight=0.5)),
     net = SmallCNN(num_classes=4, image_size=8, channels=(4, 8), hidden=16)
     module = cls(net=net, eps=0.1, alpha=0.1, regularizer=reg, optimizer="sgd", lr=0.05, lr_schedule="constant",
                  eval_size=0)
-    trainer = L.Trainer(max_epochs=2, accelerator="cpu", devices=2, strategy="ddp", precision="bf16-mixed",
+    # no buffer broadcast: ELLE-A's state agrees across ranks only through the averaged error, not through DDP
+    # copying rank 0's buffers before each forward
+    strategy = L.pytorch.strategies.DDPStrategy(broadcast_buffers=False)
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", devices=2, strategy=strategy, precision="bf16-mixed",
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, inference_mode=False, default_root_dir={root!r})
     trainer.fit(module, datamodule=RandomDigits())
     out[name] = dict(weights=[round(float(v), 6) for v in module.net.fc2.weight.flatten()],
                      state=[float(v) for v in reg.adaptive_state] if name == "elle_a" else None,
-                     penalty=float(trainer.callback_metrics["train/penalty"]))
+                     penalty=float(trainer.callback_metrics["train/penalty"]),
+                     local=float(module.regularizer.adaptive_state[2]) if name == "elle_a" else None)
 with open({root!r} + f"/rank{{trainer.global_rank}}.json", "w") as f:
     json.dump(out, f)
 """

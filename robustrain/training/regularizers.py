@@ -33,9 +33,11 @@ def grad_align_penalty(model: nn.Module, images: Tensor, labels: Tensor, eps: fl
     """Andriushchenko & Flammarion's GradAlign penalty: 1 - mean cos(grad L(x), grad L(x + eta)), eta ~ U[-eps, eps].
 
     As tml-epfl/understanding-fast-adv-training's train.py for FGSM training: the gradient at x is a constant
-    (detached; with their zero-start FGSM it is the attack's own gradient, here it is recomputed), the one at x + eta
+    (detached; with their zero-start FGSM it is the attack's own gradient, here it is recomputed: one more forward in
+    the network's training mode, which also moves BatchNorm's running statistics once more), the one at x + eta
     (not clamped to the data's range) is differentiated through (double backprop), and examples where either gradient
-    vanishes are left out of the mean. Deviation: "vanishes" is a norm below MIN_GRADIENT_NORM (1e-8), not exactly 0:
+    vanishes are left out of the mean. Deviation: "vanishes" is a norm of the example's own gradient (of its loss, not
+    of the batch mean) below MIN_GRADIENT_NORM (1e-8), not exactly 0:
     a confidently classified digit's input gradient can be 1e-12, and 1 / |grad| of it in the double backprop made
     the training gradients non-finite on MNIST (the reference only drops exact zeros). Where every example is left
     out the penalty is 0 (the reference gives NaN).
@@ -64,12 +66,16 @@ def local_linearity_error(model: nn.Module, images: Tensor, labels: Tensor, eps:
 
     As LIONS-EPFL/ELLE's train.py: the points are not clamped to the data's range, and x_a, x_b and x_c go through the
     network in one forward pass of 3B images (so BatchNorm sees them as one batch). Only forward losses enter: its
-    gradient is one ordinary backward.
+    gradient is one ordinary backward. Under autocast (bf16-mixed) it runs in float32, as the reference: the error is
+    the square of a small difference of losses, which bf16 logits shift by 4-11% on SmallCNN.
 
     Returns:
         A scalar tensor >= 0, differentiable in the network's parameters.
     """
     batch = len(images)
+    if torch.is_autocast_enabled(images.device.type):  # the error is a small difference of losses: bf16 loses it
+        with torch.autocast(device_type=images.device.type, enabled=False):
+            return local_linearity_error(model, images.float(), labels, eps)
     ab = images.repeat(2, 1, 1, 1)  # (B, C, H, W) -> (2B, C, H, W): x_a then x_b
     ab = ab + eps * (2 * torch.rand(ab.shape, device=images.device, dtype=images.dtype) - 1)
     t = torch.rand(batch, 1, 1, 1, device=images.device, dtype=images.dtype)  # (B, 1, 1, 1)
@@ -128,7 +134,10 @@ class ELLE(Regularizer):
     when the step's error exceeds the mean of all earlier steps' errors by more than `sensitivity` standard deviations
     (once there are at least 3), the weight is set to `weight`, else it decays by `decay`. The statistics run over
     the whole training, as in the reference's list of every error (kept here as count, mean and sum of squared
-    deviations, updated on the device).
+    deviations, updated on the device). A step's loss uses the weight from before its own update, as the reference
+    (which updates after backward). With `accumulate_grad_batches` > 1 the statistics move once per batch, not per
+    optimizer step. The reference's loop also calls `optimizer.step()` twice per batch (a second clip-and-step after
+    the scheduler's step), under which its published weights were tuned; robustrain steps once.
 
     Args:
         weight: lambda (ELLE), or the value ELLE-A switches on to (the reference: 1000 constant at eps 8/255 on

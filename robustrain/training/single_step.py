@@ -52,10 +52,11 @@ class SingleStepTraining(EpsWarmup, RobustClassifier):
         images, labels = images.to(device), labels.to(device)
         eps, _ = self.current_eps_alpha()
         penalty = self.regularizer.penalty(self.net, images, labels, eps)
-        weight = self.regularizer.current_weight()
+        # this step's weight, copied before after_step updates an adaptive one (the reference updates after backward)
+        weight = torch.as_tensor(self.regularizer.current_weight(), dtype=penalty.dtype, device=penalty.device).clone()
         # an adaptive weight moves with the penalty averaged over ranks, so every rank keeps the same weight
         shared = self.trainer.strategy.reduce(penalty.detach(), reduce_op="mean") if self._trainer else penalty
         self.regularizer.after_step(shared.detach())
         self.log("train/penalty", penalty.detach(), on_step=False, on_epoch=True)
-        self.log("train/penalty_weight", torch.as_tensor(weight, dtype=torch.float32), on_step=False, on_epoch=True)
+        self.log("train/penalty_weight", weight.float(), on_step=False, on_epoch=True)
         return weight * penalty
