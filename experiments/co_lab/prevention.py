@@ -91,7 +91,6 @@ def _beta(value: float) -> tuple[str, ...]:
 PLANS: dict[str, list[Arm]] = {
     # the regularizers' weights, chosen on tuning seeds only (the run that ends most robust without collapsing)
     "tune": [
-        Arm("smallcnn_injected", "elle_a", TUNING_SEEDS[:1], _weight(10.0), "w10"),
         Arm("smallcnn_injected", "elle_a", TUNING_SEEDS[:1], _weight(100.0), "w100"),
         Arm("smallcnn_injected", "gradalign", TUNING_SEEDS[:1], _weight(0.5), "w0.5"),
         Arm("smallcnn_injected", "gradalign", TUNING_SEEDS[:1], _weight(2.0), "w2"),
