@@ -113,11 +113,11 @@ PLANS: dict[str, list[Arm]] = {
     "smallcnn": [
         Arm("smallcnn_injected", "fgsm", REPORT_SEEDS),
         Arm("smallcnn_injected", "nfgsm", REPORT_SEEDS),
+        Arm("smallcnn_injected", "elle_a", REPORT_SEEDS[:5]),
         Arm("smallcnn_injected", "fgsm_rs", REPORT_SEEDS[:5]),
         Arm("smallcnn_injected", "flc", REPORT_SEEDS[:5]),
         Arm("smallcnn_injected", "gradalign", REPORT_SEEDS[:5]),
         Arm("smallcnn_injected", "blurpool", REPORT_SEEDS[:5]),
-        Arm("smallcnn_injected", "elle", REPORT_SEEDS[:5]),
         Arm("smallcnn_injected", "pgd10", REPORT_SEEDS[:5]),
     ],
     # where N-FGSM stops collapsing: the injected feature's amplitude swept down to the clean digits (FGSM on them:
