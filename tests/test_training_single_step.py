@@ -52,6 +52,13 @@ def test_single_step_methods_train_and_log_their_penalty(make, tmp_path):
         assert "train/penalty_weight" in metrics
 
 
+def test_a_regularized_module_charts_its_penalty_and_weight():
+    charts = _module(regularizer=ELLE(weight=5.0, adaptive=True)).tensorboard_charts()["robustness"]
+    assert ["Multiline", ["^train/penalty$"]] in charts.values()
+    assert ["Multiline", ["^train/penalty_weight$"]] in charts.values()
+    assert ["Multiline", ["^train/penalty$"]] not in _module().tensorboard_charts()["robustness"].values()
+
+
 def test_nfgsm_defaults_are_the_papers():
     module = _module(NFGSMTraining, alpha=None, eps=8 / 255)
     assert (module.alpha, module.noise, module.clip) == (8 / 255, 2.0, None)

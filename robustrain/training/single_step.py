@@ -45,6 +45,14 @@ class SingleStepTraining(EpsWarmup, RobustClassifier):
         scale = self.eps_scale()
         return self.eps * scale, self.alpha * scale
 
+    def tensorboard_charts(self) -> dict[str, dict[str, list]]:
+        charts = super().tensorboard_charts()
+        if self.regularizer is not None:
+            name = type(self.regularizer).__name__
+            charts["robustness"][f"train/penalty: the {name} penalty"] = ["Multiline", ["^train/penalty$"]]
+            charts["robustness"]["train/penalty_weight: its weight"] = ["Multiline", ["^train/penalty_weight$"]]
+        return charts
+
     def regularization(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
         if self.regularizer is None:
             return None
