@@ -66,3 +66,15 @@ def test_markdown_lists_every_ratio_with_its_target_and_verdict() -> None:
     assert "| a / b | 0.04 | 0.03..0.05 | <= 0.05 | yes |" in text
     assert "| c / d | 2.2 | 0.03..0.05 | <= 2.1 | **no** |" in text
     assert "2 CPU threads" in text and "early exit evaluates 50% of the grid" in text
+
+
+def test_the_training_benchmark_times_every_method_against_fgsm() -> None:
+    import torch
+
+    from benchmarks.training import METHODS, _report, bench_training
+
+    times = bench_training("SmallCNN", 1, 4, 1, 2, torch.device("cpu"), METHODS)
+    assert set(times) == {"standard", "fgsm", "nfgsm", "gradalign", "elle", "flc", "blurpool", "pgd2"}
+    assert all(len(v) == 1 and v[0] > 0 for v in times.values())
+    summary = _report("SmallCNN", times, 2)
+    assert summary["fgsm"]["vs_fgsm"] == 1.0
