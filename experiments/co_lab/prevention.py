@@ -120,7 +120,7 @@ PLANS: dict[str, list[Arm]] = {
         Arm("smallcnn_injected", "blurpool", REPORT_SEEDS[:5]),
     ],
     # the ceiling a single-step method aims at (6x an FGSM step)
-    "ceiling": [Arm("smallcnn_injected", "pgd10", REPORT_SEEDS[:5])],
+    "ceiling": [Arm("smallcnn_injected", "pgd10", REPORT_SEEDS[:3])],
     # where N-FGSM stops collapsing: the injected feature's amplitude swept down to the clean digits (FGSM on them:
     # the CO lab's smallcnn_clean runs)
     "beta": [
