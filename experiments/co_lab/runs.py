@@ -85,6 +85,7 @@ def jobs(
 
 
 FAILED = "failed.json"
+FINISHED = "nothing is left to train"  # train.py's refusal to resume a run whose last.ckpt ended it
 
 
 def train(jobs_: Sequence[Job], out: Path, parallel: int = 1, threads: int = 1, keep_going: bool = False) -> list[Path]:
@@ -105,8 +106,10 @@ def train(jobs_: Sequence[Job], out: Path, parallel: int = 1, threads: int = 1, 
         print(f"training {job.setting} seed {job.seed}", flush=True)
         with open(folder / "train.log", "a") as log:
             code = subprocess.call(job.command(out), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        tail = (folder / "train.log").read_text()[-2000:]
+        if code == 2 and FINISHED in tail.splitlines()[-1]:
+            code = 0  # killed after its last epoch, before done.json: its last.ckpt holds the finished run
         if code != 0:
-            tail = (folder / "train.log").read_text()[-2000:]
             if not keep_going:
                 raise RuntimeError(f"{job.setting} seed {job.seed} failed (exit {code}):\n{tail}")
             failed = {"setting": job.setting, "seed": job.seed, "configs": list(job.configs), "exit": code}
