@@ -125,3 +125,14 @@ def test_hparams_include_the_attack_and_optimiser():
         "optimizer": "adam",
         "lr": 5e-3,
     }
+
+
+def test_pgd_training_counts_abnormal_examples_on_the_same_adversarial_images(mnist_batch):
+    x, y = mnist_batch
+    module = PGDTraining(net=SmallCNN(), eps=0.2, alpha=0.05, steps=3)
+    torch.manual_seed(4)
+    expected = module.perturb(x, y)
+    torch.manual_seed(4)
+    adv, start_loss = module.perturb_with_start_loss(x, y)
+    assert torch.equal(adv, expected)
+    assert start_loss.shape == (len(y),) and torch.isfinite(start_loss).all()
