@@ -131,8 +131,10 @@ def test_pgd_training_counts_abnormal_examples_on_the_same_adversarial_images(mn
     x, y = mnist_batch
     module = PGDTraining(net=SmallCNN(), eps=0.2, alpha=0.05, steps=3)
     torch.manual_seed(4)
-    expected = module.perturb(x, y)
+    expected = pgd(module.net, x, y, 0.2, 0.05, 3)  # the evaluation's attack, one restart
     torch.manual_seed(4)
     adv, start_loss = module.perturb_with_start_loss(x, y)
     assert torch.equal(adv, expected)
+    torch.manual_seed(4)
+    assert torch.equal(module.perturb(x, y), expected)
     assert start_loss.shape == (len(y),) and torch.isfinite(start_loss).all()

@@ -289,8 +289,7 @@ def markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]], 
         "PGD-50-10 final | PGD-50-10 best | AutoAttack final | AutoAttack best |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    report_rows = rows
-    for r in report_rows:
+    for r in rows:
         lines.append(
             f"| {r['setting']} | {METHOD_NAMES.get(r['method'], r['method'])} | {r['runs']} | {r['catastrophic']} | "
             f"{r['partial_collapse']} | {r['healthy']} | {r['never_robust']} | {r['failed']} | {r['masked']} | "
@@ -305,7 +304,7 @@ def markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]], 
         "recorded) would have stopped: on a method that does not collapse, every stop is a false stop.",
         "",
     ]
-    for r in report_rows:
+    for r in rows:
         if r["calm_runs"]:
             stops = ", ".join(f"{name} {count}" for name, count in r["false_stops"].items())
             lines.append(

@@ -23,7 +23,7 @@ from robustrain.attacks.box import UNIT_BOX, UnitBoxModel, check_box
 from robustrain.attacks.fgsm import FGSM_INITS, check_fgsm_init, fgsm, fgsm_with_start_loss
 from robustrain.attacks.inputs import check_linf_params, model_device, require_grad_mode, step_warning
 from robustrain.attacks.nfgsm import NFGSM_NOISE, check_nfgsm_params, nfgsm
-from robustrain.attacks.pgd import pgd
+from robustrain.attacks.pgd import pgd, pgd_with_start_loss
 
 __all__ = [
     "AUTOATTACK_COMPONENTS",
@@ -44,6 +44,7 @@ __all__ = [
     "model_device",
     "nfgsm",
     "pgd",
+    "pgd_with_start_loss",
     "require_grad_mode",
     "step_warning",
 ]

@@ -12,7 +12,7 @@ from torch import nn
 
 from robustrain.attacks.box import UNIT_BOX, check_box
 from robustrain.attacks.inputs import check_linf_params, model_device, require_grad_mode
-from robustrain.attacks.steps import signed_steps, uniform_start
+from robustrain.attacks.steps import signed_steps_with_start_loss, uniform_start
 
 
 def pgd(
@@ -79,7 +79,32 @@ def pgd(
     return adv
 
 
-# _pgd_plain and _pgd_early_stop take images and labels already detached and on the model's device (pgd does it once)
+def pgd_with_start_loss(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float,
+    alpha: float,
+    steps: int,
+    random_start: bool = True,
+    box: tuple[float, float] = UNIT_BOX,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`pgd` with one restart and no early stop (the training attack), also returning the per-example loss where it
+    started, which the first step's forward computes anyway (the abnormal-example signal needs it).
+
+    Returns:
+        (adversarial images, (B,) loss at the start), both on the model's device.
+    """
+    check_linf_params(eps, alpha, steps)
+    check_box(box)
+    require_grad_mode()
+    device = model_device(model)
+    x, labels = images.detach().to(device), labels.to(device)
+    return _pgd_plain_with_start_loss(model, x, labels, eps, alpha, steps, random_start, box)
+
+
+# _pgd_plain(_with_start_loss) and _pgd_early_stop take images and labels already detached and on the model's
+# device (pgd and pgd_with_start_loss do it once)
 def _pgd_plain(
     model: nn.Module,
     images: torch.Tensor,
@@ -90,8 +115,21 @@ def _pgd_plain(
     random_start: bool,
     box: tuple[float, float],
 ) -> torch.Tensor:
+    return _pgd_plain_with_start_loss(model, images, labels, eps, alpha, steps, random_start, box)[0]
+
+
+def _pgd_plain_with_start_loss(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float,
+    alpha: float,
+    steps: int,
+    random_start: bool,
+    box: tuple[float, float],
+) -> tuple[torch.Tensor, torch.Tensor]:
     start = uniform_start(images, eps, box) if random_start else images
-    return signed_steps(model, images, start, labels, eps, alpha, steps, box)
+    return signed_steps_with_start_loss(model, images, start, labels, eps, alpha, steps, box)
 
 
 def _pgd_early_stop(

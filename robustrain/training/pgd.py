@@ -2,8 +2,7 @@
 
 import torch
 
-from robustrain.attacks import check_box, check_linf_params, model_device, pgd
-from robustrain.attacks.steps import signed_steps_with_start_loss, uniform_start
+from robustrain.attacks import check_linf_params, pgd_with_start_loss
 from robustrain.train_eval_modes import batchnorm_mode
 from robustrain.training.robust_classifier import RobustClassifier
 from robustrain.training.schedules import EpsWarmup, warmup_factor
@@ -36,20 +35,14 @@ class PGDTraining(EpsWarmup, RobustClassifier):
         self.eps, self.alpha, self.steps, self.random_start = eps, alpha, steps, random_start
 
     def perturb(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        with batchnorm_mode(self.net, self.hparams.attack_bn_mode):
-            scale = self.eps_scale()
-            eps, alpha = self.eps * scale, self.alpha * scale
-            return pgd(self.net, images, labels, eps, alpha, self.steps, self.random_start, box=self.input_range)
+        return self.perturb_with_start_loss(images, labels)[0]
 
     def perturb_with_start_loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`perturb`'s images (the same random numbers and float operations: one restart of robustrain.attacks.pgd) and
-        the per-example loss where the attack started, from which the training step counts the examples whose loss
-        the attack lowered (the abnormal-example signal, robustrain.callbacks.AbnormalExamplesMonitor)."""
+        """The PGD images (one restart of robustrain.attacks.pgd) and the per-example loss where the attack started,
+        from which the training step counts the examples whose loss the attack lowered (the abnormal-example signal,
+        robustrain.callbacks.AbnormalExamplesMonitor)."""
         with batchnorm_mode(self.net, self.hparams.attack_bn_mode):
-            scale = self.eps_scale()
-            eps, alpha, box = self.eps * scale, self.alpha * scale, self.input_range
-            check_box(box)
-            device = model_device(self.net)
-            x, y = images.detach().to(device), labels.to(device)
-            start = uniform_start(x, eps, box) if self.random_start else x
-            return signed_steps_with_start_loss(self.net, x, start, y, eps, alpha, self.steps, box)
+            eps, alpha = self.current_eps_alpha()
+            return pgd_with_start_loss(
+                self.net, images, labels, eps, alpha, self.steps, self.random_start, box=self.input_range
+            )

@@ -89,10 +89,12 @@ def local_linearity_error(model: nn.Module, images: Tensor, labels: Tensor, eps:
 class Regularizer(nn.Module):
     """A penalty added to a single-step method's training loss: loss = CE(adversarial) + weight * penalty.
 
-    Subclasses implement `penalty`; an adaptive weight keeps its state in buffers (saved in checkpoints, so a resumed
-    run goes on with the weight it had) and updates it in `after_step` from the step's penalty, already averaged over
-    the ranks, so that every rank holds the same weight.
+    Subclasses implement `penalty`; an adaptive weight (`adaptive` True) keeps its state in buffers (saved in
+    checkpoints, so a resumed run goes on with the weight it had) and updates it in `after_step` from the step's
+    penalty, already averaged over the ranks, so that every rank holds the same weight.
     """
+
+    adaptive = False
 
     def __init__(self, weight: float) -> None:
         super().__init__()
@@ -107,7 +109,7 @@ class Regularizer(nn.Module):
         return self.weight
 
     def after_step(self, penalty: Tensor) -> None:
-        """Update an adaptive weight from this step's penalty (the mean over ranks); a constant weight does nothing."""
+        """Update an adaptive weight from this step's penalty (the mean over ranks); called only when `adaptive`."""
 
 
 class GradAlign(Regularizer):
@@ -163,9 +165,8 @@ class ELLE(Regularizer):
         return self.adaptive_state[0] if self.adaptive else self.weight
 
     def after_step(self, penalty: Tensor) -> None:
-        if self.adaptive:
-            state = elle_a_update(self.adaptive_state, penalty, self.weight, self.decay, self.sensitivity)
-            self.adaptive_state.copy_(state)
+        state = elle_a_update(self.adaptive_state, penalty, self.weight, self.decay, self.sensitivity)
+        self.adaptive_state.copy_(state)
 
 
 def elle_a_update(state: Tensor, error: Tensor, weight: float, decay: float, sensitivity: float) -> Tensor:

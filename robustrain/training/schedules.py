@@ -53,3 +53,8 @@ class EpsWarmup:
         if not 0 < batches_per_epoch < float("inf"):
             return 1.0
         return warmup_factor(self.global_step / batches_per_epoch, warmup)
+
+    def current_eps_alpha(self) -> tuple[float, float]:
+        """(eps, alpha) in force at this step: the warm-up's fraction of the module's `eps` and `alpha`."""
+        scale = self.eps_scale()
+        return self.eps * scale, self.alpha * scale

@@ -2,7 +2,7 @@
 
 import torch
 
-from robustrain.attacks import check_linf_params
+from robustrain.attacks import check_linf_params, model_device
 from robustrain.training.regularizers import Regularizer
 from robustrain.training.robust_classifier import RobustClassifier
 from robustrain.training.schedules import EpsWarmup, warmup_factor
@@ -40,11 +40,6 @@ class SingleStepTraining(EpsWarmup, RobustClassifier):
         self.eps, self.alpha = eps, alpha
         self.regularizer = regularizer
 
-    def current_eps_alpha(self) -> tuple[float, float]:
-        """(eps, alpha) in force at this step (the warm-up's fraction of them)."""
-        scale = self.eps_scale()
-        return self.eps * scale, self.alpha * scale
-
     def tensorboard_charts(self) -> dict[str, dict[str, list]]:
         charts = super().tensorboard_charts()
         if self.regularizer is not None:
@@ -56,15 +51,16 @@ class SingleStepTraining(EpsWarmup, RobustClassifier):
     def regularization(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
         if self.regularizer is None:
             return None
-        device = next(self.net.parameters()).device
+        device = model_device(self.net)
         images, labels = images.to(device), labels.to(device)
         eps, _ = self.current_eps_alpha()
         penalty = self.regularizer.penalty(self.net, images, labels, eps)
         # this step's weight, copied before after_step updates an adaptive one (the reference updates after backward)
         weight = torch.as_tensor(self.regularizer.current_weight(), dtype=penalty.dtype, device=penalty.device).clone()
-        # an adaptive weight moves with the penalty averaged over ranks, so every rank keeps the same weight
-        shared = self.trainer.strategy.reduce(penalty.detach(), reduce_op="mean") if self._trainer else penalty
-        self.regularizer.after_step(shared.detach())
+        if self.regularizer.adaptive:
+            # the weight moves with the penalty averaged over ranks, so every rank keeps the same weight
+            shared = self.trainer.strategy.reduce(penalty.detach(), reduce_op="mean") if self._trainer else penalty
+            self.regularizer.after_step(shared.detach())
         self.log("train/penalty", penalty.detach(), on_step=False, on_epoch=True)
         self.log("train/penalty_weight", weight.float(), on_step=False, on_epoch=True)
         return weight * penalty
