@@ -33,6 +33,7 @@ from experiments.co_lab import evaluate as test_eval
 from experiments.co_lab import runs as lab_runs
 from experiments.co_lab.outcomes import classify
 from experiments.co_lab.runs import Run
+from robustrain.atomic import atomic_write_text
 
 METHODS = ("fgsm", "fgsm_rs", "nfgsm", "gradalign", "elle", "elle_a", "flc", "blurpool", "pgd10")
 METHOD_NAMES = {
@@ -371,8 +372,8 @@ def report(out: Path, docs: Path, command: str) -> dict[str, Any]:
     docs.mkdir(parents=True, exist_ok=True)
     tuning = summarize([r for r in records if r["half"] == "tune"])
     result = {"summary": rows, "tuning_summary": tuning, "runs": records, "command": command}
-    (docs / "prevention.json").write_text(json.dumps(result, indent=1))
-    (docs / "prevention.md").write_text(markdown(rows, records, command))
+    atomic_write_text(docs / "prevention.json", json.dumps(result, indent=1))
+    atomic_write_text(docs / "prevention.md", markdown(rows, records, command))
     return result
 
 

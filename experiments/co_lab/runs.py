@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from robustrain.atomic import atomic_write_text
 from robustrain.evaluation.comparison_report import read_events
 from robustrain.stopping import read_history_csv
 
@@ -113,11 +114,11 @@ def train(jobs_: Sequence[Job], out: Path, parallel: int = 1, threads: int = 1, 
             if not keep_going:
                 raise RuntimeError(f"{job.setting} seed {job.seed} failed (exit {code}):\n{tail}")
             failed = {"setting": job.setting, "seed": job.seed, "configs": list(job.configs), "exit": code}
-            (folder / FAILED).write_text(json.dumps({**failed, "log_tail": tail}, indent=1))
+            atomic_write_text(folder / FAILED, json.dumps({**failed, "log_tail": tail}, indent=1))
             print(f"FAILED {job.setting} seed {job.seed} (exit {code})", flush=True)
             return folder
         done = {"setting": job.setting, "seed": job.seed, "configs": list(job.configs), "seconds": time.time() - start}
-        (folder / "done.json").write_text(json.dumps(done, indent=1))
+        atomic_write_text(folder / "done.json", json.dumps(done, indent=1))
         return folder
 
     with ThreadPoolExecutor(max_workers=max(parallel, 1)) as pool:
