@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from benchmarks.timing import timed
 from robustrain.aliasing import measure_model_aliasing, probe_aliasing
 from robustrain.attacks import fgsm, pgd
+from robustrain.core.train_eval_modes import eval_mode
 from robustrain.data import MNIST5k
 from robustrain.models import PreActResNet18, SmallCNN
-from robustrain.train_eval_modes import eval_mode
 
 
 def bench_aliasing(repeats: int, device: torch.device) -> dict[str, list[float]]:

@@ -32,10 +32,10 @@ import torch.nn.functional as F
 from benchmarks.timing import timed
 from robustrain.aliasing import probe_aliasing
 from robustrain.attacks import fgsm, pgd
+from robustrain.core.train_eval_modes import eval_mode
 from robustrain.data import MNIST5k
 from robustrain.models import PreActResNet18, SmallCNN
 from robustrain.signals import gradient_alignment
-from robustrain.train_eval_modes import eval_mode
 
 NETWORKS = {
     # name -> (network factory, datamodule arguments, eps, eval_size)

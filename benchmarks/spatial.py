@@ -24,10 +24,10 @@ import torchvision.transforms.functional as TF
 from torch import nn
 
 from benchmarks.timing import timed
+from robustrain.core.train_eval_modes import eval_mode
 from robustrain.data import load_mnist5k
 from robustrain.models import PreActResNet18, SmallCNN
 from robustrain.spatial import evaluate_transforms, grid_parameters, rotate_translate, worst_of_k
-from robustrain.train_eval_modes import eval_mode
 
 CACHE_DIR = Path("runs/bench")  # trained benchmark models (gitignored)
 WORST_OF_10_EPOCHS = 8

@@ -15,7 +15,7 @@ from robustrain.aliasing.layers import (
     stride_one_output,
 )
 from robustrain.aliasing.measure import aliasing_measure
-from robustrain.train_eval_modes import eval_mode
+from robustrain.core.train_eval_modes import eval_mode
 
 RESNET18_DOWNSAMPLING = [
     "conv1",

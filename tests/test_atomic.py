@@ -1,4 +1,4 @@
-"""robustrain.atomic: a file is its old or its whole new self; failures leave no temp file; a full disk is named."""
+"""robustrain.runs.atomic: a file is its old or its whole new self; no temp file is left; a full disk is named."""
 
 import errno
 import os
@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from robustrain.atomic import (
+from robustrain.core.errors import BadInputError, DiskFullError
+from robustrain.runs.atomic import (
     PARTIAL,
     atomic_savefig,
     atomic_write,
@@ -16,7 +17,6 @@ from robustrain.atomic import (
     check_writable_folder,
     remove_stale_partials,
 )
-from robustrain.errors import BadInputError, DiskFullError
 
 
 def test_a_write_replaces_the_file_whole_and_leaves_no_temp_file(tmp_path):

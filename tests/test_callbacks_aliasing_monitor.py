@@ -22,7 +22,7 @@ from _stopping_fixtures import (
 
 from robustrain.aliasing import measure_model_aliasing
 from robustrain.callbacks import AliasingMonitor
-from robustrain.errors import NonFiniteError
+from robustrain.core.errors import NonFiniteError
 from robustrain.stopping import Rule, read_history_csv
 from robustrain.stopping.replay import replay
 

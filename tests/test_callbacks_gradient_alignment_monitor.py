@@ -8,10 +8,10 @@ import torch
 from _stopping_fixtures import RandomDigits, WeightsPerEpoch, assert_same_weights, tiny_module, tiny_trainer
 
 from robustrain.callbacks import GradientAlignmentMonitor
+from robustrain.core.train_eval_modes import eval_mode
 from robustrain.signals import gradient_alignment
 from robustrain.stopping import Rule, read_history_csv
 from robustrain.stopping.replay import first_stop, replay
-from robustrain.train_eval_modes import eval_mode
 
 
 class ScriptedAlignment(GradientAlignmentMonitor):

@@ -1,12 +1,12 @@
-"""robustrain.checkpoints: the newest version with a checkpoint, and safe reading of checkpoint files."""
+"""robustrain.runs.checkpoints: the newest version with a checkpoint, and safe reading of checkpoint files."""
 
 import os
 
 import pytest
 import torch
 
-from robustrain.checkpoints import latest_checkpoint, read_checkpoint, resolve_ckpt_path
-from robustrain.errors import BadInputError
+from robustrain.core.errors import BadInputError
+from robustrain.runs.checkpoints import latest_checkpoint, read_checkpoint, resolve_ckpt_path
 
 
 def _make_run(root, versions):

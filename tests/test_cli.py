@@ -214,7 +214,7 @@ def test_lightning_still_hands_the_cli_config_to_save_hyperparameters(in_tmp):
 def test_checkpoints_are_written_atomically_unless_the_user_names_a_checkpoint_io(in_tmp):
     from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-    from robustrain.checkpoint_io import AtomicCheckpointIO
+    from robustrain.runs.checkpoint_io import AtomicCheckpointIO
 
     args = ["--config", str(REPO / "configs/mnist5k_fgsm.yaml")]
     cli = main(args, run=False)

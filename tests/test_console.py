@@ -1,5 +1,5 @@
-"""robustrain.console: real `train.py` runs print none of the notices known to be irrelevant, still print every other
-warning, and print everything with --debug."""
+"""robustrain.cli.console: real `train.py` runs print none of the notices known to be irrelevant, still print every
+other warning, and print everything with --debug."""
 
 import logging
 import os
@@ -10,7 +10,7 @@ import warnings
 import pytest
 from conftest import REPO
 
-from robustrain.console import WEIGHTS_ONLY_NOTICES, quiet_console
+from robustrain.cli.console import WEIGHTS_ONLY_NOTICES, quiet_console
 
 TINY = [
     "--trainer.max_epochs", "1",

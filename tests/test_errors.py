@@ -1,6 +1,6 @@
-"""robustrain.errors: one-line messages that keep the innermost reason."""
+"""robustrain.core.errors: one-line messages that keep the innermost reason."""
 
-from robustrain.errors import BadInputError, user_error_message
+from robustrain.core.errors import BadInputError, user_error_message
 
 
 def test_user_error_message_keeps_the_innermost_reason_and_its_key():

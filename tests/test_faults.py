@@ -22,8 +22,8 @@ import torch
 import yaml
 from conftest import REPO
 
-from robustrain.checkpoints import latest_checkpoint
-from robustrain.errors import EXIT_BAD_INPUT, EXIT_DISK_FULL, EXIT_NON_FINITE, EXIT_SIGTERM
+from robustrain.core.errors import EXIT_BAD_INPUT, EXIT_DISK_FULL, EXIT_NON_FINITE, EXIT_SIGTERM
+from robustrain.runs.checkpoints import latest_checkpoint
 
 FLAGSHIP = REPO / "configs/mnist5k_fgsm_aliasing.yaml"
 NAME = "mnist5k_fgsm_aliasing"

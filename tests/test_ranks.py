@@ -1,8 +1,8 @@
-"""robustrain.ranks: each DDP rank's share of a fixed number of evaluation images."""
+"""robustrain.core.ranks: each DDP rank's share of a fixed number of evaluation images."""
 
 import pytest
 
-from robustrain.ranks import rank_share
+from robustrain.core.ranks import rank_share
 
 
 @pytest.mark.parametrize(("total", "world", "share"), [(100, 1, 100), (100, 2, 50), (100, 3, 34), (1, 4, 1), (0, 2, 0)])

@@ -1,6 +1,6 @@
-"""robustrain.resume: the run signature, the changes a resume refuses and the ones that pass."""
+"""robustrain.runs.resume: the run signature, the changes a resume refuses and the ones that pass."""
 
-from robustrain.resume import (
+from robustrain.runs.resume import (
     ALLOW_FLAG,
     allowed_note,
     checkpoint_signature,

@@ -1,8 +1,8 @@
-"""robustrain.seeding: epoch seeds depend only on their inputs."""
+"""robustrain.core.seeding: epoch seeds depend only on their inputs."""
 
 import pytest
 
-from robustrain.seeding import epoch_seed
+from robustrain.core.seeding import epoch_seed
 
 
 def test_epoch_seeds_depend_only_on_their_inputs_and_differ_between_neighbours():

@@ -1,9 +1,9 @@
-"""robustrain.train_eval_modes: every submodule's mode restored, also after an exception."""
+"""robustrain.core.train_eval_modes: every submodule's mode restored, also after an exception."""
 
 import pytest
 
+from robustrain.core.train_eval_modes import batchnorm_mode, eval_mode, preserved_modes
 from robustrain.models import PreActResNet18
-from robustrain.train_eval_modes import batchnorm_mode, eval_mode, preserved_modes
 
 
 def test_mode_context_managers_restore_after_an_exception():
@@ -21,7 +21,7 @@ def test_batch_statistics_normalise_each_batch_and_leave_the_running_statistics_
     import torch
     from torch import nn
 
-    from robustrain.train_eval_modes import batch_statistics, probe_mode
+    from robustrain.core.train_eval_modes import batch_statistics, probe_mode
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.Dropout(0.5))

@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustrain.attacks import fgsm, pgd
+from robustrain.core.train_eval_modes import eval_mode
 from robustrain.data import MNIST5k
 from robustrain.models import PreActResNet18, SmallCNN
-from robustrain.train_eval_modes import eval_mode
 from robustrain.training import FGSMTraining, PGDTraining, StandardTraining
 
 

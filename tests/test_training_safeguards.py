@@ -16,7 +16,7 @@ def test_first_non_finite_names_the_tensor():
 def test_testing_non_finite_weights_raises_naming_the_tensor(tiny_cnn):
     import pytest
 
-    from robustrain.errors import NonFiniteError
+    from robustrain.core.errors import NonFiniteError
     from robustrain.training import StandardTraining
 
     module = StandardTraining(net=tiny_cnn)

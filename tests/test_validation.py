@@ -1,10 +1,10 @@
-"""robustrain.validation: every check names the parameter and the value in one message style."""
+"""robustrain.core.validation: every check names the parameter and the value in one message style."""
 
 import math
 
 import pytest
 
-from robustrain.validation import (
+from robustrain.core.validation import (
     check_choice,
     check_file_name,
     check_in_range,

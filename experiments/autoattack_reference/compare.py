@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 from robustrain.attacks import AUTOATTACK_STANDARD
-from robustrain.checkpoints import read_checkpoint, resolve_ckpt_path
 from robustrain.evaluation.robust_accuracy import AttackSpec, attack_batch
+from robustrain.runs.checkpoints import read_checkpoint, resolve_ckpt_path
 
 EPS, PGD_ALPHA, BATCH = 0.3, 0.01, 250  # configs/eval_robust_mnist5k.yaml
 IMPLEMENTATIONS = ("torchattacks", "reference")

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 
 from experiments.co_lab.runs import Run
-from robustrain.checkpoints import read_checkpoint
 from robustrain.evaluation import AttackSpec, robust_accuracy
+from robustrain.runs.checkpoints import read_checkpoint
 
 CACHE = "test_accuracy.json"
 

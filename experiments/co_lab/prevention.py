@@ -33,7 +33,7 @@ from experiments.co_lab import evaluate as test_eval
 from experiments.co_lab import runs as lab_runs
 from experiments.co_lab.outcomes import classify
 from experiments.co_lab.runs import Run
-from robustrain.atomic import atomic_write_text
+from robustrain.runs.atomic import atomic_write_text
 
 METHODS = ("fgsm", "fgsm_rs", "nfgsm", "gradalign", "elle", "elle_a", "flc", "blurpool", "pgd10")
 METHOD_NAMES = {

@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from robustrain.atomic import atomic_write_text
 from robustrain.evaluation.comparison_report import read_events
+from robustrain.runs.atomic import atomic_write_text
 from robustrain.stopping import read_history_csv
 
 REPO = Path(__file__).resolve().parents[2]

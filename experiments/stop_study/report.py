@@ -121,9 +121,9 @@ def measure_cost(repeats: int = 15) -> dict[str, Any]:
     digits, both measures) vs Wong's PGD-5 check (one training batch of 100). Alternated, median and spread."""
     from robustrain.aliasing import probe_aliasing
     from robustrain.attacks import pgd
+    from robustrain.core.train_eval_modes import eval_mode
     from robustrain.data import MNIST5k
     from robustrain.models import SmallCNN
-    from robustrain.train_eval_modes import eval_mode
 
     data = MNIST5k(batch_size=100)
     data.setup("fit")

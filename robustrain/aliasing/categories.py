@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from robustrain.aliasing.measure import Stride, folded_spectrum, low_band_mask
-from robustrain.validation import check_in_range
+from robustrain.core.validation import check_in_range
 
 CATEGORIES = ("non_aliased", "aliased", "tangled", "no_pass")
 

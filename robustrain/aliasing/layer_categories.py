@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from robustrain.aliasing.categories import CATEGORIES, category_fractions
 from robustrain.aliasing.layers import find_downsampling_layers, layer_stride, stride_one_output
-from robustrain.train_eval_modes import eval_mode
+from robustrain.core.train_eval_modes import eval_mode
 
 SPLITS = ("all", "correct", "incorrect")
 

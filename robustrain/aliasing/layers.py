@@ -21,9 +21,9 @@ from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
 from robustrain.aliasing.measure import aliasing_measures, output_aliasing_measures, output_size
+from robustrain.core.train_eval_modes import probe_mode
+from robustrain.core.validation import check_positive_int
 from robustrain.models.flc import FLCPool
-from robustrain.train_eval_modes import probe_mode
-from robustrain.validation import check_positive_int
 
 _DOWNSAMPLING_TYPES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, BlurPool, FLCPool)
 

@@ -21,7 +21,7 @@ import math
 import torch
 from torch import Tensor
 
-from robustrain.validation import check_int, check_that
+from robustrain.core.validation import check_int, check_that
 
 Stride = int | tuple[int, int]
 

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from robustrain.attacks.autoattack_reference import check_reference_available, reference_autoattack
 from robustrain.attacks.box import UNIT_BOX, UnitBoxModel, check_box
 from robustrain.attacks.inputs import check_linf_params, model_device, require_grad_mode
-from robustrain.validation import check_choice, check_positive_int, check_that
+from robustrain.core.validation import check_choice, check_positive_int, check_that
 
 AUTOATTACK_COMPONENTS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
 AUTOATTACK_STANDARD = ("apgd-ce", "apgd-t", "fab-t", "square")  # Croce & Hein's 'standard' version, in its order

@@ -13,7 +13,7 @@ import math
 
 from torch import Tensor, nn
 
-from robustrain.validation import check_that
+from robustrain.core.validation import check_that
 
 UNIT_BOX = (0.0, 1.0)
 

@@ -3,7 +3,7 @@
 The "random_clipped" start and the step are torchattacks.FFGSM's arithmetic (robustrain.attacks.steps, equal bit for
 bit under a fixed seed, tested); the "random_unclipped" start (Wong et al.'s MNIST code) is robustrain's own, as
 torchattacks has no such attack. Inputs and outputs are images in [0, 1]; eps and alpha are in [0, 1] pixel units;
-model modes are the caller's (robustrain.train_eval_modes).
+model modes are the caller's (robustrain.core.train_eval_modes).
 """
 
 from typing import Literal
@@ -15,7 +15,7 @@ from torch import nn
 from robustrain.attacks.box import UNIT_BOX, check_box
 from robustrain.attacks.inputs import check_linf_params, model_device, require_grad_mode
 from robustrain.attacks.steps import signed_steps_with_start_loss
-from robustrain.validation import check_choice
+from robustrain.core.validation import check_choice
 
 # FGSM starts, named for what they do (see `fgsm`):
 #   random_unclipped: delta ~ U[-eps, eps], gradient taken at the unclipped x + delta (Wong et al.'s MNIST code);

@@ -4,7 +4,7 @@ enabled, the inputs on the model's device (read at every call, as the model may 
 import torch
 from torch import nn
 
-from robustrain.validation import check_in_range, check_positive_int
+from robustrain.core.validation import check_in_range, check_positive_int
 
 
 def check_linf_params(

@@ -11,7 +11,7 @@ Deviations from that code, none of which changes the distribution of the trainin
   numbers than the reference's per-channel draws (tests/test_attacks_nfgsm.py checks the formula bit for bit against
   an independent few-line version in pixel units);
 - the box is the data's `input_range` (e.g. [-beta, 1 + beta] with injected features), not only [0, 1].
-Cost: one forward-backward, as FGSM. Model modes are the caller's (robustrain.train_eval_modes).
+Cost: one forward-backward, as FGSM. Model modes are the caller's (robustrain.core.train_eval_modes).
 """
 
 import torch
@@ -20,7 +20,7 @@ from torch import nn
 
 from robustrain.attacks.box import UNIT_BOX, check_box
 from robustrain.attacks.inputs import check_linf_params, model_device, require_grad_mode
-from robustrain.validation import check_in_range
+from robustrain.core.validation import check_in_range
 
 NFGSM_NOISE = 2.0  # the paper's k: noise of 2 eps
 

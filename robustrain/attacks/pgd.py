@@ -3,7 +3,7 @@
 The arithmetic is torchattacks.PGD's (robustrain.attacks.steps, equal bit for bit under a fixed seed, tested); the
 restart rule and the per-example early stop are robustrain's own (torchattacks has neither). Inputs and outputs are
 images in [0, 1]; eps and alpha are in [0, 1] pixel units; model modes are the caller's
-(robustrain.train_eval_modes).
+(robustrain.core.train_eval_modes).
 """
 
 import torch

@@ -4,7 +4,7 @@ torchattacks' `Attack.__call__` builds an attack object, a loss module and copie
 call, which costs several percent of a small network's training step; it also switches model modes and binds the
 device at construction. The loop is therefore written here with torchattacks 3.5.1's float operations in their order,
 so a seeded call gives torchattacks' result exactly (tests/test_attacks_steps.py compares them); model modes are the
-caller's (robustrain.train_eval_modes). Both functions take images and labels already on the model's device.
+caller's (robustrain.core.train_eval_modes). Both functions take images and labels already on the model's device.
 
 `box` is the range the adversarial images are kept in: [0, 1] for images (torchattacks' only choice), or a
 datamodule's `input_range` for data whose pixels leave [0, 1] (injected features, robustrain.data.injection).

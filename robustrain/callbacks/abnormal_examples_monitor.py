@@ -19,8 +19,8 @@ import lightning as L
 import torch
 
 from robustrain.callbacks.signal_monitor import SignalMonitor
+from robustrain.core.validation import check_choice, check_int
 from robustrain.training import RobustClassifier
-from robustrain.validation import check_choice, check_int
 
 DECIDE_ON = ("epoch", "batch")
 

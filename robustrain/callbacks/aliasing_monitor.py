@@ -22,11 +22,11 @@ import torch
 
 from robustrain.aliasing.layers import find_downsampling_layers, group_layers, probe_aliasing
 from robustrain.callbacks.signal_monitor import ProbeSignalMonitor
+from robustrain.core.train_eval_modes import PROBE_BATCHNORM_MODES
+from robustrain.core.validation import check_choice, check_positive_int, check_that
 from robustrain.data import probe_set_of
 from robustrain.stopping.rules import DEFAULT_THRESHOLD, DEFAULT_WARMUP_EPOCHS, DEFAULT_WINDOW
-from robustrain.train_eval_modes import PROBE_BATCHNORM_MODES
 from robustrain.training import network_of
-from robustrain.validation import check_choice, check_positive_int, check_that
 
 MEASURES = ("absolute", "relative")
 MEAN = "mean"

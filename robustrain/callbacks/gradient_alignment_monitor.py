@@ -26,11 +26,11 @@ import torch
 
 from robustrain.attacks import UNIT_BOX
 from robustrain.callbacks.signal_monitor import ProbeSignalMonitor
+from robustrain.core.train_eval_modes import PROBE_BATCHNORM_MODES, probe_mode
+from robustrain.core.validation import check_choice, check_in_range, check_positive_int
 from robustrain.data import probe_set_of
 from robustrain.signals import gradient_alignment
-from robustrain.train_eval_modes import PROBE_BATCHNORM_MODES, probe_mode
 from robustrain.training import network_of
-from robustrain.validation import check_choice, check_in_range, check_positive_int
 
 
 class GradientAlignmentMonitor(ProbeSignalMonitor):
@@ -45,7 +45,7 @@ class GradientAlignmentMonitor(ProbeSignalMonitor):
         probe_size: Probe images, from `trainer.datamodule.probe_set(probe_size, probe_seed)`.
         probe_seed: Seed choosing them.
         probe_batchnorm: "eval" (running statistics) or "train" (the probe's batch statistics, running statistics
-            untouched); see robustrain.train_eval_modes.probe_mode.
+            untouched); see robustrain.core.train_eval_modes.probe_mode.
         seed: Seed of the noise (combined with the epoch or step and the rank).
         every_n_epochs: Measure on the probe at the end of every n-th epoch; 0 = never (then decide_on="batch").
         every_n_train_steps: Also measure on the clean training batch after every n-th optimizer step; 0 = never.

@@ -20,11 +20,11 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from robustrain.attacks import UNIT_BOX, check_linf_params, pgd, step_warning
 from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping
+from robustrain.core.train_eval_modes import eval_mode
+from robustrain.core.validation import check_choice, check_file_name, check_positive_int
 from robustrain.data import probe_set_of
 from robustrain.stopping import Decision, decide, pgd_es_rule
-from robustrain.train_eval_modes import eval_mode
 from robustrain.training import network_of
-from robustrain.validation import check_choice, check_file_name, check_positive_int
 
 SOURCES = ("first_batch", "probe")
 

@@ -14,7 +14,7 @@ entry point (`decide`); this base class
 
 The `state_key` is the callback's identity only (its class, and its `name` when that is not the class's), never its
 settings: a resumed run with changed settings finds its state, and the CLI compares the settings before training
-(robustrain.resume) instead of silently starting a new, shorter history. Subclasses report their settings in
+(robustrain.runs.resume) instead of silently starting a new, shorter history. Subclasses report their settings in
 `_settings()`; settings a subclass fills in at setup from the module (e.g. PGDEarlyStopping's eps) count as given.
 
 With `monitor_only=True` it records and logs every decision but never stops and keeps no weights, so several of
@@ -32,10 +32,10 @@ import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 
-from robustrain.atomic import atomic_savefig
 from robustrain.callbacks.stop_figure import plot_history, plot_stop_figure
-from robustrain.monitoring import tensorboard_loggers
-from robustrain.resume import plain
+from robustrain.runs.atomic import atomic_savefig
+from robustrain.runs.monitoring import tensorboard_loggers
+from robustrain.runs.resume import plain
 from robustrain.stopping import Decision, upgrade_record, write_history_csv
 
 PROGRESS_BAR_KEYS = ("value", "limit")  # shown on the progress bar as <name>/value and <name>/limit

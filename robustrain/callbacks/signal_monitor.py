@@ -15,8 +15,8 @@ from typing import Any
 import lightning as L
 
 from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping, current_lr
+from robustrain.core.validation import check_choice, check_file_name, check_int, check_positive_int
 from robustrain.stopping import Decision, Rule, decide
-from robustrain.validation import check_choice, check_file_name, check_int, check_positive_int
 
 PROBE_DECIDE_ON = ("probe", "batch")
 

@@ -8,9 +8,9 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
+from robustrain.core.seeding import epoch_seed, global_seed
+from robustrain.core.validation import check_int, check_positive_int
 from robustrain.data.injection import InjectedDataset, check_injection, dct_carriers
-from robustrain.seeding import epoch_seed, global_seed
-from robustrain.validation import check_int, check_positive_int
 
 
 def probe_set_of(

@@ -9,9 +9,9 @@ import torchvision.transforms as T
 from PIL import Image
 from torch.utils.data import Dataset
 
+from robustrain.core.errors import BadInputError
+from robustrain.core.validation import check_int
 from robustrain.data.image_datamodule import ImageDataModule
-from robustrain.errors import BadInputError
-from robustrain.validation import check_int
 
 
 def load_rgb(path: str) -> Image.Image:

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from robustrain.validation import check_choice, check_in_range, check_positive_int
+from robustrain.core.validation import check_choice, check_in_range, check_positive_int
 
 CARRIERS = ("dct",)
 # (vertical, horizontal) DCT frequency of the carriers of classes 0-4 (Ortiz-Jimenez et al.'s create_linf_carrier)

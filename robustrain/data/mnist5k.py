@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, TensorDataset
 
+from robustrain.core.validation import check_int
 from robustrain.data.image_datamodule import ImageDataModule
-from robustrain.validation import check_int
 
 
 @functools.cache

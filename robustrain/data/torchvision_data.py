@@ -7,8 +7,8 @@ import torchvision
 import torchvision.transforms as T
 from torch.utils.data import Dataset
 
+from robustrain.core.validation import check_choice
 from robustrain.data.image_datamodule import ImageDataModule
-from robustrain.validation import check_choice
 
 # name -> (torchvision class, num_classes, image shape, standard training augmentation)
 _DATASETS = {

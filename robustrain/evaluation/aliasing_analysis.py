@@ -31,13 +31,13 @@ from torch import Tensor
 
 from robustrain.aliasing import CATEGORIES, group_layers, measure_model_aliasing
 from robustrain.aliasing.layer_categories import categories_from_sums, category_sums, layer_categories
-from robustrain.atomic import atomic_savefig, atomic_write_text
+from robustrain.core.ranks import rank_share
+from robustrain.core.validation import check_choice, check_file_name, check_in_range, check_positive_int
 from robustrain.data import probe_set_of
 from robustrain.evaluation.figures import plot_category_boxes, plot_category_pies
-from robustrain.monitoring import tensorboard_loggers
-from robustrain.ranks import rank_share
+from robustrain.runs.atomic import atomic_savefig, atomic_write_text
+from robustrain.runs.monitoring import tensorboard_loggers
 from robustrain.training import network_of
-from robustrain.validation import check_choice, check_file_name, check_in_range, check_positive_int
 
 PROBE_SOURCES = ("train", "test")
 

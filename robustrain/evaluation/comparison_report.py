@@ -29,9 +29,9 @@ from typing import Any
 
 import yaml
 
-from robustrain.atomic import atomic_savefig, atomic_write_text, check_writable_folder
-from robustrain.checkpoints import read_checkpoint, run_versions
-from robustrain.errors import EXIT_BAD_INPUT, EXIT_DISK_FULL, BadInputError, DiskFullError
+from robustrain.core.errors import EXIT_BAD_INPUT, EXIT_DISK_FULL, BadInputError, DiskFullError
+from robustrain.runs.atomic import atomic_savefig, atomic_write_text, check_writable_folder
+from robustrain.runs.checkpoints import read_checkpoint, run_versions
 
 MISSING = "—"
 REPORT_FILES = {"robustness": "robustness.json", "aliasing": "aliasing.json", "spatial": "spatial_report.json"}

@@ -3,7 +3,7 @@
 No Lightning here: `robustrain.evaluation.RobustnessEvaluation` holds the arguments and calls these per test batch.
 Inputs are images in [0, 1]; every eps and step size is in [0, 1] pixel units. The attack functions leave model
 modes to the caller; `robust_accuracy` and `accuracy_vs_eps` put the model in eval mode and restore every
-submodule's flag afterwards (`robustrain.train_eval_modes.eval_mode`).
+submodule's flag afterwards (`robustrain.core.train_eval_modes.eval_mode`).
 
 Robust accuracy counts an example only if it is classified correctly after every attack run on it: with restarts,
 each restart attacks the examples that are still correct, and an example fooled by any restart counts as broken
@@ -26,8 +26,8 @@ from robustrain.attacks import (
     fgsm,
     pgd,
 )
-from robustrain.train_eval_modes import eval_mode
-from robustrain.validation import check_choice, check_in_range, check_positive_int
+from robustrain.core.train_eval_modes import eval_mode
+from robustrain.core.validation import check_choice, check_in_range, check_positive_int
 
 ATTACK_NAMES = ("clean", "fgsm", "pgd", "autoattack")
 IMPLEMENTATION_NAMES = {  # what the report says ran

@@ -37,8 +37,9 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
-from robustrain.atomic import atomic_savefig, atomic_write_text
 from robustrain.attacks import AUTOATTACK_IMPLEMENTATIONS, AUTOATTACK_STANDARD, UNIT_BOX
+from robustrain.core.ranks import rank_share
+from robustrain.core.validation import check_choice, check_file_name, check_positive_int, check_that
 from robustrain.evaluation.figures import plot_accuracy_vs_eps, plot_spectra
 from robustrain.evaluation.robust_accuracy import (
     AttackSpec,
@@ -47,10 +48,9 @@ from robustrain.evaluation.robust_accuracy import (
     curve_specs,
     perturbation_spectrum,
 )
-from robustrain.monitoring import tensorboard_loggers
-from robustrain.ranks import rank_share
+from robustrain.runs.atomic import atomic_savefig, atomic_write_text
+from robustrain.runs.monitoring import tensorboard_loggers
 from robustrain.training import network_of
-from robustrain.validation import check_choice, check_file_name, check_positive_int, check_that
 
 EVAL_ATTACKS = ("fgsm", "pgd", "autoattack")
 CURVE = "curve_"  # prefix of the accuracy-vs-eps attacks' keys

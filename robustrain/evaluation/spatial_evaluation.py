@@ -42,10 +42,12 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
-from robustrain.atomic import atomic_savefig, atomic_write_text
+from robustrain.core.ranks import rank_share
+from robustrain.core.train_eval_modes import eval_mode
+from robustrain.core.validation import check_choice, check_file_name, check_in_range, check_int
 from robustrain.evaluation.spatial_report import SMOOTHNESS_FIELDS, format_table, summarize
-from robustrain.monitoring import tensorboard_loggers
-from robustrain.ranks import rank_share
+from robustrain.runs.atomic import atomic_savefig, atomic_write_text
+from robustrain.runs.monitoring import tensorboard_loggers
 from robustrain.spatial import (
     SELECTION_RULES,
     TRANSLATION_AXES,
@@ -62,8 +64,6 @@ from robustrain.spatial import (
     surface_smoothness,
     worst_of_k,
 )
-from robustrain.train_eval_modes import eval_mode
-from robustrain.validation import check_choice, check_file_name, check_in_range, check_int
 
 
 class SpatialEvaluation(Callback):

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustrain.core.validation import check_choice, check_int, check_that
 from robustrain.models.flc import FLCPool
-from robustrain.validation import check_choice, check_int, check_that
 
 FILTER_SIZES = range(1, 8)  # antialiased_cnns: 1 = identity, 2 = rect [1,1], 3 = triangle [1,2,1], 5 = binomial ...
 

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from robustrain.validation import check_choice
+from robustrain.core.validation import check_choice
 
 # Channel statistics of each dataset's training split, (mean, std).
 DATASET_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {

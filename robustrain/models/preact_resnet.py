@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustrain.core.validation import check_int
 from robustrain.models.antialias import resolve_downsample, strided_conv
 from robustrain.models.normalize import Normalize, dataset_stats
-from robustrain.validation import check_int
 
 
 class PreActBlock(nn.Module):

@@ -6,9 +6,9 @@ from typing import Literal
 import torch
 from torch import nn
 
+from robustrain.core.validation import check_that
 from robustrain.models.antialias import resolve_downsample, strided_conv
 from robustrain.models.normalize import Normalize, dataset_stats
-from robustrain.validation import check_that
 
 
 class SmallCNN(nn.Module):

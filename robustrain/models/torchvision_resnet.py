@@ -7,10 +7,10 @@ import torch
 import torchvision
 from torch import nn
 
-from robustrain.checkpoints import read_checkpoint
+from robustrain.core.validation import check_choice
 from robustrain.models.antialias import check_filt_size
 from robustrain.models.normalize import Normalize, dataset_stats
-from robustrain.validation import check_choice
+from robustrain.runs.checkpoints import read_checkpoint
 
 ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 

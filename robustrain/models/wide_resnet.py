@@ -4,9 +4,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustrain.core.validation import check_in_range, check_positive_int, check_that
 from robustrain.models.antialias import check_filt_size, strided_conv
 from robustrain.models.normalize import Normalize, dataset_stats
-from robustrain.validation import check_in_range, check_positive_int, check_that
 
 
 class WideBlock(nn.Module):

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustrain.core.validation import check_int
 from robustrain.spatial.transforms import _check_range, rotate_translate
-from robustrain.validation import check_int
 
 
 @dataclass

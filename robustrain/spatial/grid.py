@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustrain.core.validation import check_choice, check_positive_int
 from robustrain.spatial.transforms import (
     ALIGN_CORNERS,
     affine_matrices,
@@ -16,7 +17,6 @@ from robustrain.spatial.transforms import (
     grid_shape,
     random_parameters,
 )
-from robustrain.validation import check_choice, check_positive_int
 
 SELECTION_RULES = ("misclassified_then_loss", "loss")
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from robustrain.validation import check_choice, check_in_range, check_positive_int
+from robustrain.core.validation import check_choice, check_in_range, check_positive_int
 
 # One convention for both affine_grid and grid_sample: with align_corners=False the normalised
 # coordinate of pixel index u is (2u + 1) / W - 1, so one pixel is exactly 2 / W normalised units,

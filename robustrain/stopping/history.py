@@ -2,9 +2,9 @@
 
 A record holds `epoch`, `step`, `kind` ("probe", "batch" or "first_batch"), the measured values and the decision
 (`value`, `median`, `limit`, `should_stop`, `reason`; robustrain.stopping.rules.Decision). The CSV is rewritten whole
-at every check (a history is a few hundred rows at most), atomically (robustrain.atomic), so it is always complete and
-readable while training runs, and never replaced by a shorter one: a file holding more rows than the history to be
-written (a run resumed from an earlier checkpoint) is first set aside as `<stem>.before-resume-<k>.csv`.
+at every check (a history is a few hundred rows at most), atomically (robustrain.runs.atomic), so it is always
+complete and readable while training runs, and never replaced by a shorter one: a file holding more rows than the
+history to be written (a run resumed from an earlier checkpoint) is first set aside as `<stem>.before-resume-<k>.csv`.
 Histories written before the rename of `filtered` to `median` and `threshold` to `limit` are read with the new names.
 """
 
@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from robustrain.atomic import atomic_write_text
+from robustrain.runs.atomic import atomic_write_text
 
 _INT_COLUMNS = ("epoch", "step")
 _BOOL_COLUMNS = ("should_stop", "warmup", "lr_rising")

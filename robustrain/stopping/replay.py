@@ -13,7 +13,7 @@ import argparse
 import math
 from collections.abc import Sequence
 
-from robustrain.errors import EXIT_BAD_INPUT
+from robustrain.core.errors import EXIT_BAD_INPUT
 from robustrain.stopping.history import read_history_csv
 from robustrain.stopping.rules import (
     ALIASING_RULE,

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from robustrain.validation import check_choice, check_in_range, check_int
+from robustrain.core.validation import check_choice, check_in_range, check_int
 
 DEFAULT_THRESHOLD = 0.33
 DEFAULT_WINDOW = 3

@@ -6,7 +6,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
 from robustrain.attacks import check_fgsm_init, fgsm_with_start_loss
-from robustrain.train_eval_modes import batchnorm_mode
+from robustrain.core.train_eval_modes import batchnorm_mode
 from robustrain.training.regularizers import Regularizer
 from robustrain.training.single_step import SingleStepTraining
 

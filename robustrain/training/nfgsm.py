@@ -3,7 +3,7 @@
 import torch
 
 from robustrain.attacks.nfgsm import NFGSM_NOISE, check_nfgsm_params, nfgsm
-from robustrain.train_eval_modes import batchnorm_mode
+from robustrain.core.train_eval_modes import batchnorm_mode
 from robustrain.training.regularizers import Regularizer
 from robustrain.training.single_step import SingleStepTraining
 

@@ -3,7 +3,7 @@
 import torch
 
 from robustrain.attacks import check_linf_params, pgd_with_start_loss
-from robustrain.train_eval_modes import batchnorm_mode
+from robustrain.core.train_eval_modes import batchnorm_mode
 from robustrain.training.robust_classifier import RobustClassifier
 from robustrain.training.schedules import EpsWarmup, warmup_factor
 

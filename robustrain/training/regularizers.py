@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustrain.core.validation import check_in_range
 from robustrain.signals import input_gradients
-from robustrain.validation import check_in_range
 
 MIN_GRADIENT_NORM = 1e-8  # GradAlign leaves out examples whose input gradient is smaller (see grad_align_penalty)
 

@@ -16,13 +16,13 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from robustrain.attacks import UNIT_BOX, check_linf_params, fgsm, pgd, step_warning
-from robustrain.monitoring import log_run_hparams, log_run_outcome, write_layout
-from robustrain.ranks import rank_share
+from robustrain.core.ranks import rank_share
+from robustrain.core.train_eval_modes import ATTACK_BATCHNORM_MODES, eval_mode
+from robustrain.core.validation import check_choice, check_in_range, check_int
+from robustrain.runs.monitoring import log_run_hparams, log_run_outcome, write_layout
 from robustrain.signals import abnormal_examples
-from robustrain.train_eval_modes import ATTACK_BATCHNORM_MODES, eval_mode
 from robustrain.training.safeguards import Safeguards
 from robustrain.training.schedules import LR_SCHEDULES, lr_factor
-from robustrain.validation import check_choice, check_in_range, check_int
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -258,7 +258,7 @@ class RobustClassifier(Safeguards):
 
     # --- monitoring -----------------------------------------------------------------------------------------------
     def tensorboard_charts(self) -> dict[str, dict[str, list]]:
-        """This module's custom-scalar charts (see robustrain.monitoring): one quantity per chart, or a line with a
+        """This module's custom-scalar charts (see robustrain.runs.monitoring): one quantity per chart, or a line with a
         band (a Margin chart), since TensorBoard colours the lines of a chart by run, not by tag."""
         return {
             "robustness": {

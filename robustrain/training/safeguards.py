@@ -14,7 +14,7 @@ file is written: the weights in every checkpoint on disk are the last finite one
 with non-finite weights is refused the same way (it would report chance accuracy and a nan loss).
 
 What a checkpoint records beside the weights, under `checkpoint["robustrain"]`: the run seed, the run signature the
-CLI computed for the run (robustrain.resume: what a resume compares), and the settings changes resumes allowed.
+CLI computed for the run (robustrain.runs.resume: what a resume compares), and the settings changes resumes allowed.
 """
 
 from collections.abc import Iterable
@@ -23,8 +23,8 @@ import lightning as L
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
 
-from robustrain.errors import BadInputError, NonFiniteError
-from robustrain.seeding import epoch_seed, global_seed, seed_all
+from robustrain.core.errors import BadInputError, NonFiniteError
+from robustrain.core.seeding import epoch_seed, global_seed, seed_all
 
 CHECKPOINT_KEY = "robustrain"
 
@@ -42,7 +42,7 @@ class Safeguards(L.LightningModule):
 
     _run_seed: int | None = None
     _seed_override: int | None = None  # set by the CLI when a resume is allowed to change the seed
-    run_signature: dict | None = None  # set by the CLI (robustrain.resume); saved in every checkpoint
+    run_signature: dict | None = None  # set by the CLI (robustrain.runs.resume); saved in every checkpoint
     settings_changes: list | None = None  # [{"epoch", "changes"}] allowed by resumes, saved in every checkpoint
 
     def _where(self) -> str:

@@ -2,7 +2,7 @@
 
 import math
 
-from robustrain.validation import check_choice, check_in_range, check_positive_int
+from robustrain.core.validation import check_choice, check_in_range, check_positive_int
 
 LR_SCHEDULES = ("cyclic", "piecewise", "cosine", "constant")
 

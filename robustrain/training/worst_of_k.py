@@ -4,10 +4,10 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
 from robustrain.attacks import check_linf_params, pgd
+from robustrain.core.train_eval_modes import batchnorm_mode, eval_mode
+from robustrain.core.validation import check_choice, check_in_range, check_positive_int
 from robustrain.spatial import SELECTION_RULES, rotate_translate, worst_of_k
-from robustrain.train_eval_modes import batchnorm_mode, eval_mode
 from robustrain.training.robust_classifier import RobustClassifier
-from robustrain.validation import check_choice, check_in_range, check_positive_int
 
 
 def check_spatial_ranges(rotation_deg_range: float, translation_px_range: float) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from robustrain.errors import BadInputError, DiskFullError
+from robustrain.core.errors import BadInputError, DiskFullError
 
 PARTIAL = ".partial"
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)

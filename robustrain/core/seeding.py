@@ -6,7 +6,7 @@ import random
 import numpy as np
 import torch
 
-from robustrain.validation import check_choice, check_int
+from robustrain.core.validation import check_choice, check_int
 
 
 def global_seed() -> int:

@@ -7,7 +7,7 @@ from typing import Literal
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from robustrain.validation import check_choice
+from robustrain.core.validation import check_choice
 
 BatchNormMode = Literal["train", "eval", "keep"]
 BATCHNORM_MODES = ("train", "eval", "keep")

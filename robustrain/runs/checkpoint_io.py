@@ -1,4 +1,4 @@
-"""AtomicCheckpointIO: Lightning's checkpoint writer, with robustrain's atomic, durable write (robustrain.atomic).
+"""AtomicCheckpointIO: Lightning's checkpoint writer, with robustrain's atomic, durable write (robustrain.runs.atomic).
 
 Lightning's own writer stages a checkpoint in a temp file under /tmp and moves it into place: when the run folder is
 on another filesystem the move is a copy over the final name, so a kill or a full disk during it tears the previous
@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from robustrain.atomic import atomic_write_bytes
-from robustrain.checkpoints import is_remote
+from robustrain.runs.atomic import atomic_write_bytes
+from robustrain.runs.checkpoints import is_remote
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

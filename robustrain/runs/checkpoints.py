@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from robustrain.errors import BadInputError
+from robustrain.core.errors import BadInputError
 
 LAST = "last"
 _VERSION = re.compile(r"^version_(\d+)$")

@@ -1,0 +1,3 @@
+from robustrain.cli.main import main
+
+main()
