@@ -5,6 +5,7 @@
 
 import builtins
 import errno
+import io
 import json
 import os
 import shutil
@@ -105,3 +106,59 @@ class BreakCheckpointWrite(L.Callback):
             return opened
 
         builtins.open = breaking_open
+
+
+class BreakRename(L.Callback):
+    """The first rename (os.replace) onto a file whose name contains `name`, after `skip` such renames went through,
+    never happens: `fault="kill"` SIGKILLs the process there (the new file is complete, under its temp name),
+    `fault="full"` fails it with ENOSPC."""
+
+    def __init__(self, name: str, fault: str = "kill", skip: int = 0) -> None:
+        self.name, self.fault, self.skip = name, fault, skip
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        if trainer.global_rank != 0:
+            return
+        real_replace, name, fault, seen = os.replace, self.name, self.fault, [0]
+
+        def breaking_replace(src, dst, *args, **kwargs):
+            if name in Path(os.fsdecode(dst)).name and seen[0] < self.skip:
+                seen[0] += 1
+            elif name in Path(os.fsdecode(dst)).name:
+                os.replace = real_replace  # once
+                if fault == "kill":
+                    os.kill(os.getpid(), signal.SIGKILL)
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(dst))
+            return real_replace(src, dst, *args, **kwargs)
+
+        os.replace = breaking_replace
+
+
+class FailOpen(L.Callback):
+    """Opening a file whose name contains `name` for writing fails with `errno_name` (ENOSPC: a full disk; EROFS: a
+    read-only filesystem), for every writer: robustrain's, Lightning's (hparams.yaml) and TensorBoard's (its event
+    file, opened and written in a thread of its own). Armed at setup, before the run writes anything."""
+
+    def __init__(self, name: str, errno_name: str = "ENOSPC") -> None:
+        self.name, self.errno = name, getattr(errno, errno_name)
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        if trainer.global_rank != 0:
+            return
+        real_open, real_os_open, name, code = builtins.open, os.open, self.name, self.errno
+
+        def refuse(path) -> None:
+            raise OSError(code, os.strerror(code), os.fsdecode(path))
+
+        def failing_open(file, mode="r", *args, **kwargs):
+            if not isinstance(file, int) and name in Path(os.fsdecode(file)).name and any(f in mode for f in "wax+"):
+                refuse(file)
+            return real_open(file, mode, *args, **kwargs)
+
+        def failing_os_open(path, flags, *args, **kwargs):
+            if name in Path(os.fsdecode(path)).name and flags & (os.O_WRONLY | os.O_RDWR):
+                refuse(path)
+            return real_os_open(path, flags, *args, **kwargs)
+
+        builtins.open = io.open = failing_open
+        os.open = failing_os_open

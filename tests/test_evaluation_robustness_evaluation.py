@@ -57,7 +57,7 @@ def _tiny_config(tmp: Path) -> Path:
 def test_cli_test_run_writes_reports_with_expected_keys(in_tmp, lightning_log) -> None:
     from robustrain.cli import main
 
-    cli = main(["test", "--config", str(_tiny_config(in_tmp))])
+    cli = main(["test", "--config", str(_tiny_config(in_tmp)), "--untrained", "true"])
     log_dir = Path(cli.trainer.log_dir)
     report = json.loads((log_dir / "robustness.json").read_text())
     assert set(report) == {

@@ -393,6 +393,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-images", type=int, default=250, help="test images attacked with PGD-50-10")
     parser.add_argument("--autoattack-images", type=int, default=100, help="test images attacked with AutoAttack")
     args = parser.parse_args(argv)
+    if args.step not in ("train", "all") and not args.out.is_dir():
+        print(
+            f"python -m experiments.co_lab.prevention: error: --out {args.out} holds no runs (no such folder): run "
+            "the train step first, or give the folder the runs were trained into",
+            file=sys.stderr,
+        )
+        return 2
     if args.step in ("train", "all"):
         lab_runs.train(plan_jobs(args.plan), args.out, args.parallel, args.threads, keep_going=True)
     if args.step in ("evaluate", "all"):

@@ -394,6 +394,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--autoattack-images", nargs="+", default=["200"], help="as --test-images, for AutoAttack")
     parser.add_argument("--costs", type=Path, default=Path("docs/results/benchmarks_detectors.json"))
     args = parser.parse_args(argv)
+    if args.step not in ("train", "all") and not args.out.is_dir():
+        print(
+            f"python -m experiments.co_lab.report: error: --out {args.out} holds no runs (no such "
+            "folder): run the train step first, or give the folder the runs were trained into",
+            file=sys.stderr,
+        )
+        return 2
     if len(args.setting or []) != len(args.seeds or []):
         parser.error("give every --setting its --seeds")
     given = list(sys.argv[1:] if argv is None else argv)

@@ -5,9 +5,9 @@ entry point (`decide`); this base class
 - keeps a CPU copy of the weights from the last check that said "go on" (or from the start of training),
 - agrees on the decision across ranks (`trainer.strategy.reduce_boolean_decision`),
 - logs every value under `<name>/<key>`, records it in `history` and rewrites `<log_dir>/<name>_history.csv`,
-- on a stop: sets `trainer.should_stop` and logs why, at which epoch, with the values; when training has ended
-  (`on_train_end`) it loads the kept weights back into the LightningModule and saves them to
-  `<log_dir>/<name>_stop.ckpt`,
+- on a stop: sets `trainer.should_stop`, logs why, at which epoch, with the values, and saves the kept weights to
+  `<log_dir>/<name>_stop.ckpt` at once, before any checkpoint records the stop; when training has ended
+  (`on_train_end`) it loads them back into the LightningModule,
 - at the end of fit: draws the curves to `<log_dir>/<name>_curves.png` and, with a TensorBoardLogger, `add_figure`,
 - keeps all resumable state in `state_dict` (the history, the stop, and the settings it was recorded under), so a
   resumed run decides identically.
@@ -37,6 +37,7 @@ from robustrain.runs.atomic import atomic_savefig
 from robustrain.runs.monitoring import tensorboard_loggers
 from robustrain.runs.resume import plain
 from robustrain.stopping import Decision, upgrade_record, write_history_csv
+from robustrain.stopping.history import check_history_path
 
 PROGRESS_BAR_KEYS = ("value", "limit")  # shown on the progress bar as <name>/value and <name>/limit
 
@@ -59,8 +60,9 @@ class RollbackEarlyStopping(L.Callback):
     Args:
         monitor_only: Record and log every decision, never stop the run (and keep no copy of the weights).
         restore: On a stop, load the weights of the last check that said "go on" back into the LightningModule.
-        save_checkpoint: On a stop, save the (restored) model to `<log_dir>/<name>_stop.ckpt` via
-            trainer.save_checkpoint; its epoch and global step are those of the stop, its weights the restored ones.
+        save_checkpoint: On a stop, save the model it hands back to `<log_dir>/<name>_stop.ckpt` via
+            trainer.save_checkpoint, before `last.ckpt` records the stop; its epoch and global step are those of the
+            stop, its weights the restored ones.
         verbose: Log a line for every check (the stop is always logged).
 
     Attributes:
@@ -105,6 +107,8 @@ class RollbackEarlyStopping(L.Callback):
             "stopped_epoch": self.stopped_epoch,
             "restored_epoch": self.restored_epoch,
             "stopping_reason_message": self.stopping_reason_message,
+            # the handed-back model's file (in the version folder), so a resume or a test can tell it is missing
+            "stop_checkpoint": self.stop_checkpoint_name if self.stop_checkpoint_path is not None else None,
             "settings": plain(self._settings()),  # plain data: checkpoints are read weights-only
         }
 
@@ -149,6 +153,8 @@ class RollbackEarlyStopping(L.Callback):
     def on_train_start(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
         # trainer.log_dir broadcasts from rank 0: resolve it here, on every rank, never inside rank-zero-only code
         self._dir = Path(trainer.log_dir or trainer.default_root_dir)
+        if trainer.is_global_zero:  # before the first epoch, not at its end
+            check_history_path(self._dir / f"{self.name}_history.csv")
         if not self._should_skip(trainer):
             # A stop at the first check hands back the weights training started from (fresh or resumed).
             self._take_snapshot(pl_module, trainer.current_epoch - 1)
@@ -257,10 +263,41 @@ class RollbackEarlyStopping(L.Callback):
         self._restore_pending = True
         self.stopped_epoch = record["epoch"]
         self.stopping_reason_message = record["reason"]
+        if self.restore and self._snapshot is not None:
+            self.restored_epoch = self._snapshot_epoch
         rank_zero_info(
             f"{type(self).__name__} stops training at epoch {record['epoch']} "
             f"(step {record['step']}): {record['reason']}"
         )
+        if self.save_checkpoint:
+            self._save_handed_back(trainer, pl_module)
+
+    def _save_handed_back(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
+        """Write `<name>_stop.ckpt` (the weights handed back) now, before any checkpoint records the stop.
+
+        This runs inside the epoch-end hook that decided the stop, and Lightning runs ModelCheckpoint's epoch-end
+        hooks after every other callback's, so `last.ckpt` records the stop only once the handed-back model is on
+        disk: a kill or a full disk while this file is written leaves the previous epoch's `last.ckpt`, from which
+        the run resumes and decides again. The module keeps the trained weights until `on_train_end` (the other
+        monitors of this epoch measure the model that was trained); they are swapped in only for the save.
+        """
+        path = self._log_dir(trainer) / self.stop_checkpoint_name
+        trained = None
+        if self.restore and self._snapshot is not None:
+            trained = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+            pl_module.load_state_dict(self._snapshot)
+        try:
+            # collective: every rank calls it, rank 0 writes (atomically); the optimizer state too, as last.ckpt
+            trainer.save_checkpoint(path, weights_only=False)
+        finally:
+            if trained is not None:
+                pl_module.load_state_dict(trained)
+        self.stop_checkpoint_path = str(path)
+
+    @property
+    def stop_checkpoint_name(self) -> str:
+        """The file, in the run's version folder, of the model a stop hands back."""
+        return f"{self.name}_stop.ckpt"
 
     def on_train_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
         # The weights are handed back here, after the last epoch's hooks, so that every other monitor of that epoch
@@ -274,11 +311,8 @@ class RollbackEarlyStopping(L.Callback):
             self.restored_epoch = self._snapshot_epoch
             when = "the start of fit" if self._snapshot_epoch < 0 else f"the end of epoch {self._snapshot_epoch}"
             restored = f"restored the weights from {when}"
-        if self.save_checkpoint:
-            path = self._log_dir(trainer) / f"{self.name}_stop.ckpt"
-            trainer.save_checkpoint(path)  # collective: every rank calls it, rank 0 writes
-            self.stop_checkpoint_path = str(path)
-            restored += f", saved to {path}"
+        if self.stop_checkpoint_path is not None:
+            restored += f", saved to {self.stop_checkpoint_path}"
         rank_zero_info(f"{type(self).__name__} stopped at epoch {self.stopped_epoch}: {restored}")
 
     # --- output ---------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import inspect
 import math
 import os
 import re
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -154,8 +155,13 @@ def evaluate_command(datamodule: Any, ckpt: str, eps: float | None = None) -> st
                 extra += [f"--data.init_args.{name}", str(getattr(datamodule, name))]
     if config is not None and eps is not None and not math.isclose(eps, _config_eps(config), rel_tol=1e-6):
         extra += ["--trainer.callbacks.init_args.eps", f"{eps:.6g}"]  # RobustnessEvaluation is the configs' last
-    config = config or f"<an eval config for {kind}, e.g. a copy of configs/eval_robust_cifar10.yaml>"
-    return " ".join(["python train.py test --config", config, "--ckpt_path", ckpt, *extra])
+    if config is None:
+        config = f"<an eval config for {kind}, e.g. a copy of configs/eval_robust_cifar10.yaml>"
+    else:
+        config = shlex.quote(config)
+    return " ".join(
+        ["python train.py test --config", config, "--ckpt_path", shlex.quote(ckpt), *map(shlex.quote, extra)]
+    )
 
 
 def _config_eps(config: str) -> float:
@@ -205,7 +211,7 @@ class RunSummary(L.Callback):
                 rows.append((label, ", ".join(inside(f) for f in files if f.is_file())))
         boards = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
         if boards:
-            rows.append(("TensorBoard", f"tensorboard --logdir {shown_path(boards[0].root_dir)}"))
+            rows.append(("TensorBoard", f"tensorboard --logdir {shlex.quote(shown_path(boards[0].root_dir))}"))
         target = self._handed_back(trainer, stops, log_dir)
         if target:
             eps = getattr(trainer.lightning_module, "eval_eps", None)

@@ -24,7 +24,8 @@ class LoadedCheckpoint:
     epoch: int | None
     global_step: int
     epochs_done: int | None = None  # epochs whose training part ran (Lightning's epoch_progress "processed")
-    stops: list[tuple[str, int]] = field(default_factory=list)  # (callback state key, epoch) of stops decided
+    stops: list[tuple[str, int, str | None]] = field(default_factory=list)  # robustrain.runs.checkpoints.recorded_stops
+    missing_stop_model: str | None = None  # why a recorded stop has no handed-back model, or None
     requested_seed: Any = None
 
 
@@ -37,8 +38,10 @@ def epochs_done(checkpoint: dict) -> int | None:
 
 def check_something_left(loaded: LoadedCheckpoint, trainer: Any) -> None:
     """BadInputError when resuming the checkpoint would train nothing: its run stopped early or finished."""
+    if loaded.missing_stop_model is not None:
+        raise BadInputError(f"nothing can be resumed: {loaded.missing_stop_model}; start a new run")
     if loaded.stops:
-        key, epoch = loaded.stops[0]
+        key, epoch, _ = loaded.stops[0]
         raise BadInputError(
             f"nothing is left to train: the run of {loaded.path} ended at its early stop ({key.split('{')[0]}, epoch "
             f"{epoch}); its handed-back model is the *_stop.ckpt beside the logs; start a new run to train again"

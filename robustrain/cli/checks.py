@@ -2,6 +2,7 @@
 the accelerator exists, a `fit` has a length, and every `--config` file is a readable YAML mapping. A refused run
 leaves no new version folder behind (remove_refused_run_folders)."""
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -121,10 +122,106 @@ def check_config_file(path: Path, seen: set[Path] | None = None) -> None:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise BadInputError(f"config file {path} is not valid YAML{where}: {problem}") from None
-    if document is not None and not isinstance(document, dict):
+    if document is None:
+        what = "empty" if not text.strip() else "empty: it holds only comments"
+        raise BadInputError(f"config file {path} is {what}; give a YAML mapping of settings (see configs/)")
+    if not isinstance(document, dict):
         raise BadInputError(f"config file {path} must hold a mapping of keys, not a {type(document).__name__}")
     nested = (document or {}).get("config")
     for name in [nested] if isinstance(nested, str) else nested if isinstance(nested, list) else []:
         candidate = (path.parent / str(name)) if not Path(str(name)).is_absolute() else Path(str(name))
         if candidate.is_file():
             check_config_file(candidate, seen)
+
+
+LIMIT_KEYS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches")
+_INTEGER = re.compile(r"^\+?\d+$")
+
+
+def _yaml_limits(path: Path, seen: set[Path]) -> dict[str, str]:
+    """How a config file (and the files it names with `config:`, first) spells each trainer.limit_*_batches."""
+    if path.resolve() in seen or not path.is_file():
+        return {}
+    seen.add(path.resolve())
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}  # check_config_file names what is wrong with it
+    if not isinstance(document, dict):
+        return {}
+    spelled: dict[str, str] = {}
+    nested = document.get("config")
+    for name in [nested] if isinstance(nested, str) else nested if isinstance(nested, list) else []:
+        spelled.update(_yaml_limits(path.parent / str(name), seen))
+    trainer = document.get("trainer") if isinstance(document.get("trainer"), dict) else {}
+    for key in LIMIT_KEYS:
+        for value in (trainer.get(key), document.get(f"trainer.{key}")):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                spelled[key] = repr(value)
+    return spelled
+
+
+def integer_batch_limits(args: list[str]) -> set[str]:
+    """The trainer.limit_*_batches keys whose value, as the user last spelled it (config files, then the command line,
+    in order), is an integer.
+
+    Lightning counts batches for an integer and takes a fraction of them for a float, so `limit_train_batches: 1` is
+    one batch and `1.0` all of them; but the command line's parser reads `1` as the float 1.0, so `--trainer.
+    limit_train_batches 1` would train every batch, and say so only in an info line. The CLI gives the keys found here
+    back their integer (RobustrainCLI.before_instantiate_classes).
+    """
+    spelled: dict[str, str] = {}
+    seen: set[Path] = set()
+    for i, arg in enumerate(args):
+        key, value = (arg.split("=", 1) + [None])[:2] if arg.startswith("--") else (arg, None)
+        if value is None and i + 1 < len(args):
+            value = args[i + 1]
+        if key in ("--config", "-c") and value is not None:
+            spelled.update(_yaml_limits(Path(value), seen))
+        elif key.startswith("--trainer.") and key.removeprefix("--trainer.") in LIMIT_KEYS and value is not None:
+            spelled[key.removeprefix("--trainer.")] = value.strip()
+    return {key for key, value in spelled.items() if _INTEGER.match(value)}
+
+
+def give_back_integer_limits(trainer_config: Any, keys: set[str]) -> None:
+    """Set each of `keys` (integer_batch_limits) that the parser turned into a float back to its integer."""
+    for key in keys:
+        value = trainer_config.get(key)
+        if isinstance(value, float) and value.is_integer():
+            trainer_config[key] = int(value)
+
+
+UNTRAINED_FLAG = "untrained"
+
+
+def _names_weights_file(config: Any) -> bool:
+    """Whether a (nested) model config names a weights file (`weights_path`) the network loads by itself."""
+    if hasattr(config, "as_dict"):
+        config = config.as_dict()
+    if isinstance(config, dict):
+        return bool(config.get("weights_path")) or any(_names_weights_file(v) for v in config.values())
+    if isinstance(config, list):
+        return any(_names_weights_file(v) for v in config)
+    return False
+
+
+def check_evaluates_weights(subcommand: str, config: Any) -> None:
+    """BadInputError for validate / test / predict without weights to evaluate: no --ckpt_path and no weights file in
+    the network's config would evaluate a freshly initialised network, unless `--untrained true` asks for it."""
+    if subcommand == "fit" or config.get("ckpt_path") is not None or config.get(UNTRAINED_FLAG):
+        return
+    if _names_weights_file(config.get("model")):
+        return
+    raise BadInputError(
+        f"{subcommand} without --ckpt_path would evaluate a freshly initialised network (random weights): give "
+        "--ckpt_path (a .ckpt file, a run folder such as runs/<name>, or 'last'), or add --untrained true to evaluate "
+        "the untrained network on purpose"
+    )
+
+
+def check_run_folder_writable(version_dir: Path) -> None:
+    """BadInputError unless the run's version folder and its checkpoints/ folder (where they exist) can be written:
+    found before training, not at the first checkpoint an epoch later (a read-only filesystem included)."""
+    for folder in (version_dir, version_dir / "checkpoints"):
+        if folder.exists() or folder == version_dir:
+            check_writable_folder(folder, "run folder", "; choose another with --trainer.logger.init_args.save_dir")

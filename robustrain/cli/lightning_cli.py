@@ -12,8 +12,9 @@ from typing import Any
 import torch
 from lightning.fabric.utilities.seed import seed_everything
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 
 from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping
 from robustrain.cli.checkpoint_checks import (
@@ -26,18 +27,29 @@ from robustrain.cli.checkpoint_checks import (
     epochs_done,
 )
 from robustrain.cli.checks import (
+    UNTRAINED_FLAG,
     _logger_init_args,
     _watched_versions,
     check_accelerator,
+    check_evaluates_weights,
+    check_run_folder_writable,
     check_training_length,
     check_writable,
+    give_back_integer_limits,
     run_dir,
 )
 from robustrain.core.errors import BadInputError
 from robustrain.runs import resume
 from robustrain.runs.atomic import atomic_write_text, remove_stale_partials
 from robustrain.runs.checkpoint_io import AtomicCheckpointIO
-from robustrain.runs.checkpoints import read_checkpoint, resolve_ckpt_path
+from robustrain.runs.checkpoints import (
+    missing_stop_model,
+    read_checkpoint,
+    recorded_stops,
+    resolve_ckpt_path,
+    run_versions,
+)
+from robustrain.runs.lock import RunFolderLock
 from robustrain.training.safeguards import first_non_finite
 
 
@@ -67,6 +79,8 @@ class RobustrainCLI(LightningCLI):
 
     watched: tuple[Path, set[str]] | None = None  # the run folder's versions before this run (see main)
     loaded: LoadedCheckpoint | None = None  # what --ckpt_path holds (set by _parse_ckpt_path)
+    integer_limits: set[str] = set()  # trainer.limit_*_batches spelled as integers (checks.integer_batch_limits)
+    lock: RunFolderLock | None = None  # this run's version folder, locked for the whole command (see main)
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.set_defaults({"data": {"class_path": "robustrain.data.MNIST5k"}})
@@ -79,6 +93,13 @@ class RobustrainCLI(LightningCLI):
                 "robustrain.runs.resume)"
             ),
         )
+        parser.add_argument(
+            f"--{UNTRAINED_FLAG}",
+            type=bool,
+            default=False,
+            help="validate / test / predict without --ckpt_path: evaluate the freshly initialised network on purpose "
+            "(refused otherwise)",
+        )
 
     def before_instantiate_classes(self) -> None:
         subcommand = self.config.get("subcommand")
@@ -88,14 +109,19 @@ class RobustrainCLI(LightningCLI):
             if folder is not None:
                 check_writable(folder)
             check_accelerator(trainer_config)
+            give_back_integer_limits(trainer_config, RobustrainCLI.integer_limits)
             if subcommand == "fit":
                 check_training_length(trainer_config)
+            check_evaluates_weights(subcommand, self.config[subcommand])
             RobustrainCLI.watched = _watched_versions(folder)
 
     def instantiate_trainer(self, **kwargs: Any):
         """The configured trainer, writing checkpoints through AtomicCheckpointIO unless its plugins name a
-        CheckpointIO of their own."""
-        plugins = self._get(self.config_init, "trainer", default={}).get("plugins")
+        CheckpointIO of their own, and with the trainer.limit_*_batches spelled as integers counting batches."""
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        # instantiation re-parsed the limits to floats: give the integers back (see checks.integer_batch_limits)
+        give_back_integer_limits(trainer_config, RobustrainCLI.integer_limits)
+        plugins = trainer_config.get("plugins")
         plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
@@ -162,11 +188,8 @@ class RobustrainCLI(LightningCLI):
             epoch=checkpoint.get("epoch"),
             global_step=int(checkpoint.get("global_step", 0)),
             epochs_done=epochs_done(checkpoint),
-            stops=[
-                (key, state["stopped_epoch"])
-                for key, state in (checkpoint.get("callbacks") or {}).items()
-                if isinstance(state, dict) and state.get("stopped_epoch") is not None
-            ],
+            stops=recorded_stops(checkpoint),
+            missing_stop_model=missing_stop_model(checkpoint, path.parents[1]) if path.name == "last.ckpt" else None,
         )
         init_args = _logger_init_args(config.trainer)
         if subcommand == "fit":
@@ -208,7 +231,30 @@ class RobustrainCLI(LightningCLI):
             check_shapes(self.loaded.path, self.model.state_dict(), self.loaded.shapes)
         check_network_takes_the_data(self.model, self.datamodule)
 
+    def _lock_run_folder(self) -> None:
+        """Lock this run's version folder (robustrain.runs.lock) before anything is written to it, after checking it
+        can be written; remove the temp files that killed writers left in the run's version folders. Rank 0 only: the
+        other ranks of a DDP run write nothing there."""
+        logger = self.trainer.logger
+        if rank_zero_only.rank != 0 or not isinstance(logger, (TensorBoardLogger, CSVLogger)):
+            return
+        version_dir = Path(logger.log_dir)
+        check_run_folder_writable(version_dir)
+        RobustrainCLI.lock = RunFolderLock(version_dir).acquire()
+        # this run's folder and its siblings: a run killed before its first checkpoint left its temp files there
+        for _, version in run_versions(version_dir.parent):
+            for folder in (version, version / "checkpoints"):
+                if folder.is_dir():
+                    remove_stale_partials(folder)
+
+    @classmethod
+    def release_lock(cls) -> None:
+        if cls.lock is not None:
+            cls.lock.release()
+            cls.lock = None
+
     def before_fit(self) -> None:
+        self._lock_run_folder()
         self._check_model_and_data()
         config = self.config["fit"]
         stop_callbacks = [c for c in self.trainer.callbacks if isinstance(c, RollbackEarlyStopping)]
@@ -271,6 +317,7 @@ class RobustrainCLI(LightningCLI):
         )
 
     def before_validate(self) -> None:
+        self._lock_run_folder()
         self._check_model_and_data()
 
     before_test = before_validate

@@ -8,11 +8,12 @@ AtomicSaveConfig).
 
 import os
 import sys
+import threading
 
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from robustrain.callbacks.run_summary import RunSummary
-from robustrain.cli.checks import check_config_file, config_files, remove_refused_run_folders
+from robustrain.cli.checks import check_config_file, config_files, integer_batch_limits, remove_refused_run_folders
 from robustrain.cli.console import quiet_console
 from robustrain.cli.lightning_cli import AtomicSaveConfig, RobustrainCLI
 from robustrain.core.errors import (
@@ -20,12 +21,15 @@ from robustrain.core.errors import (
     EXIT_DISK_FULL,
     EXIT_NON_FINITE,
     EXIT_SIGTERM,
+    NO_SPACE,
     USER_ERRORS,
-    DiskFullError,
     NonFiniteError,
     user_error_message,
+    write_error,
+    write_error_message,
 )
 from robustrain.data import ImageDataModule
+from robustrain.runs.lock import RunFolderInUseError
 from robustrain.training import RobustClassifier
 
 DEBUG_FLAG = "--debug"
@@ -41,11 +45,33 @@ def _usage_hint(args: list[str]) -> str:
     return f"(see `{help_cmd}`; add {DEBUG_FLAG} or set ROBUSTRAIN_DEBUG=1 for the traceback)"
 
 
+def _advice(subcommand: str | None) -> str:
+    """What to do once the cause is fixed: resume from this run's last.ckpt where it has one, else run again."""
+    lock = RobustrainCLI.lock
+    if subcommand == "fit" and lock is not None and (lock.folder / "checkpoints" / "last.ckpt").is_file():
+        return "then resume with the same command plus --ckpt_path last"
+    if subcommand == "fit":
+        return "then run the command again (this run has no last.ckpt yet, so there is nothing to resume)"
+    return "then run the command again"
+
+
+def _quiet_thread_write_errors(hook):
+    """A threading.excepthook that leaves a full disk or a refused write in a writer thread (TensorBoard's event
+    writer) to the main thread, which meets the same error at its next write and reports it in one line."""
+
+    def excepthook(args) -> None:
+        if write_error(args.exc_value) is None:
+            hook(args)
+
+    return excepthook
+
+
 def main(args: list[str] | None = None, run: bool = True) -> RobustrainCLI:
     """Entry point of `train.py` and the `robustrain` console script; exits with robustrain.core.errors' codes.
 
     Every run gets a RunSummary (the closing summary of fit) and a quiet console (robustrain.cli.console: Lightning's
-    tips and the notices known to be irrelevant are filtered; `--debug` shows everything).
+    tips and the notices known to be irrelevant are filtered; `--debug` shows everything). The run's version folder
+    is locked (robustrain.runs.lock) from before the first write to the end of the command.
     """
     from_argv = args is None
     args = list(sys.argv[1:] if from_argv else args)
@@ -53,11 +79,14 @@ def main(args: list[str] | None = None, run: bool = True) -> RobustrainCLI:
     args = [a for a in args if a != DEBUG_FLAG]
     if from_argv:  # LightningCLI reads sys.argv itself (and warns when given both)
         sys.argv[1:] = args
+    subcommand = _subcommand(args)
     RobustrainCLI.watched = None
+    RobustrainCLI.integer_limits = integer_batch_limits(args)
+    thread_hook, threading.excepthook = threading.excepthook, _quiet_thread_write_errors(threading.excepthook)
     try:
         for path in config_files(args):
             check_config_file(path)
-        with quiet_console(_subcommand(args), enabled=not debug):
+        with quiet_console(subcommand, enabled=not debug):
             return RobustrainCLI(
                 RobustClassifier,
                 ImageDataModule,
@@ -73,28 +102,31 @@ def main(args: list[str] | None = None, run: bool = True) -> RobustrainCLI:
                 parser_kwargs={"exit_on_error": False},
             )
     except SIGTERMException:
-        print(
-            "robustrain: interrupted by SIGTERM; the last completed epoch's checkpoint is kept: resume with the same "
-            "command plus --ckpt_path last",
-            file=sys.stderr,
-        )
+        print(f"robustrain: interrupted by SIGTERM; {_advice(subcommand)}", file=sys.stderr)
         sys.exit(EXIT_SIGTERM)
     except NonFiniteError as error:
         if debug:
             raise
         print(f"robustrain: training stopped: {error}", file=sys.stderr)
         sys.exit(EXIT_NON_FINITE)
-    except DiskFullError as error:
+    except (*USER_ERRORS, MisconfigurationException, OSError, RuntimeError) as error:
         if debug:
             raise
-        print(f"robustrain: error: {error}; free space, then resume with --ckpt_path last", file=sys.stderr)
-        sys.exit(EXIT_DISK_FULL)
-    except (*USER_ERRORS, MisconfigurationException) as error:
-        if debug:
+        failed_write = write_error(error)
+        if failed_write is not None:
+            code = EXIT_DISK_FULL if failed_write.errno in NO_SPACE else EXIT_BAD_INPUT
+            print(f"robustrain: error: {write_error_message(failed_write)}; {_advice(subcommand)}", file=sys.stderr)
+            sys.exit(code)
+        if not isinstance(error, (*USER_ERRORS, MisconfigurationException)):
             raise
-        remove_refused_run_folders(RobustrainCLI.watched)
+        if not isinstance(error, RunFolderInUseError):  # the folder is another process's
+            RobustrainCLI.release_lock()
+            remove_refused_run_folders(RobustrainCLI.watched)
         print(f"robustrain: error: {user_error_message(error)} {_usage_hint(args)}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
+    finally:
+        RobustrainCLI.release_lock()
+        threading.excepthook = thread_hook
 
 
 if __name__ == "__main__":

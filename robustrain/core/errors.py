@@ -4,20 +4,30 @@ Exit codes of `python train.py ...` (and the `robustrain` command):
     0    finished (an early stop is a normal finish);
     2    bad input: a refused parameter, file or checkpoint, reported in one line before training starts;
     3    training stopped on a non-finite loss, gradient or weight (NonFiniteError);
-    4    a write found the disk (or quota) full (DiskFullError): nothing was torn, the previous checkpoint is intact,
-         and the run resumes with `--ckpt_path last` once there is space;
+    2    also: a write refused by a read-only filesystem or by permissions (EROFS, EACCES, EPERM), wherever it happens
+         (robustrain's writes, Lightning's, TensorBoard's);
+    4    a write found the disk (or quota) full (ENOSPC, EDQUOT; DiskFullError for robustrain's own writes), wherever
+         it happens: nothing was torn, the previous checkpoint is intact, and the run resumes with `--ckpt_path last`
+         once there is space (where it had written one);
     143  interrupted by SIGTERM (128 + 15): the run resumes exactly with `--ckpt_path last`.
     1    anything else (a bug: the traceback is printed), or Ctrl-C (Lightning's own exit code).
 """
 
+import errno
 import re
 import signal
 from argparse import ArgumentError
+from pathlib import Path
 
 EXIT_BAD_INPUT = 2
 EXIT_NON_FINITE = 3
 EXIT_DISK_FULL = 4
 EXIT_SIGTERM = 128 + signal.SIGTERM
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+REFUSED_WRITE = (errno.EROFS, errno.EACCES, errno.EPERM)
+_PARTIAL = re.compile(r"^\.(.+)\.\d+\.[^.]+\.partial$")  # robustrain.runs.atomic's temp files
 
 
 class NonFiniteError(RuntimeError):
@@ -41,6 +51,7 @@ USER_ERRORS = (ArgumentError, ValueError, TypeError, FileNotFoundError, NotADire
 _PARSER_KEY = re.compile(r'^Parser key "([^"]+)":')
 _EXPECTED = re.compile(r"^Expected a <class '(\w+)'>\. Got value: (.*)$")
 # what a key takes, where jsonargparse's "expected a <type>" names only the last of its types
+NOT_FINITE = ("nan", "inf", "infinity", ".nan", ".inf")  # spellings the parser reads as text, not as a float
 EXPECTED_VALUES = {"seed_everything": "an integer seed, or true (draw one) / false (no seeding)"}
 
 
@@ -73,6 +84,35 @@ def user_error_message(exc: BaseException) -> str:
     message = " ".join(str(chain[-1]).split())
     key = ".".join(k for i, k in enumerate(keys) if k != "init_args" or i < len(keys) - 1)
     expected = _EXPECTED.match(message)
-    if expected:
+    if expected and expected.group(1) == "float" and expected.group(2).strip().lower().lstrip("+-") in NOT_FINITE:
+        message = f"got {expected.group(2)}, but only a finite number is valid here"
+    elif expected:
         message = f"expected {EXPECTED_VALUES.get(key, 'a ' + expected.group(1))}, got {expected.group(2)}"
     return f"{key}: {message}" if key and not message.startswith(keys[-1]) else message
+
+
+def write_error(exc: BaseException) -> OSError | None:
+    """The OSError of a full disk (NO_SPACE) or a refused write (REFUSED_WRITE) in `exc` or the exceptions it was
+    raised from (Lightning re-raises a writer's error from its teardown), or None."""
+    for e in _chain(exc):
+        if isinstance(e, OSError) and e.errno in NO_SPACE + REFUSED_WRITE:
+            return e
+    return None
+
+
+def write_error_message(error: OSError) -> str:
+    """One line for a failed write: robustrain's own message where it has one, else the file and the reason."""
+    if isinstance(error, DiskFullError):
+        return str(error)
+    name = error.filename
+    if name is not None:
+        path = Path(name)
+        match = _PARTIAL.match(path.name)
+        name = str(path.parent / match.group(1)) if match else str(path)
+    reason = error.strerror or errno.errorcode.get(error.errno, str(error.errno))
+    if error.errno in NO_SPACE:
+        what = f"writing {name}" if name else "a write"
+        return f"no space left on the device: {what} failed ({reason})"
+    if error.errno == errno.EROFS:
+        return f"cannot write {name or 'the run folder'}: it is on a read-only filesystem ({reason})"
+    return f"cannot write {name or 'the run folder'}: permission denied ({reason})"

@@ -9,7 +9,6 @@ naming the folder and the bytes needed; the file keeps its old contents.
 """
 
 import contextlib
-import errno
 import io
 import os
 import shutil
@@ -18,10 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from robustrain.core.errors import BadInputError, DiskFullError
+from robustrain.core.errors import NO_SPACE, BadInputError, DiskFullError
 
 PARTIAL = ".partial"
-_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -48,7 +46,7 @@ def _file_mode(path: Path) -> int:
         return 0o666 & ~umask
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -64,7 +62,7 @@ def remove_stale_partials(folder: str | Path) -> list[Path]:
     for stale in Path(folder).glob(f".*{PARTIAL}"):
         parts = stale.name[: -len(PARTIAL)].rsplit(".", 2)  # (".<name>", "<pid>", "<random>")
         pid = parts[1] if len(parts) == 3 else ""
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
                 removed.append(stale)
@@ -120,7 +118,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None], size: int
     except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        if isinstance(error, OSError) and error.errno in _NO_SPACE:
+        if isinstance(error, OSError) and error.errno in NO_SPACE:
             raise DiskFullError(error.errno, disk_full_message(folder, path.name, size)) from error
         raise
     _fsync_folder(folder)

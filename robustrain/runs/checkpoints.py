@@ -10,6 +10,7 @@ network.
 """
 
 import pickle
+import pickletools
 import re
 from pathlib import Path
 from typing import Any
@@ -53,9 +54,41 @@ def handed_back_checkpoint(version_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def recorded_stops(checkpoint: dict) -> list[tuple[str, int, str | None]]:
+    """(callback, epoch, handed-back file) of every early stop the checkpoint records as decided; the file is None
+    where the stop saved none, and `<callback>_stop.ckpt`-like "*_stop.ckpt" for checkpoints written before the file
+    was recorded."""
+    stops = []
+    for key, state in (checkpoint.get("callbacks") or {}).items():
+        if isinstance(state, dict) and state.get("stopped_epoch") is not None:
+            stops.append((key.split("{")[0], int(state["stopped_epoch"]), state.get("stop_checkpoint", "*_stop.ckpt")))
+    return stops
+
+
+def missing_stop_model(checkpoint: dict, version_dir: Path) -> str | None:
+    """Why the run of this checkpoint has no model to hand back, or None: it records an early stop whose
+    `<stop>_stop.ckpt` is not in the run's version folder (a run killed, or out of disk, while writing it, or a
+    file removed since)."""
+    for callback, epoch, name in recorded_stops(checkpoint):
+        if name is not None and not any(version_dir.glob(name)):
+            return (
+                f"the run in {version_dir} recorded an early stop ({callback}, epoch {epoch}) but the model it hands "
+                f"back, {version_dir / name.replace('*', '<stop>')}, is missing (removed, or never fully written); "
+                "its last.ckpt holds the weights the stop rejected"
+            )
+    return None
+
+
 def _model_of(found: tuple[Path, int], version_dir: Path) -> tuple[Path, int]:
     stop = handed_back_checkpoint(version_dir)
-    return (stop, found[1]) if stop is not None else found
+    if stop is not None:
+        return stop, found[1]
+    missing = missing_stop_model(read_checkpoint(found[0]), version_dir)
+    if missing is not None:
+        raise BadInputError(
+            f"{missing}: train the run again, or pass --ckpt_path {found[0]} to evaluate those weights anyway"
+        )
+    return found
 
 
 def resolve_ckpt_path(ckpt_path: str, run_dir: str | Path | None, model: bool = False) -> tuple[Path, int | None]:
@@ -109,11 +142,12 @@ def read_checkpoint(path: str | Path, what: str = "checkpoint") -> dict[str, Any
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         unsafe = _UNSAFE_GLOBAL.search(str(error))
-        if unsafe:
+        imports = None if unsafe else pickle_imports(path)
+        if unsafe or imports:
+            what = f"loading it would run code ({unsafe.group(1) if unsafe else imports[0]})"
             raise BadInputError(
-                f"{path} was refused: loading it would run code ({unsafe.group(1)}); it holds objects other than "
-                "tensors and plain containers, and robustrain refuses to unpickle them (only trust and convert a "
-                "file whose origin you know)"
+                f"{path} was refused as unsafe: {what}; it holds objects other than tensors and plain containers, "
+                "and robustrain refuses to unpickle them (only trust and convert a file whose origin you know)"
             ) from None
         raise BadInputError(f"{path} is not a readable {what} (corrupt or not a torch.save file)") from None
     except (RuntimeError, EOFError, OSError, ValueError, IndexError) as error:
@@ -121,6 +155,33 @@ def read_checkpoint(path: str | Path, what: str = "checkpoint") -> dict[str, Any
     if not isinstance(checkpoint, dict):
         raise BadInputError(f"{path} is not a {what}: it holds a {type(checkpoint).__name__}, not a dict")
     return checkpoint
+
+
+def pickle_imports(path: str | Path) -> list[str] | None:
+    """The globals (`module.name`) a plain pickle file would import, read without unpickling it (pickletools), or
+    None when the file is no plain pickle (a torch.save zip archive, or not a pickle at all).
+
+    torch's weights-only loader names the refused global for pickle protocols 1 to 3 only; for protocol 0 and 4-5 it
+    reports an "unsupported operand", which would read as a corrupt file rather than as code it refused to run.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return None
+    if data[:2] == b"PK":  # torch.save's zip format: torch's own refusal names the global
+        return None
+    found, strings = [], []
+    try:
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name in ("GLOBAL", "INST"):
+                found.append(str(arg).replace(" ", "."))
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str):
+                strings.append(arg)
+    except Exception:  # noqa: BLE001 - anything genops cannot read is no pickle this check can speak for
+        return found or None
+    return found or None
 
 
 def _first_line(error: BaseException) -> str:

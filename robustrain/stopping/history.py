@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from robustrain.core.errors import BadInputError
 from robustrain.runs.atomic import atomic_write_text
 
 _INT_COLUMNS = ("epoch", "step")
@@ -39,13 +40,25 @@ def history_columns(history: Sequence[dict]) -> list[str]:
     return list(columns)
 
 
+def check_history_path(path: str | Path) -> None:
+    """BadInputError when something other than a file (a folder, say) stands where a history CSV is written."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        kind = "folder" if path.is_dir() else "special file"
+        raise BadInputError(
+            f"{path} is a {kind}, where this run writes its history CSV: move it away (or run in another folder)"
+        )
+
+
 def count_history_rows(path: str | Path) -> int:
-    """Data rows of a history CSV (0 when it does not exist)."""
+    """Data rows of a history CSV (0 when it does not exist). Undecodable bytes count as text: the count only
+    decides whether the file holds more checks than the history about to replace it."""
+    check_history_path(path)
     try:
-        with Path(path).open(newline="") as f:
-            return max(sum(1 for _ in csv.reader(f)) - 1, 0)
+        text = Path(path).read_bytes().decode("utf-8", errors="replace")
     except FileNotFoundError:
         return 0
+    return max(sum(1 for _ in csv.reader(io.StringIO(text, newline=""))) - 1, 0)
 
 
 def set_aside(path: str | Path) -> Path:
@@ -97,10 +110,18 @@ def read_history_csv(path: str | Path) -> list[dict]:
     """The records of a history CSV, with ints, bools, floats (nan included) and text restored.
 
     Raises:
-        ValueError: naming the file, line and column of the first value that does not parse.
+        ValueError: naming the file (and the line and column) of the first value that does not parse or decode.
+        BadInputError: when the path is a folder.
     """
     records = []
-    with Path(path).open(newline="") as f:
+    check_history_path(path)
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path} is not a history CSV: byte {error.start} is not UTF-8 text ({error.reason})"
+        ) from None
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         for row in reader:
             if None in row or None in row.values():
