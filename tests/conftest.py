@@ -4,6 +4,7 @@ and digits that several test modules share (built once per module)."""
 import contextlib
 import io
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,10 +67,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
 
 
+# one torch thread per pytest-xdist worker (the workers already share the cores), two without xdist
+THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
 
 
 @pytest.fixture(scope="session")

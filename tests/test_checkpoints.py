@@ -42,10 +42,14 @@ def test_read_checkpoint_refuses_pickled_objects_and_names_corrupt_files(tmp_pat
     torch.save({"epoch": 1, "w": torch.ones(2)}, tmp_path / "ok.ckpt")
     assert read_checkpoint(tmp_path / "ok.ckpt")["epoch"] == 1
     torch.save({"obj": torch.nn.Linear(1, 1)}, tmp_path / "module.ckpt")  # a whole module: needs full unpickling
-    with pytest.raises(BadInputError, match=r"module.ckpt was refused: loading it would run code \(torch.nn.modules"):
+    with pytest.raises(
+        BadInputError, match=r"module.ckpt was refused as unsafe: loading it would run code \(torch.nn.modules"
+    ):
         read_checkpoint(tmp_path / "module.ckpt")
     torch.save({"epoch": 1, "payload": _System()}, tmp_path / "payload.ckpt")
-    with pytest.raises(BadInputError, match=r"payload.ckpt was refused: loading it would run code \(posix.system\)"):
+    with pytest.raises(
+        BadInputError, match=r"payload.ckpt was refused as unsafe: loading it would run code \(posix.system\)"
+    ):
         read_checkpoint(tmp_path / "payload.ckpt")
     (tmp_path / "cut.ckpt").write_bytes((tmp_path / "ok.ckpt").read_bytes()[:100])
     with pytest.raises(BadInputError, match="cut.ckpt is not a readable checkpoint"):

@@ -34,10 +34,10 @@ def test_training_configs_log_and_checkpoint_under_their_own_name(path):
 
 def test_experiment_keys_win_over_the_base():
     base = resolved_config("--config", str(REPO / "configs/base/mnist5k.yaml"), "--trainer.logger.init_args.name", "x")
-    flagship = resolved_config("--config", str(REPO / "configs/mnist5k_fgsm_aliasing.yaml"))
-    assert base["trainer"]["max_epochs"] == 15 and flagship["trainer"]["max_epochs"] == 30
-    assert flagship["trainer"]["log_every_n_steps"] == base["trainer"]["log_every_n_steps"] == 10  # kept from the base
-    assert [c["class_path"].rsplit(".", 1)[1] for c in flagship["trainer"]["callbacks"]] == [
+    recipe = resolved_config("--config", str(REPO / "configs/mnist5k_fgsm_aliasing.yaml"))
+    assert base["trainer"]["max_epochs"] == 15 and recipe["trainer"]["max_epochs"] == 30
+    assert recipe["trainer"]["log_every_n_steps"] == base["trainer"]["log_every_n_steps"] == 10  # kept from the base
+    assert [c["class_path"].rsplit(".", 1)[1] for c in recipe["trainer"]["callbacks"]] == [
         "AliasingMonitor",
         "PGDEarlyStopping",
         "ModelCheckpoint",
@@ -87,7 +87,7 @@ def test_one_eps_override_moves_the_evaluation_and_the_pgd_early_stop(in_tmp):
     assert stopper.alpha == 0.075  # given in the config: stays
 
 
-def test_the_flagship_keeps_its_threat_model_when_the_training_eps_moves(in_tmp):
+def test_the_fgsm_rs_recipe_keeps_its_threat_model_when_the_training_eps_moves(in_tmp):
     from robustrain.cli import main
 
     config = str(REPO / "configs/mnist5k_fgsm_aliasing.yaml")

@@ -16,7 +16,7 @@ def test_user_error_message_keeps_the_innermost_reason_and_its_key():
         try:
             raise TypeError('Parser key "model":\n  Does not validate against any of the Union subtypes') from error
         except TypeError as outer:
-            assert user_error_message(outer) == "model.init_args.eps: expected a float, got nan"
+            assert user_error_message(outer) == "model.init_args.eps: got nan, but only a finite number is valid here"
     own = ValueError("eps=2.0 must be in [0, 1]")
     assert user_error_message(own) == "eps=2.0 must be in [0, 1]"
     try:

@@ -1,7 +1,7 @@
 """experiments/fgsm_rs_recipe: the table of the FGSM-RS recipe's seeds, median and spread."""
 
 
-def test_flagship_table_gives_median_and_spread(tmp_path):
+def test_fgsm_rs_recipe_table_gives_median_and_spread(tmp_path):
     import json
 
     from experiments.fgsm_rs_recipe.table import read_reports, table

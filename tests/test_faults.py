@@ -25,7 +25,7 @@ from conftest import REPO
 from robustrain.core.errors import EXIT_BAD_INPUT, EXIT_DISK_FULL, EXIT_NON_FINITE, EXIT_SIGTERM
 from robustrain.runs.checkpoints import latest_checkpoint
 
-FLAGSHIP = REPO / "configs/mnist5k_fgsm_aliasing.yaml"
+RECIPE = REPO / "configs/mnist5k_fgsm_aliasing.yaml"
 NAME = "mnist5k_fgsm_aliasing"
 TINY = [
     "--trainer.max_epochs", "4",
@@ -41,7 +41,7 @@ REPORT = "robustrain.evaluation.comparison_report"  # the comparison report comm
 
 
 def train(
-    workdir: Path, *args: str, config: Path = FLAGSHIP, command: str = "fit", env: dict | None = None
+    workdir: Path, *args: str, config: Path = RECIPE, command: str = "fit", env: dict | None = None
 ) -> subprocess.CompletedProcess:
     """`python train.py <command> --config <config> <args>` in workdir, one thread, tests/_faults.py importable."""
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'tests'}{os.pathsep}{REPO}", "OMP_NUM_THREADS": "1", **(env or {})}
@@ -73,8 +73,8 @@ def break_write(epoch: int, fault: str) -> list[str]:
 
 def changed_config(folder: Path, callback: str, settings: dict) -> Path:
     """A copy of the main job's config with the given callback's settings changed."""
-    config = yaml.safe_load(FLAGSHIP.read_text())
-    config["config"] = str(FLAGSHIP.parent / config["config"])  # the base, relative to the original
+    config = yaml.safe_load(RECIPE.read_text())
+    config["config"] = str(RECIPE.parent / config["config"])  # the base, relative to the original
     entry = next(c for c in config["trainer.callbacks"] if c["class_path"].endswith(callback))
     entry["init_args"].update(settings)
     path = folder / f"config_{len(list(folder.glob('config_*.yaml')))}.yaml"
@@ -268,7 +268,7 @@ def test_a_resume_under_changed_settings_is_refused_naming_each_change_and_touch
     shutil.copytree(reference / "runs", tmp_path / "runs")
     before = files_of(tmp_path / "runs")
     args = change if isinstance(change, list) else []
-    config = changed_config(tmp_path, *change) if isinstance(change, tuple) else FLAGSHIP
+    config = changed_config(tmp_path, *change) if isinstance(change, tuple) else RECIPE
     result = train(tmp_path, *TINY, *args, "--ckpt_path", "last", config=config)
     assert result.returncode == EXIT_BAD_INPUT, result.stderr[-3000:]
     line = one_error_line(result)
@@ -448,7 +448,7 @@ def test_a_checkpoint_of_another_network_is_refused_for_test(reference, tmp_path
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--model.init_args.eps", "nan"], "model.init_args.eps: expected a float, got nan"),
+        (["--model.init_args.eps", "nan"], "model.init_args.eps: got nan, but only a finite number is valid here"),
         (["--model.init_args.eps", ".nan"], "eps=nan is not valid: it must be in [0, 1]"),
         (["--model.init_args.epz", "0.3"], "epz"),
         (["--model.init_args.eval_size", "0"], "monitors 'val/acc_pgd', which this run never logs"),
@@ -462,10 +462,10 @@ def test_a_checkpoint_of_another_network_is_refused_for_test(reference, tmp_path
     ids=["eps-nan-text", "eps-nan", "unknown-key", "eval-size-0", "val-size", "probe-size", "layer"],
 )
 def test_bad_inputs_get_one_line_before_training(tmp_path, args, expected):
-    config = FLAGSHIP
+    config = RECIPE
     if isinstance(args, dict):  # AliasingMonitor settings: a copy of the config with them changed
-        settings = yaml.safe_load(FLAGSHIP.read_text())
-        settings["config"] = str(FLAGSHIP.parent / settings["config"])  # the base, relative to the original
+        settings = yaml.safe_load(RECIPE.read_text())
+        settings["config"] = str(RECIPE.parent / settings["config"])  # the base, relative to the original
         monitor = next(c for c in settings["trainer.callbacks"] if c["class_path"].endswith("AliasingMonitor"))
         monitor["init_args"].update(args)
         config, args = tmp_path / "config.yaml", []
@@ -478,7 +478,7 @@ def test_bad_inputs_get_one_line_before_training(tmp_path, args, expected):
     assert not list(tmp_path.glob("runs/*/version_*"))  # a refused run leaves no (empty) version folder
 
 
-def refused(capsys, *args: str, config: Path = FLAGSHIP, command: str = "fit") -> str:
+def refused(capsys, *args: str, config: Path = RECIPE, command: str = "fit") -> str:
     """The one line `train.py <command> --config <config> <args>` is refused with (exit 2), run in-process."""
     from robustrain.cli import main
 
@@ -558,7 +558,7 @@ def test_a_refused_checkpoint_gets_one_line_that_says_why(reference, in_tmp, cap
         expected = "is not a Lightning checkpoint: it lacks 'state_dict', 'pytorch-lightning_version'"
     elif kind == "os-system":
         _payload_checkpoint(path, marker)
-        expected = "was refused: loading it would run code (posix.system)"
+        expected = "was refused as unsafe: loading it would run code (posix.system)"
     else:
         ckpt["state_dict"]["net.fc2.bias"][0] = float("inf")
         torch.save(ckpt, path)

@@ -1,6 +1,6 @@
 """Median and spread over seeds of the main job's evaluation (robustness.json of configs/eval_robust_mnist5k.yaml).
 
-    python -m experiments.fgsm_rs_recipe.table runs/flagship_seed*_eval [--out docs/results/flagship.json]
+    python -m experiments.fgsm_rs_recipe.table runs/fgsm_rs_recipe_seed*_eval [--out docs/results/fgsm_rs_recipe.json]
 
 Prints a markdown table: one row per seed (clean, FGSM, PGD-50-10, AutoAttack in %) and the median, min and max.
 """

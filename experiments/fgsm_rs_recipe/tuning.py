@@ -2,7 +2,7 @@
 trained with seed 100 and scored on the 500 *validation* digits (the reported figures use seeds 0-2 and the test
 digits, experiments/fgsm_rs_recipe/seeds.sh).
 
-    python -m experiments.fgsm_rs_recipe.tuning --out runs/flagship_tuning [--only NAME ...] [--images 200]
+    python -m experiments.fgsm_rs_recipe.tuning --out runs/fgsm_rs_recipe_tuning [--only NAME ...] [--images 200]
 
 Each variant: train (CLI, one thread), then clean / PGD-50-10 (step 0.01) / AutoAttack (standard, 100 iterations)
 on the first --images validation digits of the model the run hands back. Prints a markdown table and writes
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m experiments.fgsm_rs_recipe.tuning", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--out", type=Path, default=Path("runs/flagship_tuning"))
+    parser.add_argument("--out", type=Path, default=Path("runs/fgsm_rs_recipe_tuning"))
     parser.add_argument("--only", nargs="*", default=None)
     parser.add_argument("--images", type=int, default=200)
     args = parser.parse_args(argv)

@@ -71,7 +71,7 @@ SETTINGS = {
         ),
         Setting(
             "unclipped_warmup",
-            "the flagship: as unclipped, with a 5-epoch eps warm-up",
+            "the FGSM-RS recipe: as unclipped, with a 5-epoch eps warm-up",
             {"alpha": 0.375, "init": "random_unclipped", "eps_warmup_epochs": 5, **ADAM, "lr_schedule": "cyclic"},
         ),
         Setting(

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from lightning.fabric.utilities.seed import seed_everything
+from lightning.pytorch import Callback
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
@@ -94,6 +95,13 @@ class RobustrainCLI(LightningCLI):
             ),
         )
         parser.add_argument(
+            "--base_callbacks",
+            type=list[Callback] | None,
+            default=None,
+            help="callbacks a family of configs shares (checkpointing, lr monitor), appended after trainer.callbacks: "
+            "a base config sets them once and an experiment's trainer.callbacks lists only its own",
+        )
+        parser.add_argument(
             f"--{UNTRAINED_FLAG}",
             type=bool,
             default=False,
@@ -117,10 +125,16 @@ class RobustrainCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any):
         """The configured trainer, writing checkpoints through AtomicCheckpointIO unless its plugins name a
-        CheckpointIO of their own, and with the trainer.limit_*_batches spelled as integers counting batches."""
+        CheckpointIO of their own, with the config's `base_callbacks` after its `trainer.callbacks`, and with the
+        trainer.limit_*_batches spelled as integers counting batches."""
         trainer_config = self._get(self.config_init, "trainer", default={})
         # instantiation re-parsed the limits to floats: give the integers back (see checks.integer_batch_limits)
         give_back_integer_limits(trainer_config, RobustrainCLI.integer_limits)
+        base = self._get(self.config_init, "base_callbacks")
+        if base:
+            own = trainer_config.get("callbacks")
+            own = [] if own is None else list(own) if isinstance(own, (list, tuple)) else [own]
+            trainer_config["callbacks"] = [*own, *base]
         plugins = trainer_config.get("plugins")
         plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):
@@ -254,7 +268,13 @@ class RobustrainCLI(LightningCLI):
             cls.lock = None
 
     def before_fit(self) -> None:
+        """Check the command against the checkpoint and the data (nothing written yet), then lock the run folder."""
+        self._check_fit()
         self._lock_run_folder()
+        if self.loaded is not None:
+            remove_stale_partials(self.loaded.path.parent)  # a writer killed mid-write left its temp file
+
+    def _check_fit(self) -> None:
         self._check_model_and_data()
         config = self.config["fit"]
         stop_callbacks = [c for c in self.trainer.callbacks if isinstance(c, RollbackEarlyStopping)]
@@ -282,7 +302,6 @@ class RobustrainCLI(LightningCLI):
         if loaded is None:
             return
         self._start_step = loaded.global_step
-        remove_stale_partials(loaded.path.parent)  # a writer killed mid-write left its temp file
         for callback in self.trainer.checkpoint_callbacks:
             # The resumed run retrains the interrupted epoch: its checkpoints replace (atomically) the files the
             # interrupted run wrote for that epoch, instead of sitting beside them as `best-epoch=NN-v1.ckpt`.
@@ -317,8 +336,8 @@ class RobustrainCLI(LightningCLI):
         )
 
     def before_validate(self) -> None:
-        self._lock_run_folder()
         self._check_model_and_data()
+        self._lock_run_folder()
 
     before_test = before_validate
     before_predict = before_validate
