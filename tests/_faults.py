@@ -134,13 +134,33 @@ class BreakRename(L.Callback):
         os.replace = breaking_replace
 
 
-class FailOpen(L.Callback):
-    """Opening a file whose name contains `name` for writing fails with `errno_name` (ENOSPC: a full disk; EROFS: a
-    read-only filesystem), for every writer: robustrain's, Lightning's (hparams.yaml) and TensorBoard's (its event
-    file, opened and written in a thread of its own). Armed at setup, before the run writes anything."""
+class _FailingFile:
+    """A file open for writing whose every write fails with `code` (the file stays as opened: empty)."""
 
-    def __init__(self, name: str, errno_name: str = "ENOSPC") -> None:
-        self.name, self.errno = name, getattr(errno, errno_name)
+    def __init__(self, file, code: int) -> None:
+        self._file, self._code = file, code
+
+    def write(self, data) -> int:
+        raise OSError(self._code, os.strerror(self._code), self._file.name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._file.close()
+
+    def __getattr__(self, name):
+        return getattr(self._file, name)
+
+
+class FailOpen(L.Callback):
+    """Writing a file whose name contains `name` fails with `errno_name` (ENOSPC: a full disk; EROFS: a read-only
+    filesystem), for every writer: robustrain's, Lightning's (hparams.yaml) and TensorBoard's (its event file, opened
+    and written in a thread of its own). `at="open"` fails the open, `at="write"` the first write after an open that
+    worked (the file is left empty, as a disk that fills up leaves it). Armed at setup, before the run writes."""
+
+    def __init__(self, name: str, errno_name: str = "ENOSPC", at: str = "open") -> None:
+        self.name, self.errno, self.at = name, getattr(errno, errno_name), at
 
     def setup(self, trainer, pl_module, stage) -> None:
         if trainer.global_rank != 0:
@@ -152,11 +172,13 @@ class FailOpen(L.Callback):
 
         def failing_open(file, mode="r", *args, **kwargs):
             if not isinstance(file, int) and name in Path(os.fsdecode(file)).name and any(f in mode for f in "wax+"):
-                refuse(file)
+                if self.at == "open":
+                    refuse(file)
+                return _FailingFile(real_open(file, mode, *args, **kwargs), code)
             return real_open(file, mode, *args, **kwargs)
 
         def failing_os_open(path, flags, *args, **kwargs):
-            if name in Path(os.fsdecode(path)).name and flags & (os.O_WRONLY | os.O_RDWR):
+            if self.at == "open" and name in Path(os.fsdecode(path)).name and flags & (os.O_WRONLY | os.O_RDWR):
                 refuse(path)
             return real_os_open(path, flags, *args, **kwargs)
 

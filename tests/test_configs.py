@@ -13,8 +13,13 @@ from robustrain.models import PreActResNet18
 TRAINING = [p for p in CONFIGS if not p.name.startswith("eval_")]
 
 
+def _callbacks(config: dict) -> list[dict]:
+    """The callbacks the CLI builds from a resolved config: trainer.callbacks, then base_callbacks."""
+    return [*(config["trainer"].get("callbacks") or []), *(config.get("base_callbacks") or [])]
+
+
 def _checkpoints(config: dict) -> list[dict]:
-    return [c["init_args"] for c in config["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint")]
+    return [c["init_args"] for c in _callbacks(config) if c["class_path"].endswith("ModelCheckpoint")]
 
 
 @pytest.mark.parametrize("path", TRAINING, ids=[p.name for p in TRAINING])
@@ -27,7 +32,7 @@ def test_training_configs_log_and_checkpoint_under_their_own_name(path):
     assert last["filename"] == "last" and last["monitor"] is None
     assert best["mode"] == "max" and best["monitor"] in ("val/acc_pgd", "val/acc")
     assert best["filename"] == ("best-{epoch:03d}" if path.stem.startswith("cifar10") else "best-{epoch:02d}")
-    lr_monitors = [c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("LearningRateMonitor")]
+    lr_monitors = [c for c in _callbacks(config) if c["class_path"].endswith("LearningRateMonitor")]
     assert [c["init_args"]["logging_interval"] for c in lr_monitors] == ["step"]
     assert config["seed_everything"] == 0 and config["trainer"]["inference_mode"] is False
 
@@ -37,16 +42,20 @@ def test_experiment_keys_win_over_the_base():
     recipe = resolved_config("--config", str(REPO / "configs/mnist5k_fgsm_aliasing.yaml"))
     assert base["trainer"]["max_epochs"] == 15 and recipe["trainer"]["max_epochs"] == 30
     assert recipe["trainer"]["log_every_n_steps"] == base["trainer"]["log_every_n_steps"] == 10  # kept from the base
+    # the experiment lists only its own callbacks; the base's checkpoints and lr monitor come after them
     assert [c["class_path"].rsplit(".", 1)[1] for c in recipe["trainer"]["callbacks"]] == [
         "AliasingMonitor",
         "PGDEarlyStopping",
+    ]
+    assert recipe["base_callbacks"] == base["base_callbacks"]
+    assert [c["class_path"].rsplit(".", 1)[1] for c in base["base_callbacks"]] == [
         "ModelCheckpoint",
         "ModelCheckpoint",
         "LearningRateMonitor",
     ]
 
 
-def test_a_later_config_file_wins_and_appends_callbacks_on_top_of_the_base(tmp_path):
+def test_a_later_config_file_wins_and_adds_callbacks_beside_the_base(tmp_path):
     extra = tmp_path / "extra.yaml"
     extra.write_text(
         "trainer:\n  max_epochs: 3\n  callbacks+:\n"
@@ -54,8 +63,8 @@ def test_a_later_config_file_wins_and_appends_callbacks_on_top_of_the_base(tmp_p
     )
     config = resolved_config("--config", str(REPO / "configs/mnist5k_fgsm.yaml"), "--config", str(extra))
     assert config["trainer"]["max_epochs"] == 3
-    names = [c["class_path"].rsplit(".", 1)[1] for c in config["trainer"]["callbacks"]]
-    assert names == ["ModelCheckpoint", "ModelCheckpoint", "LearningRateMonitor", "EarlyStopping"]
+    names = [c["class_path"].rsplit(".", 1)[1] for c in _callbacks(config)]
+    assert names == ["EarlyStopping", "ModelCheckpoint", "ModelCheckpoint", "LearningRateMonitor"]
     assert config["model"]["init_args"]["eps"] == 0.3  # the rest of the experiment is untouched
 
 
@@ -166,3 +175,12 @@ def test_every_prevention_method_stacks_on_a_co_lab_setting(tmp_path, monkeypatc
     assert cli.model.eps == 0.2 and cli.model.eval_eps == 0.2  # the setting's radius, trained and evaluated
     if path.stem == "elle_a":
         assert cli.model.regularizer.adaptive
+
+
+def test_the_cli_builds_the_experiments_callbacks_then_the_bases(in_tmp):
+    cli = main(["--config", str(REPO / "configs/mnist5k_fgsm_aliasing.yaml")], run=False)
+    names = [type(c).__name__ for c in cli.trainer.callbacks if type(c).__name__ != "ModelCheckpoint"]
+    assert names[:3] == ["AliasingMonitor", "PGDEarlyStopping", "LearningRateMonitor"]
+    assert [c.monitor for c in cli.trainer.checkpoint_callbacks] == ["val/acc_pgd", None]
+    worst = main(["--config", str(REPO / "configs/mnist5k_worst_of_10.yaml")], run=False)  # its own base_callbacks
+    assert [c.monitor for c in worst.trainer.checkpoint_callbacks] == ["val/acc", None]

@@ -77,6 +77,8 @@ def checkpoint(tmp_path_factory) -> Path:
         "[]",
         "--trainer.enable_checkpointing",
         "false",
+        "--base_callbacks",
+        "null",
         "--trainer.logger",
         "false",
         "--trainer.enable_progress_bar",

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+from _stopping_fixtures import ScaleWeightAt
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import plugin_data_pb2
@@ -36,6 +37,7 @@ def events(tmp_path_factory):
     callbacks = [
         AliasingMonitor(warmup_epochs=1, wait_for_lr_peak=False, threshold=0.05, probe_size=20),
         PGDEarlyStopping(eps=0.3, alpha=0.1, steps=2, monitor_only=True),
+        ScaleWeightAt(epoch=2, factor=5.0),  # an aliasing jump in the last epoch: the aliasing stop acts there
     ]
     trainer = L.Trainer(
         max_epochs=3,
@@ -124,20 +126,18 @@ def test_hparams_carry_the_callback_settings_and_outcomes(events):
     outcome = callbacks[0].outcome()
     last = accumulator.Scalars("aliasing/restored_epoch")[-1].value
     assert last == pytest.approx(outcome["aliasing/restored_epoch"], nan_ok=True)
-    assert accumulator.Scalars("pgd_es/stopped_epoch")
+    # the monitor-only stop restored nothing: it reports what it would have done, under names that say so
+    assert {"pgd_es/would_stop_epoch", "pgd_es/would_hand_back_epoch"} <= set(metric_tags)
+    assert not {"pgd_es/stopped_epoch", "pgd_es/restored_epoch"} & set(metric_tags)
+    assert accumulator.Scalars("pgd_es/would_stop_epoch")
 
 
-def test_hparams_lead_with_the_method_then_the_stops_and_end_with_hp_metric(events):
-    """TensorBoard's hparams plugin sorts the columns by name and shows the first five: the record names sort in the
-    order runs are compared by, and the tab shows the display names."""
-    accumulator, _, _ = events
-    experiment = _experiment(accumulator)
-    infos = sorted(experiment.hparam_infos, key=lambda h: h.name)  # what the plugin's backend does
-    shown = [h.display_name for h in infos]
-    assert shown[:5] == ["method", "eps", "alpha", "init", "eps_warmup_epochs"]
-    assert shown.index("aliasing/threshold") == 5 and shown.index("pgd_es/max_drop") > shown.index("aliasing/restore")
-    assert shown.index("pgd_es/restore") < shown.index("optimizer")  # the stops before the module's other settings
-    assert not [name for name in shown if name.startswith("_")]  # no jsonargparse internals
-    metric_tags = [m.name.tag for m in experiment.metric_infos]
-    assert metric_tags[:3] == ["aliasing/stopped_epoch", "aliasing/restored_epoch", "aliasing/restored_val_acc_pgd"]
-    assert metric_tags[-1] == "hp_metric"
+def test_hp_metric_ends_as_the_val_acc_pgd_of_the_model_the_run_hands_back(events):
+    accumulator, callbacks, _ = events
+    aliasing = callbacks[0]
+    assert (aliasing.stopped_epoch, aliasing.restored_epoch) == (2, 1)  # the jump stopped it, epoch 1 handed back
+    handed_back = [r["val_acc_pgd"] for r in aliasing.history if r["epoch"] == 1][-1]
+    values = [event.value for event in accumulator.Scalars("hp_metric")]
+    # Lightning's placeholder (-1) at the start, one per validation (epochs 0-2), the handed-back model's at the end
+    assert len(values) == 5
+    assert values[-1] == pytest.approx(handed_back) and aliasing.handed_back_val_acc_pgd() == pytest.approx(handed_back)

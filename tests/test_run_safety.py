@@ -137,7 +137,8 @@ def test_a_second_process_on_a_locked_run_folder_is_refused_naming_the_holder_an
     try:
         assert holder.stdout.readline().strip() == "held"
         before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-        line = refused(capsys, *TINY, "--ckpt_path", "last", config=config)
+        # a new run pinned to the held folder, and a test of it (whose own folder is held the same way)
+        line = refused(capsys, *TINY, "--trainer.logger.init_args.version", "0", config=config)
         assert f"run folder runs/{NAME}/version_0 is in use by process {holder.pid}" in line
         assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     finally:
@@ -223,17 +224,20 @@ def test_a_read_only_checkpoints_folder_is_refused_in_one_line_before_training(s
     [
         ("events.out.tfevents", "ENOSPC", EXIT_DISK_FULL, "no space left on the device: writing runs/"),
         ("hparams.yaml", "ENOSPC", EXIT_DISK_FULL, "no space left on the device: writing "),
+        ("hparams.yaml@write", "ENOSPC", EXIT_DISK_FULL, "no space left on the device: writing "),
         ("last.ckpt", "EROFS", EXIT_BAD_INPUT, "checkpoints/last.ckpt: it is on a read-only filesystem"),
     ],
-    ids=["tensorboard-full", "hparams-full", "checkpoint-read-only"],
+    ids=["tensorboard-full", "hparams-full", "hparams-full-mid-write", "checkpoint-read-only"],
 )
 def test_a_failed_write_anywhere_is_one_line_with_its_exit_code(tmp_path, name, errno_name, code, expected):
-    result = train(tmp_path, *TINY, *fault("FailOpen", name=name, errno_name=errno_name))
+    name, _, at = name.partition("@")
+    result = train(tmp_path, *TINY, *fault("FailOpen", name=name, errno_name=errno_name, at=at or "open"))
     assert result.returncode == code, result.stderr[-3000:]
     line = one_error_line(result)
     assert expected in line
     # nothing of this run was checkpointed yet: the advice is to run again, not to resume
     assert "then run the command again (this run has no last.ckpt yet, so there is nothing to resume)" in line
+    assert not [p for p in version(tmp_path).rglob("*") if p.is_file() and p.stat().st_size == 0 and p.name != ".lock"]
 
 
 def test_the_advice_after_a_failed_write_fits_the_situation(tmp_path):

@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                 "[]",
                 "--trainer.enable_checkpointing",
                 "false",
+                "--base_callbacks",
+                "null",
                 "--trainer.callbacks+=robustrain.callbacks.AliasingMonitor",
                 "--trainer.enable_progress_bar",
                 "false",

@@ -53,6 +53,8 @@ def train(name: str, out: Path, epochs: int) -> Path:
         "[]",
         "--trainer.enable_checkpointing",
         "false",
+        "--base_callbacks",
+        "null",
     ]
     cli = main(args)
     checkpoint = out / f"{name}.ckpt"

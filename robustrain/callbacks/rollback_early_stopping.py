@@ -225,15 +225,16 @@ class RollbackEarlyStopping(L.Callback):
     def _settings(self) -> dict[str, Any]:
         return {"monitor_only": self.monitor_only, "restore": self.restore}
 
-    def outcome(self) -> dict[str, float]:
-        """How the run ended for this rule: the epoch of its (would-be, if monitor-only) stop, the epoch whose
-        weights it handed back (-1: the start of fit) and that epoch's val/acc_pgd; nan where there is none."""
+    def decision(self) -> tuple[float, float, float]:
+        """(stop epoch, handed-back epoch, that epoch's val/acc_pgd) of this rule: the stop it took, or for a
+        monitor-only rule the stop it would have taken and the check before it; -1 for the weights of the start of
+        fit, nan where there is none."""
         decided = next((r for r in self.history if r.get("should_stop")), None)
         stopped = math.nan if decided is None else float(decided["epoch"])
         restored = math.nan
         if self.restored_epoch is not None:
             restored = float(self.restored_epoch)
-        elif decided is not None:  # monitor-only: the check before the stop
+        elif decided is not None:  # monitor-only (or restore off): the check before the stop
             before = [
                 r["epoch"] for r in self.history if r["epoch"] < decided["epoch"] and r["kind"] == decided["kind"]
             ]
@@ -242,11 +243,25 @@ class RollbackEarlyStopping(L.Callback):
         if math.isfinite(restored):
             hits = [r.get("val_acc_pgd", math.nan) for r in self.history if r["epoch"] == restored]
             acc = float(hits[-1]) if hits and hits[-1] is not None else math.nan
-        return {
-            f"{self.name}/stopped_epoch": stopped,
-            f"{self.name}/restored_epoch": restored,
-            f"{self.name}/restored_val_acc_pgd": acc,
-        }
+        return stopped, restored, acc
+
+    def outcome(self) -> dict[str, float]:
+        """How the run ended for this rule, as the hparams record's metrics: `<name>/stopped_epoch`,
+        `<name>/restored_epoch` and `<name>/restored_val_acc_pgd` for a stop that acts; `<name>/would_stop_epoch`,
+        `<name>/would_hand_back_epoch` and `<name>/would_hand_back_val_acc_pgd` for a monitor-only one, which
+        restores nothing (see `decision`)."""
+        stopped, restored, acc = self.decision()
+        if self.monitor_only:
+            keys = ("would_stop_epoch", "would_hand_back_epoch", "would_hand_back_val_acc_pgd")
+        else:
+            keys = ("stopped_epoch", "restored_epoch", "restored_val_acc_pgd")
+        return {f"{self.name}/{key}": value for key, value in zip(keys, (stopped, restored, acc), strict=True)}
+
+    def handed_back_val_acc_pgd(self) -> float | None:
+        """The val/acc_pgd of the model this stop handed back (the run's `hp_metric`), or None when it did not act."""
+        if self.monitor_only or self.stopped_epoch is None or self.restored_epoch is None:
+            return None
+        return self.decision()[2]
 
     def _keep_weights(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
         """Called by subclasses at an epoch end whose checks all said "go on": these weights become the fallback."""

@@ -96,9 +96,7 @@ def _signed(x: float, relative: bool) -> str:
 
 def stop_decision(callback: RollbackEarlyStopping, show: Callable[[str | Path], str] = shown_path) -> str:
     """One line: what an early stop decided (stopped / would have stopped / never fired and how close it came)."""
-    outcome = callback.outcome()
-    stopped, restored = (outcome[f"{callback.name}/{k}"] for k in ("stopped_epoch", "restored_epoch"))
-    acc = outcome[f"{callback.name}/restored_val_acc_pgd"]
+    stopped, restored, acc = callback.decision()
     back = ""
     if math.isfinite(restored):
         back = "the start of fit" if restored < 0 else f"epoch {int(restored)}"

@@ -71,6 +71,11 @@ class AtomicSaveConfig(SaveConfigCallback):
         self.already_saved = trainer.strategy.broadcast(self.already_saved)
 
 
+def _as_list(value: Any) -> list:
+    """A trainer argument that takes one object or several (callbacks, plugins), as a list."""
+    return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 class RobustrainCLI(LightningCLI):
     """LightningCLI with robustrain's defaults and checks.
 
@@ -132,11 +137,8 @@ class RobustrainCLI(LightningCLI):
         give_back_integer_limits(trainer_config, RobustrainCLI.integer_limits)
         base = self._get(self.config_init, "base_callbacks")
         if base:
-            own = trainer_config.get("callbacks")
-            own = [] if own is None else list(own) if isinstance(own, (list, tuple)) else [own]
-            trainer_config["callbacks"] = [*own, *base]
-        plugins = trainer_config.get("plugins")
-        plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+            trainer_config["callbacks"] = [*_as_list(trainer_config.get("callbacks")), *base]
+        plugins = _as_list(trainer_config.get("plugins"))
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
         return super().instantiate_trainer(**kwargs)

@@ -29,7 +29,7 @@ from robustrain.core.errors import (
     write_error_message,
 )
 from robustrain.data import ImageDataModule
-from robustrain.runs.lock import RunFolderInUseError
+from robustrain.runs.lock import LOCK_NAME, RunFolderInUseError
 from robustrain.training import RobustClassifier
 
 DEBUG_FLAG = "--debug"
@@ -53,6 +53,17 @@ def _advice(subcommand: str | None) -> str:
     if subcommand == "fit":
         return "then run the command again (this run has no last.ckpt yet, so there is nothing to resume)"
     return "then run the command again"
+
+
+def _remove_empty_files() -> None:
+    """Remove the empty files a failed write left in this run's version folder (Lightning's hparams.yaml, opened
+    before the disk refused its bytes): they hold nothing, and would read as a run's broken record."""
+    lock = RobustrainCLI.lock
+    if lock is None:
+        return
+    for path in lock.folder.iterdir():
+        if path.is_file() and path.name != LOCK_NAME and path.stat().st_size == 0:
+            path.unlink(missing_ok=True)
 
 
 def _quiet_thread_write_errors(hook):
@@ -114,6 +125,7 @@ def main(args: list[str] | None = None, run: bool = True) -> RobustrainCLI:
             raise
         failed_write = write_error(error)
         if failed_write is not None:
+            _remove_empty_files()
             code = EXIT_DISK_FULL if failed_write.errno in NO_SPACE else EXIT_BAD_INPUT
             print(f"robustrain: error: {write_error_message(failed_write)}; {_advice(subcommand)}", file=sys.stderr)
             sys.exit(code)

@@ -128,8 +128,18 @@ def log_run_hparams(trainer: "L.Trainer", pl_module: "L.LightningModule") -> Non
 
 
 def log_run_outcome(trainer: "L.Trainer") -> dict[str, float]:
-    """Log the callbacks' outcomes as scalars (the hparams record's metrics) at the end of fit; returns them."""
+    """Log the callbacks' outcomes as scalars (the hparams record's metrics) at the end of fit; returns them.
+
+    Where an early stop handed back earlier weights, `hp_metric` is logged again with their val/acc_pgd: the hparams
+    view shows a metric's last value, which is then the model the run ends with, not the collapsed last epoch.
+    """
     _, metrics = run_hparams(trainer)
+    for callback in trainer.callbacks:
+        handed_back = getattr(callback, "handed_back_val_acc_pgd", None)
+        value = handed_back() if callable(handed_back) else None
+        if value is not None and math.isfinite(value):
+            metrics["hp_metric"] = value
+            break
     if trainer.is_global_zero and metrics:
         for logger in tensorboard_loggers(trainer):
             logger.log_metrics(metrics, step=trainer.global_step)
