@@ -59,7 +59,10 @@ def test_read_checkpoint_refuses_pickled_objects_and_names_corrupt_files(tmp_pat
 def test_a_run_folder_names_the_handed_back_model_for_test_and_last_for_resuming(tmp_path):
     run = tmp_path / "runs" / "x"
     _make_run(run, [(0, True), (1, True)])
+    stopped = {"history": [], "settings": {}, "stopped_epoch": 3, "stop_checkpoint": "aliasing_stop.ckpt"}
+    torch.save({"epoch": 3, "callbacks": {"AliasingMonitor": stopped}}, run / "version_1/checkpoints/last.ckpt")
     torch.save({"epoch": 3}, run / "version_1" / "aliasing_stop.ckpt")
+    torch.save({"epoch": 0}, run / "version_0" / "aliasing_stop.ckpt")  # no checkpoint of version 0 records it
     stop = (run / "version_1" / "aliasing_stop.ckpt", 1)
     assert resolve_ckpt_path(str(run), None, model=True) == stop
     assert resolve_ckpt_path(str(run / "version_1"), None, model=True) == stop

@@ -141,3 +141,19 @@ def test_hp_metric_ends_as_the_val_acc_pgd_of_the_model_the_run_hands_back(event
     # Lightning's placeholder (-1) at the start, one per validation (epochs 0-2), the handed-back model's at the end
     assert len(values) == 5
     assert values[-1] == pytest.approx(handed_back) and aliasing.handed_back_val_acc_pgd() == pytest.approx(handed_back)
+
+
+def test_hparams_lead_with_the_method_then_the_stops_and_end_with_hp_metric(events):
+    """TensorBoard's hparams plugin sorts the columns by name and shows the first five: the record names sort in the
+    order runs are compared by, and the tab shows the display names."""
+    accumulator, _, _ = events
+    experiment = _experiment(accumulator)
+    infos = sorted(experiment.hparam_infos, key=lambda h: h.name)  # what the plugin's backend does
+    shown = [h.display_name for h in infos]
+    assert shown[:5] == ["method", "eps", "alpha", "init", "eps_warmup_epochs"]
+    assert shown.index("aliasing/threshold") == 5 and shown.index("pgd_es/max_drop") > shown.index("aliasing/restore")
+    assert shown.index("pgd_es/restore") < shown.index("optimizer")  # the stops before the module's other settings
+    assert not [name for name in shown if name.startswith("_")]  # no jsonargparse internals
+    metric_tags = [m.name.tag for m in experiment.metric_infos]
+    assert metric_tags[:3] == ["aliasing/stopped_epoch", "aliasing/restored_epoch", "aliasing/restored_val_acc_pgd"]
+    assert metric_tags[-1] == "hp_metric"

@@ -18,6 +18,7 @@ audit of robustrain's command line found, each as a test (numbered as in the aud
 14. `nan` on the command line is refused as not finite.
 """
 
+import errno
 import os
 import pickle
 import shlex
@@ -95,13 +96,16 @@ def test_the_stop_model_survives_a_kill_or_full_disk_at_every_write_of_the_stop(
         assert broken.returncode == -9, broken.stderr[-3000:]
     else:
         assert broken.returncode == EXIT_DISK_FULL, broken.stderr[-3000:]
-        assert "then resume with the same command plus --ckpt_path last" in one_error_line(broken)
+        assert "free space, then resume with the same command and --ckpt_path last" in one_error_line(broken)
     # whatever happened, no checkpoint records a stop whose model is not on disk
     if records_a_stop(run / "checkpoints/last.ckpt"):
         assert (run / STOP).is_file()
+    stray = (run / STOP).is_file() and not records_a_stop(run / "checkpoints/last.ckpt")
     resumed = train(tmp_path, *TINY, "--ckpt_path", "last", config=config)
     if resumed.returncode != 0:  # the kill came after the stop was recorded with its model: nothing left to train
         assert "nothing is left to train" in one_error_line(resumed) and (run / STOP).is_file()
+    # a stop model no checkpoint recorded (killed before last.ckpt recorded it) is kept aside, never taken as the run's
+    assert (run / "aliasing_stop.before-resume-1.ckpt").is_file() == stray
     assert not list(run.rglob("*.partial"))
     for key, tensor in stop_weights(version(reference)).items():  # the model the uninterrupted run handed back
         assert torch.equal(tensor, stop_weights(run)[key]), key
@@ -137,7 +141,7 @@ def test_a_second_process_on_a_locked_run_folder_is_refused_naming_the_holder_an
     try:
         assert holder.stdout.readline().strip() == "held"
         before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-        # a new run pinned to the held folder, and a test of it (whose own folder is held the same way)
+        # a new run pinned to the held folder
         line = refused(capsys, *TINY, "--trainer.logger.init_args.version", "0", config=config)
         assert f"run folder runs/{NAME}/version_0 is in use by process {holder.pid}" in line
         assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
@@ -237,6 +241,7 @@ def test_a_failed_write_anywhere_is_one_line_with_its_exit_code(tmp_path, name, 
     assert expected in line
     # nothing of this run was checkpointed yet: the advice is to run again, not to resume
     assert "then run the command again (this run has no last.ckpt yet, so there is nothing to resume)" in line
+    assert ("free space, then" if code == EXIT_DISK_FULL else "make it writable (or choose another folder") in line
     assert not [p for p in version(tmp_path).rglob("*") if p.is_file() and p.stat().st_size == 0 and p.name != ".lock"]
 
 
@@ -247,8 +252,8 @@ def test_the_advice_after_a_failed_write_fits_the_situation(tmp_path):
         assert "nothing to resume" in _advice("fit")
         (tmp_path / "checkpoints").mkdir()
         (tmp_path / "checkpoints/last.ckpt").write_bytes(b"")
-        assert _advice("fit") == "then resume with the same command plus --ckpt_path last"
-        assert _advice("test") == "then run the command again"
+        assert _advice("fit") == "resume with the same command and --ckpt_path last"
+        assert _advice("test") == "run the command again"
     finally:
         RobustrainCLI.release_lock()
 
@@ -320,3 +325,64 @@ def test_the_summary_commands_quote_every_path(tmp_path):
 def test_a_non_finite_number_on_the_command_line_is_refused_as_not_finite(in_tmp, capsys, value):
     line = refused(capsys, *TINY, f"--model.init_args.eps={value}")  # (-inf as its own word is an option)
     assert f"model.init_args.eps: got {value}, but only a finite number is valid here" in line
+
+
+# --- what the review of this work found ----------------------------------------------------------------------------
+def test_only_robustrain_stops_count_as_recorded_stops_and_a_bare_last_ckpt_has_no_version_folder():
+    from robustrain.runs.checkpoints import recorded_stops, version_dir_of
+
+    checkpoint = {
+        "callbacks": {
+            "EarlyStopping{'monitor': 'val/acc'}": {"stopped_epoch": 0, "wait_count": 0},  # Lightning's: always 0
+            "AliasingMonitor": {"history": [], "settings": {}, "stopped_epoch": 3, "stop_checkpoint": STOP},
+            "PGDEarlyStopping": {"history": [], "settings": {}, "stopped_epoch": None},
+        }
+    }
+    assert recorded_stops(checkpoint) == [("AliasingMonitor", 3, STOP)]
+    assert version_dir_of(Path("last.ckpt")) is None and version_dir_of(Path("x/last.ckpt")) is None
+    assert version_dir_of(Path("runs/a/version_0/checkpoints/last.ckpt")) == Path("runs/a/version_0")
+
+
+def test_a_config_that_still_lists_the_base_callbacks_itself_builds_them_once(in_tmp):
+    from robustrain.cli import main
+
+    old_style = in_tmp / "old.yaml"  # as the experiment configs were written before base_callbacks
+    old_style.write_text(
+        f"config: {REPO / 'configs/mnist5k_fgsm.yaml'}\n"
+        "trainer.callbacks:\n"
+        "  - class_path: lightning.pytorch.callbacks.ModelCheckpoint\n"
+        "    init_args: {monitor: val/acc_pgd, mode: max, filename: 'best-{epoch:02d}'}\n"
+        "  - class_path: lightning.pytorch.callbacks.ModelCheckpoint\n"
+        "    init_args: {filename: last}\n"
+        "  - class_path: lightning.pytorch.callbacks.LearningRateMonitor\n"
+        "    init_args: {logging_interval: step}\n"
+    )
+    cli = main(["--config", str(old_style)], run=False)
+    assert [c.monitor for c in cli.trainer.checkpoint_callbacks] == ["val/acc_pgd", None]
+    assert sum(type(c).__name__ == "LearningRateMonitor" for c in cli.trainer.callbacks) == 1
+
+
+def test_a_refused_run_leaves_another_processs_new_locked_folder_alone(tmp_path):
+    from robustrain.cli.checks import remove_refused_run_folders
+
+    ours, theirs = tmp_path / "version_0", tmp_path / "version_1"
+    ours.mkdir()
+    theirs.mkdir()
+    lock = RunFolderLock(theirs).acquire()  # another run, before its first checkpoint (our process stands in)
+    try:
+        assert remove_refused_run_folders((tmp_path, set())) == [ours]
+        assert theirs.is_dir()
+    finally:
+        lock.release()
+
+
+def test_a_filesystem_without_locks_runs_unlocked_with_a_warning(tmp_path, monkeypatch):
+    import fcntl
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.warns(UserWarning, match="this filesystem cannot lock files .* the run goes on unlocked"):
+        lock = RunFolderLock(tmp_path).acquire()
+    assert not lock.held

@@ -79,8 +79,10 @@ class AbnormalExamplesMonitor(SignalMonitor):
             check_int("every_n_train_steps", every_n_train_steps, 1, note="with decide_on='batch'")
         self.every_n_train_steps = every_n_train_steps
         self.decide_on = decide_on
-        self._epoch_counts = torch.zeros(2, dtype=torch.float64)  # (abnormal, examples) on this rank, this epoch
-        self._step_counts = torch.zeros(2, dtype=torch.float64)  # the same since the last step-level record
+        # (abnormal, examples) on this rank, this epoch / since the last step-level record: integer counts kept on the
+        # module's device and read only at a check, so counting costs the training step no host sync
+        self._epoch_counts = torch.zeros(2, dtype=torch.int64)
+        self._step_counts = torch.zeros(2, dtype=torch.int64)
 
     @property
     def series(self) -> str:
@@ -96,17 +98,17 @@ class AbnormalExamplesMonitor(SignalMonitor):
 
     # --- hooks ----------------------------------------------------------------------------------------------------
     def on_train_epoch_start(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
-        self._epoch_counts.zero_()
-        self._step_counts.zero_()
+        self._epoch_counts = torch.zeros(2, dtype=torch.int64, device=pl_module.device)
+        self._step_counts = torch.zeros(2, dtype=torch.int64, device=pl_module.device)
 
     def on_train_batch_end(
         self, trainer: "L.Trainer", pl_module: "L.LightningModule", outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         if self._should_skip(trainer) or not isinstance(outputs, dict) or "abnormal" not in outputs:
             return
-        counts = torch.tensor([float(outputs["abnormal"]), float(outputs["examples"])], dtype=torch.float64)
-        self._epoch_counts += counts
-        self._step_counts += counts
+        for counts in (self._epoch_counts, self._step_counts):
+            counts[0] += outputs["abnormal"]  # a device tensor: added on the device
+            counts[1] += int(outputs["examples"])  # a Python int (the batch size)
         n = self.every_n_train_steps
         if n and trainer.global_step % n == 0:
             values = self._fraction(trainer, pl_module, self._step_counts)
@@ -123,8 +125,8 @@ class AbnormalExamplesMonitor(SignalMonitor):
 
     def _fraction(self, trainer: "L.Trainer", pl_module: "L.LightningModule", counts: torch.Tensor) -> dict:
         """The abnormal fraction over the counted examples of all ranks (nan when none was counted)."""
-        total = trainer.strategy.reduce(counts.to(pl_module.device), reduce_op="sum")
-        return {"fraction": (total[0] / total[1]).item() if total[1] > 0 else float("nan"), "examples": total[1].item()}
+        abnormal, examples = trainer.strategy.reduce(counts.to(pl_module.device), reduce_op="sum").tolist()
+        return {"fraction": abnormal / examples if examples > 0 else float("nan"), "examples": float(examples)}
 
     def _settings(self) -> dict[str, Any]:
         return {**super()._settings(), "every_n_train_steps": self.every_n_train_steps, "decide_on": self.decide_on}

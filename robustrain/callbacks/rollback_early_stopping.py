@@ -33,6 +33,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 
 from robustrain.callbacks.stop_figure import plot_history, plot_stop_figure
+from robustrain.core.errors import BadInputError
 from robustrain.runs.atomic import atomic_savefig
 from robustrain.runs.monitoring import tensorboard_loggers
 from robustrain.runs.resume import plain
@@ -153,8 +154,15 @@ class RollbackEarlyStopping(L.Callback):
     def on_train_start(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
         # trainer.log_dir broadcasts from rank 0: resolve it here, on every rank, never inside rank-zero-only code
         self._dir = Path(trainer.log_dir or trainer.default_root_dir)
-        if trainer.is_global_zero:  # before the first epoch, not at its end
-            check_history_path(self._dir / f"{self.name}_history.csv")
+        # before the first epoch, not at its end; on every rank, agreed, so that no rank trains on alone
+        history = self._dir / f"{self.name}_history.csv"
+        try:
+            check_history_path(history)
+            in_the_way = None
+        except BadInputError as error:
+            in_the_way = error
+        if trainer.strategy.reduce_boolean_decision(in_the_way is not None, all=False):
+            raise in_the_way or BadInputError(f"{history} is not a file on the writing rank's filesystem")
         if not self._should_skip(trainer):
             # A stop at the first check hands back the weights training started from (fresh or resumed).
             self._take_snapshot(pl_module, trainer.current_epoch - 1)

@@ -14,6 +14,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from robustrain.core.errors import BadInputError
 from robustrain.runs.atomic import check_writable_folder
 from robustrain.runs.checkpoints import run_versions
+from robustrain.runs.lock import held_by_another
 
 
 def _logger_init_args(trainer_config: Any) -> Any | None:
@@ -87,7 +88,8 @@ def remove_refused_run_folders(watched: tuple[Path, set[str]] | None) -> list[Pa
     folder, before = watched
     removed = []
     for _, version in run_versions(folder):
-        if version.name not in before and not any(version.rglob("*.ckpt")):
+        # another process's new run (locked) is no refused run's folder, even before its first checkpoint
+        if version.name not in before and not any(version.rglob("*.ckpt")) and not held_by_another(version):
             shutil.rmtree(version, ignore_errors=True)
             removed.append(version)
     return removed

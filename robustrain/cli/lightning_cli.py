@@ -6,6 +6,7 @@ if Lightning stops calling them. A `fit --ckpt_path` resume is refused when the 
 settings than the checkpoint's (robustrain.runs.resume), unless `--allow_changed_settings true`.
 """
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,10 @@ from robustrain.runs.checkpoints import (
     recorded_stops,
     resolve_ckpt_path,
     run_versions,
+    version_dir_of,
 )
 from robustrain.runs.lock import RunFolderLock
+from robustrain.stopping.history import set_aside
 from robustrain.training.safeguards import first_non_finite
 
 
@@ -69,6 +72,14 @@ class AtomicSaveConfig(SaveConfigCallback):
             self.save_config(trainer, pl_module, stage)
             self.already_saved = True
         self.already_saved = trainer.strategy.broadcast(self.already_saved)
+
+
+def _is_global_rank_zero() -> bool:
+    """Whether this process is rank 0 of the whole job, before the process group exists: rank 0 by the launcher's
+    variables (RANK, LOCAL_RANK, SLURM_PROCID, ...) and on node 0 (Lightning's own multi-node launch sets NODE_RANK
+    alone on each node's first process)."""
+    node = os.environ.get("NODE_RANK") or os.environ.get("GROUP_RANK") or "0"
+    return rank_zero_only.rank == 0 and node == "0"
 
 
 def _as_list(value: Any) -> list:
@@ -137,7 +148,10 @@ class RobustrainCLI(LightningCLI):
         give_back_integer_limits(trainer_config, RobustrainCLI.integer_limits)
         base = self._get(self.config_init, "base_callbacks")
         if base:
-            trainer_config["callbacks"] = [*_as_list(trainer_config.get("callbacks")), *base]
+            own = _as_list(trainer_config.get("callbacks"))
+            # a config written before base_callbacks existed re-lists the base's callbacks itself: its own win
+            listed = {c.state_key for c in own if hasattr(c, "state_key")}
+            trainer_config["callbacks"] = [*own, *(c for c in base if c.state_key not in listed)]
         plugins = _as_list(trainer_config.get("plugins"))
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
@@ -205,7 +219,7 @@ class RobustrainCLI(LightningCLI):
             global_step=int(checkpoint.get("global_step", 0)),
             epochs_done=epochs_done(checkpoint),
             stops=recorded_stops(checkpoint),
-            missing_stop_model=missing_stop_model(checkpoint, path.parents[1]) if path.name == "last.ckpt" else None,
+            missing_stop_model=missing_stop_model(checkpoint, version_dir_of(path)) if version_dir_of(path) else None,
         )
         init_args = _logger_init_args(config.trainer)
         if subcommand == "fit":
@@ -252,7 +266,7 @@ class RobustrainCLI(LightningCLI):
         can be written; remove the temp files that killed writers left in the run's version folders. Rank 0 only: the
         other ranks of a DDP run write nothing there."""
         logger = self.trainer.logger
-        if rank_zero_only.rank != 0 or not isinstance(logger, (TensorBoardLogger, CSVLogger)):
+        if not _is_global_rank_zero() or not isinstance(logger, (TensorBoardLogger, CSVLogger)):
             return
         version_dir = Path(logger.log_dir)
         check_run_folder_writable(version_dir)
@@ -275,6 +289,23 @@ class RobustrainCLI(LightningCLI):
         self._lock_run_folder()
         if self.loaded is not None:
             remove_stale_partials(self.loaded.path.parent)  # a writer killed mid-write left its temp file
+            self._set_aside_unrecorded_stop_models()
+
+    def _set_aside_unrecorded_stop_models(self) -> None:
+        """A `<stop>_stop.ckpt` in the resumed run's folder that its checkpoint does not record was written by a run
+        killed before it recorded the stop: the resumed run decides afresh, so the file is kept aside as
+        `<name>_stop.before-resume-<k>.ckpt` rather than taken for this run's model."""
+        folder = version_dir_of(self.loaded.path)
+        if folder is None or RobustrainCLI.lock is None or RobustrainCLI.lock.folder.resolve() != folder.resolve():
+            return
+        recorded = {name for _, _, name in self.loaded.stops if name}
+        for stray in sorted(folder.glob("*_stop.ckpt")):
+            if stray.name not in recorded:
+                kept = set_aside(stray)
+                rank_zero_warn(
+                    f"{stray} was not recorded by {self.loaded.path} (a run killed before it recorded its "
+                    f"stop): kept as {kept.name}; the resumed run decides its stop afresh"
+                )
 
     def _check_fit(self) -> None:
         self._check_model_and_data()

@@ -10,6 +10,7 @@ import os
 import sys
 import threading
 
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from robustrain.callbacks.run_summary import RunSummary
@@ -49,10 +50,17 @@ def _advice(subcommand: str | None) -> str:
     """What to do once the cause is fixed: resume from this run's last.ckpt where it has one, else run again."""
     lock = RobustrainCLI.lock
     if subcommand == "fit" and lock is not None and (lock.folder / "checkpoints" / "last.ckpt").is_file():
-        return "then resume with the same command plus --ckpt_path last"
+        return "resume with the same command and --ckpt_path last"
     if subcommand == "fit":
-        return "then run the command again (this run has no last.ckpt yet, so there is nothing to resume)"
-    return "then run the command again"
+        return "run the command again (this run has no last.ckpt yet, so there is nothing to resume)"
+    return "run the command again"
+
+
+def _fix(error: OSError) -> str:
+    """The first thing to do about a failed write."""
+    if error.errno in NO_SPACE:
+        return "free space"
+    return "make it writable (or choose another folder with --trainer.logger.init_args.save_dir)"
 
 
 def _remove_empty_files() -> None:
@@ -113,7 +121,9 @@ def main(args: list[str] | None = None, run: bool = True) -> RobustrainCLI:
                 parser_kwargs={"exit_on_error": False},
             )
     except SIGTERMException:
-        print(f"robustrain: interrupted by SIGTERM; {_advice(subcommand)}", file=sys.stderr)
+        if rank_zero_only.rank == 0:  # the one process that knows the run folder (and holds its lock)
+            kept = "the last completed epoch's checkpoint is kept"
+            print(f"robustrain: interrupted by SIGTERM; {kept}: {_advice(subcommand)}", file=sys.stderr)
         sys.exit(EXIT_SIGTERM)
     except NonFiniteError as error:
         if debug:
@@ -127,7 +137,8 @@ def main(args: list[str] | None = None, run: bool = True) -> RobustrainCLI:
         if failed_write is not None:
             _remove_empty_files()
             code = EXIT_DISK_FULL if failed_write.errno in NO_SPACE else EXIT_BAD_INPUT
-            print(f"robustrain: error: {write_error_message(failed_write)}; {_advice(subcommand)}", file=sys.stderr)
+            advice = f"{_fix(failed_write)}, then {_advice(subcommand)}"
+            print(f"robustrain: error: {write_error_message(failed_write)}; {advice}", file=sys.stderr)
             sys.exit(code)
         if not isinstance(error, (*USER_ERRORS, MisconfigurationException)):
             raise

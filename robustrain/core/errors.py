@@ -115,4 +115,4 @@ def write_error_message(error: OSError) -> str:
         return f"no space left on the device: {what} failed ({reason})"
     if error.errno == errno.EROFS:
         return f"cannot write {name or 'the run folder'}: it is on a read-only filesystem ({reason})"
-    return f"cannot write {name or 'the run folder'}: permission denied ({reason})"
+    return f"cannot access {name or 'the run folder'}: permission denied ({reason})"

@@ -12,6 +12,7 @@ network.
 import pickle
 import pickletools
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -49,45 +50,62 @@ def latest_checkpoint(run_dir: str | Path) -> tuple[Path, int] | None:
 
 
 def handed_back_checkpoint(version_dir: Path) -> Path | None:
-    """The `<stop>_stop.ckpt` an early stop of this run version saved (the weights it handed back), or None."""
+    """The newest `<stop>_stop.ckpt` in a run's version folder, or None (for runs whose checkpoints do not name it)."""
     found = sorted(version_dir.glob("*_stop.ckpt"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
 
 
+def _is_stop_state(state: Any) -> bool:
+    """A robustrain early stop's callback state (RollbackEarlyStopping.state_dict), not, say, Lightning's
+    EarlyStopping, which records a `stopped_epoch` of 0 whether it stopped or not."""
+    return isinstance(state, dict) and "history" in state and "settings" in state
+
+
 def recorded_stops(checkpoint: dict) -> list[tuple[str, int, str | None]]:
-    """(callback, epoch, handed-back file) of every early stop the checkpoint records as decided; the file is None
-    where the stop saved none, and `<callback>_stop.ckpt`-like "*_stop.ckpt" for checkpoints written before the file
-    was recorded."""
+    """(callback, epoch, handed-back file) of every robustrain early stop the checkpoint records as decided; the file
+    is None where the stop saved none or where the checkpoint predates the record of it."""
     stops = []
     for key, state in (checkpoint.get("callbacks") or {}).items():
-        if isinstance(state, dict) and state.get("stopped_epoch") is not None:
-            stops.append((key.split("{")[0], int(state["stopped_epoch"]), state.get("stop_checkpoint", "*_stop.ckpt")))
+        if _is_stop_state(state) and state.get("stopped_epoch") is not None:
+            stops.append((key.split("{")[0], int(state["stopped_epoch"]), state.get("stop_checkpoint")))
     return stops
 
 
 def missing_stop_model(checkpoint: dict, version_dir: Path) -> str | None:
     """Why the run of this checkpoint has no model to hand back, or None: it records an early stop whose
-    `<stop>_stop.ckpt` is not in the run's version folder (a run killed, or out of disk, while writing it, or a
-    file removed since)."""
+    `<stop>_stop.ckpt` is not in the run's version folder (a file removed since it was written)."""
     for callback, epoch, name in recorded_stops(checkpoint):
-        if name is not None and not any(version_dir.glob(name)):
+        if name is not None and not (version_dir / name).is_file():
             return (
                 f"the run in {version_dir} recorded an early stop ({callback}, epoch {epoch}) but the model it hands "
-                f"back, {version_dir / name.replace('*', '<stop>')}, is missing (removed, or never fully written); "
-                "its last.ckpt holds the weights the stop rejected"
+                f"back, {version_dir / name}, is missing (removed, or never fully written); its last.ckpt holds the "
+                "weights the stop rejected"
             )
     return None
 
 
+def version_dir_of(path: Path) -> Path | None:
+    """The version folder of a run's `<version>/checkpoints/<file>.ckpt`, or None for a file elsewhere."""
+    return path.parents[1] if path.parent.name == "checkpoints" and len(path.parents) > 1 else None
+
+
 def _model_of(found: tuple[Path, int], version_dir: Path) -> tuple[Path, int]:
-    stop = handed_back_checkpoint(version_dir)
-    if stop is not None:
-        return stop, found[1]
-    missing = missing_stop_model(read_checkpoint(found[0]), version_dir)
+    """The model a run ends with: the `<stop>_stop.ckpt` its last.ckpt records, else last.ckpt (a `*_stop.ckpt` that
+    no checkpoint records, left by a run killed before recording it, is not the run's model)."""
+    checkpoint = read_checkpoint(found[0])
+    missing = missing_stop_model(checkpoint, version_dir)
     if missing is not None:
         raise BadInputError(
-            f"{missing}: train the run again, or pass --ckpt_path {found[0]} to evaluate those weights anyway"
+            f"{missing}: train the run again, or pass --ckpt_path {shlex.quote(str(found[0]))} to evaluate those "
+            "weights anyway"
         )
+    named = [name for _, _, name in recorded_stops(checkpoint) if name is not None]
+    if named:
+        return version_dir / named[-1], found[1]
+    if recorded_stops(checkpoint):  # written before checkpoints named the file: the newest one
+        stop = handed_back_checkpoint(version_dir)
+        if stop is not None:
+            return stop, found[1]
     return found
 
 
@@ -111,12 +129,17 @@ def resolve_ckpt_path(ckpt_path: str, run_dir: str | Path | None, model: bool = 
         )
     if ckpt_path == LAST:
         found = latest_checkpoint(run_dir) if run_dir is not None else None
+        if found is None and model:
+            raise BadInputError(
+                f"ckpt_path=last: no {run_dir}/version_*/checkpoints/last.ckpt exists (`last` is the newest run of "
+                "this config's run folder); give the .ckpt file or the run folder to evaluate"
+            )
         if found is None:
             raise BadInputError(
                 f"ckpt_path=last: no run to resume, no {run_dir}/version_*/checkpoints/last.ckpt exists; drop "
                 "--ckpt_path to start a new run"
             )
-        return found
+        return _model_of(found, found[0].parents[1]) if model else found
     path = Path(ckpt_path)
     if path.is_file():
         version = _VERSION.match(path.parent.parent.name) if path.parent.name == "checkpoints" else None

@@ -13,6 +13,7 @@ A second process finds the lock held and gets a BadInputError naming the holder'
 local: it keeps robustrain processes of one machine (or of one NFS client) apart, not arbitrary writers.
 """
 
+import errno
 import fcntl
 import os
 import warnings
@@ -22,6 +23,7 @@ from robustrain.core.errors import BadInputError
 from robustrain.runs.atomic import process_alive
 
 LOCK_NAME = ".lock"
+NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)  # flock unsupported where the folder lives
 
 
 class RunFolderInUseError(BadInputError):
@@ -54,7 +56,18 @@ class RunFolderLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except OSError as error:
+            if error.errno in NO_LOCKS:  # a filesystem without flock (some FUSE, Lustre without -o flock)
+                os.close(fd)
+                warnings.warn(
+                    f"run folder {self.folder}: this filesystem cannot lock files ({error.strerror}); the run goes on "
+                    "unlocked, so nothing stops a second run in the same folder",
+                    stacklevel=2,
+                )
+                return self
+            if not isinstance(error, BlockingIOError):
+                os.close(fd)
+                raise
             holder = _read_pid(fd)
             os.close(fd)
             who = f"process {holder}" if holder is not None else "another process"
@@ -92,3 +105,19 @@ class RunFolderLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def held_by_another(folder: str | Path) -> bool:
+    """Whether another process holds the lock of `folder` now (False where it has no lock file)."""
+    path = Path(folder) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing releases the shared lock just taken
+    return False

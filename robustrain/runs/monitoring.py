@@ -137,7 +137,7 @@ def log_run_outcome(trainer: "L.Trainer") -> dict[str, float]:
     for callback in trainer.callbacks:
         handed_back = getattr(callback, "handed_back_val_acc_pgd", None)
         value = handed_back() if callable(handed_back) else None
-        if value is not None and math.isfinite(value):
+        if value is not None:  # nan when the stop handed back the weights of the start (never validated)
             metrics["hp_metric"] = value
             break
     if trainer.is_global_zero and metrics:

@@ -137,10 +137,14 @@ def checkpoint_signature(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _same(a: Any, b: Any) -> bool:
+COUNT_OR_FRACTION = ("limit_train_batches",)  # Lightning reads an int as a count and a float as a fraction
+
+
+def _same(a: Any, b: Any, key: str = "") -> bool:
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
-    return type(a) is type(b) and a == b if isinstance(a, bool) or isinstance(b, bool) else a == b
+    typed = isinstance(a, bool) or isinstance(b, bool) or key.rsplit(".", 1)[-1] in COUNT_OR_FRACTION
+    return type(a) is type(b) and a == b if typed else a == b
 
 
 def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
@@ -149,7 +153,7 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[st
     A key only one side holds is no difference (a checkpoint from an older robustrain, or an argument added since),
     except the list of stop callbacks, which both sides always hold.
     """
-    return [(key, old[key], new[key]) for key in old if key in new and not _same(old[key], new[key])]
+    return [(key, old[key], new[key]) for key in old if key in new and not _same(old[key], new[key], key)]
 
 
 def describe(changes: Iterable[tuple[str, Any, Any]]) -> str:

@@ -40,6 +40,38 @@ def _built_from_config() -> bool:
     return _given_hyperparameters.get() is not None
 
 
+FUSED_DEVICES = ("cpu", "cuda")  # where torch's fused Adam and SGD run (and honour found_inf)
+
+
+def make_optimizer(
+    name: str,
+    params: list[nn.Parameter],
+    lr: float,
+    weight_decay: float,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    device: torch.device | str = "cpu",
+) -> torch.optim.Optimizer:
+    """Adam or SGD, fused where torch has the kernels (`FUSED_DEVICES`): one kernel per step, and an update the
+    non-finite guard flags (`found_inf`, as under a GradScaler) is skipped on the device, so the guard needs no host
+    sync (robustrain.training.safeguards).
+
+    torch's fused SGD allocates its momentum buffers uninitialised at the first step and fills them there, so a first
+    step skipped by found_inf would leave garbage behind; the buffers start as zeros here, which gives the first step's
+    own result (buffer = gradient, as dampening is 0) and survives a skip.
+    """
+    fused = torch.device(device).type in FUSED_DEVICES or None
+    if name == "sgd":
+        opt = torch.optim.SGD(
+            params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, fused=fused
+        )
+        if fused and momentum:
+            for p in params:
+                opt.state[p]["momentum_buffer"] = torch.zeros_like(p)
+        return opt
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused)
+
+
 STAGES = ("train", "val", "test")
 
 
@@ -135,10 +167,16 @@ class RobustClassifier(Safeguards):
         if eval_size and (warning := step_warning(type(self).__name__, self.eval_eps, eval_alpha, prefix="eval_")):
             rank_zero_warn(warning)
         self.net = net
+        # torchmetrics checks every update for nan by default, a host sync per update; a non-finite training loss is
+        # the non-finite guard's to report (robustrain.training.safeguards), so the metrics skip the check
         self.metrics = nn.ModuleDict(
-            {f"{stage}_{name}": MeanMetric() for stage in STAGES for name in ("loss", "acc", "acc_pgd", "acc_fgsm")}
+            {
+                f"{stage}_{name}": MeanMetric(nan_strategy="disable")
+                for stage in STAGES
+                for name in ("loss", "acc", "acc_pgd", "acc_fgsm")
+            }
         )
-        self.metrics["train_abnormal_fraction"] = MeanMetric()
+        self.metrics["train_abnormal_fraction"] = MeanMetric(nan_strategy="disable")
         self._eval_attacked = 0  # images attacked so far in this evaluation epoch, on this rank
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -173,10 +211,12 @@ class RobustClassifier(Safeguards):
         logits = self.net(inputs)
         if start_loss is None:
             loss = F.cross_entropy(logits, labels)
+            self._last_train_loss = loss.detach()  # named by the non-finite guard, read only if it fires
             self._update("train", loss, logits, labels)  # train/loss: the cross-entropy alone, without a penalty
             return self._with_regularization(loss, images, labels)
         losses = F.cross_entropy(logits, labels, reduction="none")
         loss = losses.mean()
+        self._last_train_loss = loss.detach()
         self._update("train", loss, logits, labels)
         loss = self._with_regularization(loss, images, labels)
         abnormal = abnormal_examples(start_loss, losses.detach())  # (B,) bool, free: both losses are computed
@@ -326,12 +366,9 @@ class RobustClassifier(Safeguards):
     # --- optimisation ---------------------------------------------------------------------------------------------
     def configure_optimizers(self):
         hp = self.hparams
-        if hp.optimizer == "sgd":
-            opt = torch.optim.SGD(
-                self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay, nesterov=hp.nesterov
-            )
-        else:
-            opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        opt = make_optimizer(
+            hp.optimizer, list(self.parameters()), hp.lr, hp.weight_decay, hp.momentum, hp.nesterov, self.device
+        )
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         factor = functools.partial(lr_factor, hp.lr_schedule, total_steps=total, cyclic_peak=hp.cyclic_peak)
         scheduler = torch.optim.lr_scheduler.LambdaLR(opt, factor)

@@ -9,15 +9,20 @@ is Lightning's global seed (`seed_everything`) and travels in every checkpoint.
 
 The non-finite guard. Before every optimizer step the gradient norm is checked (one reduction; under DDP the
 gradients are already all-reduced, so every rank takes the same decision), and before every checkpoint the
-weights. A non-finite value raises `NonFiniteError`, naming the epoch and step, before the update is applied or the
-file is written: the weights in every checkpoint on disk are the last finite ones. Validating, testing or predicting
-with non-finite weights is refused the same way (it would report chance accuracy and a nan loss).
+weights. The gradient check stays on the device: its flag is handed to the (fused) optimizer as `found_inf`, as a
+GradScaler does, so a non-finite update, and every one after it, is skipped without the host waiting for the device;
+the flag is read where Lightning logs (every `log_every_n_steps`) and at each epoch's last batch. A non-finite value
+raises `NonFiniteError`, naming the epoch and step where it first appeared, before any update from there on is
+applied or any file is written: the weights in every checkpoint on disk are the last finite ones. Validating, testing
+or predicting with non-finite weights is refused the same way (it would report chance accuracy and a nan loss).
 
 What a checkpoint records beside the weights, under `checkpoint["robustrain"]`: the run seed, the run signature the
 CLI computed for the run (robustrain.runs.resume: what a resume compares), and the settings changes resumes allowed.
 """
 
+import math
 from collections.abc import Iterable
+from typing import Any
 
 import lightning as L
 import torch
@@ -42,6 +47,8 @@ class Safeguards(L.LightningModule):
 
     _run_seed: int | None = None
     _seed_override: int | None = None  # set by the CLI when a resume is allowed to change the seed
+    _guard: dict[str, torch.Tensor] | None = None  # the non-finite guard's device state (on_before_optimizer_step)
+    _last_train_loss: torch.Tensor | None = None  # the last training step's loss, detached (set by the module)
     run_signature: dict | None = None  # set by the CLI (robustrain.runs.resume); saved in every checkpoint
     settings_changes: list | None = None  # [{"epoch", "changes"}] allowed by resumes, saved in every checkpoint
 
@@ -81,20 +88,74 @@ class Safeguards(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         seed_all(epoch_seed(self._run_seed, self.current_epoch, self.global_rank))
+        self._start_guard_epoch()
+
+    # --- the non-finite guard, on the device ---------------------------------------------------------------------
+    def _start_guard_epoch(self) -> None:
+        """(Re)create the guard's device state at an epoch start: the step and epoch counters follow the trainer's
+        (fill_ takes a host scalar as a kernel argument: no copy, no sync)."""
+        if self._guard is None or self._guard["step"].device != self.device:
+            zero = torch.zeros((), device=self.device)
+            self._guard = {
+                "step": zero.clone(),  # the global step of the update about to be made
+                "epoch": zero.clone(),
+                "bad": zero.clone(),  # 1 once a non-finite gradient was met: every later update is skipped too
+                "bad_step": zero.clone(),
+                "bad_epoch": zero.clone(),
+                "bad_loss": zero.clone(),
+            }
+        self._guard["step"].fill_(self.global_step)
+        self._guard["epoch"].fill_(self.current_epoch)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Check the gradients before the update. With a fused optimizer (robustrain's own), on the device: the flag
+        goes to the optimizer as `found_inf`, as under a GradScaler, so a non-finite update is skipped without the host
+        waiting; the flag is read where a decision is due anyway (`_raise_if_non_finite`). Other optimizers are checked
+        on the host at every step (one sync)."""
         if str(self.trainer.precision).startswith("16"):
             return  # fp16's loss scaler expects and skips inf gradients itself
         grads = [p.grad for p in self.parameters() if p.grad is not None]
-        if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
-            loss = self.trainer.callback_metrics.get("train/loss_step")
-            raise NonFiniteError(
-                f"non-finite gradients at {self._where()} (training loss {float(loss) if loss is not None else '?'}): "
-                "training stopped before the update; the last checkpoint holds the last finite weights (lower the "
-                "learning rate or the attack step)"
-            )
+        if not grads:
+            return
+        finite = torch.isfinite(torch.nn.utils.get_total_norm(grads))
+        if not all(group.get("fused") for group in optimizer.param_groups):  # e.g. resumed from an unfused run
+            if not finite:
+                self._raise_non_finite(self.current_epoch, self.global_step, self._last_train_loss)
+            return
+        if self._guard is None:
+            self._start_guard_epoch()
+        guard = self._guard
+        new = (~finite) & (guard["bad"] == 0)
+        loss = self._last_train_loss if self._last_train_loss is not None else torch.full_like(guard["bad"], math.nan)
+        for key, value in (("bad_step", guard["step"]), ("bad_epoch", guard["epoch"]), ("bad_loss", loss.float())):
+            guard[key].copy_(torch.where(new, value, guard[key]))
+        guard["bad"].copy_(torch.maximum(guard["bad"], (~finite).float()))
+        optimizer.found_inf = guard["bad"]
+        guard["step"].add_(1)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Read the guard's flag where Lightning logs (every log_every_n_steps) and at the epoch's last batch, before
+        its checkpoints: the one host read of the guard, on a schedule."""
+        trainer = self.trainer
+        last = batch_idx + 1 >= trainer.num_training_batches
+        if last or trainer.global_step % max(trainer.log_every_n_steps, 1) == 0:
+            self._raise_if_non_finite()
+
+    def _raise_if_non_finite(self) -> None:
+        guard = self._guard
+        if guard is not None and bool(guard["bad"]):
+            self._raise_non_finite(int(guard["bad_epoch"]), int(guard["bad_step"]), guard["bad_loss"])
+
+    def _raise_non_finite(self, epoch: int, step: int, loss: torch.Tensor | None) -> None:
+        shown = "?" if loss is None else f"{float(loss)}"
+        raise NonFiniteError(
+            f"non-finite gradients at epoch {epoch}, step {step} (training loss {shown}): training stopped before "
+            "the update; the last checkpoint holds the last finite weights (lower the learning rate or the attack "
+            "step)"
+        )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        self._raise_if_non_finite()  # a skipped update since the last read: no checkpoint of this run goes on
         bad = first_non_finite(list(self.named_parameters()) + list(self.named_buffers()))
         if bad is not None:
             raise NonFiniteError(

@@ -1,0 +1,263 @@
+"""Which model a stop hands back: hand-back policies replayed on the prevention study's recorded runs, scored with
+95% intervals, without retraining.
+
+A detector's stop is its first recorded stop decision (the monitor-only decision of its default rule, in the run's
+`<name>_history.csv`), at the end of epoch s. The run keeps every epoch's weights (`checkpoints/epoch=NN.ckpt`), so
+each policy's choice among the epochs before s is replayed exactly:
+
+- `last_check`: epoch s - 1, the weights of the last check that said "go on" (robustrain's stops today);
+- `best_probe_K`: of the last K epochs before s, the one with the best robust accuracy on a fixed probe (PGD-5 at
+  step eps / 4 on 128 training digits, seed 0), measured when its snapshot is taken: K model copies in memory;
+- `best_val_K`: of the last K epochs before s, the best `val/acc_pgd` (the held-out PGD-10 the run validates with
+  every epoch); `best_val_all`: of every epoch before s (a stop that keeps the best-so-far model, as ModelCheckpoint
+  does). best_val needs PGD validation at every epoch, and held-out accuracy picks the oracle by construction, so all
+  policies are scored on the test set.
+
+A run without a stop hands back its final epoch. Scores, on the report seeds (20-29) of every SmallCNN single-step
+and PGD run of the prevention study:
+- a **collapse** (catastrophic or partial, experiments.co_lab.outcomes) is **hit** when the handed-back model's test
+  PGD-50-10 (250 test digits, step eps / 10) is within 3 points of the run's best epoch's (the oracle, every epoch
+  attacked);
+- a **healthy** run is **falsely stopped** when the detector stops it at all;
+- rates come with Wilson 95% intervals.
+The cost of a policy is counted in forward+backward passes over images per epoch, against an FGSM epoch's (4000
+digits x 2 passes): nothing is timed here.
+
+    python -m experiments.co_lab.handback measure --out runs/prevention --parallel 2
+    python -m experiments.co_lab.handback report --out runs/prevention --docs docs/results/co_lab
+"""
+
+import argparse
+import json
+import math
+import multiprocessing
+import statistics
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from experiments.co_lab import evaluate as test_eval
+from experiments.co_lab import runs as lab_runs
+from experiments.co_lab.outcomes import WITHIN, classify, within_oracle
+from experiments.co_lab.prevention import REPORT_SEEDS, would_stop
+from experiments.co_lab.runs import Run
+from robustrain.evaluation import AttackSpec, robust_accuracy
+from robustrain.runs.atomic import atomic_write_text
+
+PROBE = "handback_probe.json"  # per run: {epoch: probe accuracy}
+PROBE_SIZE, PROBE_STEPS = 128, 5
+TEST_IMAGES = 250
+METHODS = ("fgsm", "nfgsm", "fgsm_rs", "elle_a", "pgd10")  # the prevention study's arms whose runs are replayed
+COLLAPSES = ("catastrophic", "partial_collapse")
+WINDOWS = (3, 5)
+DETECTORS = ("grad_align", "pgd_es", "pgd_es_probe", "aliasing", "abnormal", "masking_gap")
+FGSM_EPOCH_PASSES = 4000 * 2  # an FGSM epoch: one attack step and one training step per digit
+
+
+def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score 95% interval of a rate `hits / n` ((0, 1) for n = 0)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def policies() -> dict[str, Any]:
+    """Policy name -> chooser(stop epoch, run record) -> handed-back epoch (-1: the start of training)."""
+
+    def last_check(stop: int, _: dict) -> int:
+        return stop - 1
+
+    def best_of(series: str, window: int | None):
+        def choose(stop: int, record: dict) -> int:
+            first = 0 if window is None else max(stop - window, 0)
+            candidates = range(first, stop)
+            if not candidates:
+                return -1
+            values = record[series]
+            return max(candidates, key=lambda e: (values[e], e))  # the latest of ties: the freshest model
+
+        return choose
+
+    chosen = {"last_check": last_check}
+    for k in WINDOWS:
+        chosen[f"best_probe_{k}"] = best_of("probe", k)
+    for k in WINDOWS:
+        chosen[f"best_val_{k}"] = best_of("val_acc_pgd", k)
+    chosen["best_val_all"] = best_of("val_acc_pgd", None)
+    return chosen
+
+
+def policy_cost(name: str) -> float:
+    """Forward+backward passes per epoch a policy adds, as a share of an FGSM epoch's (see the module docstring)."""
+    if name.startswith("best_probe"):
+        return PROBE_SIZE * (PROBE_STEPS + 1) / FGSM_EPOCH_PASSES  # PGD-5 plus the clean pass, per snapshot
+    if name.startswith("best_val"):
+        return 500 * (10 + 1) / FGSM_EPOCH_PASSES  # PGD-10 on the 500 held-out digits (the run's validation)
+    return 0.0
+
+
+# --- measure --------------------------------------------------------------------------------------------------------
+def selected(out: Path) -> list[Run]:
+    """The report-seed runs of the replayed methods."""
+    runs = lab_runs.load_runs(out)
+    return [r for r in runs if r.seed in REPORT_SEEDS and r.setting.partition("@")[2] in METHODS]
+
+
+def probe_accuracy(run: Run) -> dict[int, float]:
+    """{epoch: PGD-5 accuracy on the fixed training probe}, cached in the run's folder."""
+    path = run.folder / PROBE
+    cache = {int(k): v for k, v in json.loads(path.read_text()).items()} if path.is_file() else {}
+    missing = [e for e in range(run.epochs) if e not in cache]
+    if missing:
+        data = test_eval.instantiate(run.config["data"])
+        x, y = data.probe_set(PROBE_SIZE, seed=0)
+        eps = run.eval_eps
+        spec = AttackSpec("pgd", eps, alpha=eps / 4, steps=PROBE_STEPS, restarts=1)
+        for epoch in missing:
+            torch.manual_seed(0)
+            net = test_eval.network_at(run, epoch)
+            cache[epoch] = robust_accuracy(net, [(x, y)], [spec], tuple(data.input_range))["pgd_5x1"]
+        atomic_write_text(path, json.dumps({str(k): v for k, v in sorted(cache.items())}, indent=1))
+    return cache
+
+
+def _measure_run(folder: Path) -> str:
+    torch.set_num_threads(1)
+    run = lab_runs.load_run(folder)
+    probe_accuracy(run)
+    if classify(run.val["acc_pgd"], run.val["acc_fgsm"]).kind in COLLAPSES:  # the oracle needs every epoch
+        test_eval.evaluate_epochs(run, set(range(run.epochs)), ("clean", "pgd_50x10"), TEST_IMAGES, 0)
+    return run.name
+
+
+def measure(out: Path, parallel: int) -> None:
+    """Probe accuracy of every epoch of every selected run, and test PGD-50-10 of every epoch of the collapses."""
+    folders = [run.folder for run in selected(out)]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=max(parallel, 1), mp_context=context) as pool:
+        for name in pool.map(_measure_run, folders):
+            print(f"measured {name}", flush=True)
+
+
+# --- report ---------------------------------------------------------------------------------------------------------
+def run_record(run: Run) -> dict[str, Any]:
+    """A run's compact record: class, per-epoch val/acc_pgd, probe and test PGD-50-10, and each detector's stop."""
+    outcome = classify(run.val["acc_pgd"], run.val["acc_fgsm"])
+    probe = probe_accuracy(run) if (run.folder / PROBE).is_file() else {}
+    cache = test_eval.cache_of(run)
+    test = [cache.get(e, {}).get("pgd_50x10") for e in range(run.epochs)]
+    stops = would_stop(run)
+    return {
+        "run": run.name,
+        "class": outcome.kind,
+        "val_acc_pgd": [round(v, 4) for v in run.val["acc_pgd"]],
+        "probe": [probe.get(e) for e in range(run.epochs)],
+        "test_pgd": test,
+        "stops": {d: stops.get(d) for d in DETECTORS},
+    }
+
+
+def score(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (detector, policy): hits on collapses and false stops on healthy runs, with Wilson intervals."""
+    collapses = [r for r in records if r["class"] in COLLAPSES]
+    healthy = [r for r in records if r["class"] == "healthy"]
+    rows = []
+    for detector in DETECTORS:
+        for name, choose in policies().items():
+            hits, kept = 0, []
+            for record in collapses:
+                stop = record["stops"][detector]
+                test = record["test_pgd"]
+                oracle = max(t for t in test if t is not None)
+                epoch = choose(stop, record) if stop is not None else len(test) - 1
+                accuracy = 0.0 if epoch < 0 else test[epoch]
+                kept.append(accuracy)
+                hits += stop is not None and within_oracle(accuracy, oracle)
+            false = sum(r["stops"][detector] is not None for r in healthy)
+            rows.append(
+                {
+                    "detector": detector,
+                    "policy": name,
+                    "hits": hits,
+                    "collapses": len(collapses),
+                    "hit_interval": wilson(hits, len(collapses)),
+                    "false_stops": false,
+                    "healthy": len(healthy),
+                    "false_interval": wilson(false, len(healthy)),
+                    "median_test_pgd": statistics.median(kept) if kept else math.nan,
+                    "cost": policy_cost(name),
+                }
+            )
+    return rows
+
+
+def _pct(low_high: tuple[float, float]) -> str:
+    return f"{100 * low_high[0]:.0f}-{100 * low_high[1]:.0f}%"
+
+
+def markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]], command: str) -> str:
+    classes = {k: sum(r["class"] == k for r in records) for k in ("catastrophic", "partial_collapse", "healthy")}
+    lines = [
+        "# Hand-back policies replayed on the prevention study's runs",
+        "",
+        f"Generated by `{command}`. Report seeds 20-29 of the SmallCNN runs of {', '.join(METHODS)}: "
+        f"{len(records)} runs, {classes['catastrophic']} catastrophic and {classes['partial_collapse']} partial "
+        f"collapses, {classes['healthy']} healthy (the rest never became robust). A hit: a collapse whose "
+        f"handed-back model holds test PGD-50-10 within {100 * WITHIN:.0f} points of its best epoch's. Intervals: "
+        "Wilson 95%. Cost: passes per epoch as a share of an FGSM epoch's.",
+        "",
+        "| detector | policy | hits / collapses | hit interval | false stops / healthy | false-stop interval | "
+        "median test PGD-50-10 kept (collapses) | cost per epoch |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['detector']} | {row['policy']} | {row['hits']} / {row['collapses']} | "
+            f"{_pct(row['hit_interval'])} | {row['false_stops']} / {row['healthy']} | "
+            f"{_pct(row['false_interval'])} | {100 * row['median_test_pgd']:.1f} | {100 * row['cost']:.0f}% |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def report(out: Path, docs: Path, command: str) -> list[dict[str, Any]]:
+    records = [run_record(run) for run in selected(out)]
+    missing = [r["run"] for r in records if r["class"] in COLLAPSES and None in r["test_pgd"]]
+    if missing:
+        raise SystemExit(f"runs not measured yet (run the measure step): {', '.join(missing)}")
+    rows = score(records)
+    docs.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(docs / "handback.json", json.dumps({"rows": rows, "runs": records}, indent=1))
+    atomic_write_text(docs / "handback.md", markdown(rows, records, command))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.co_lab.handback", description=__doc__.split("\n")[0])
+    parser.add_argument("step", choices=("measure", "report", "all"))
+    parser.add_argument("--out", type=Path, default=Path("runs/prevention"))
+    parser.add_argument("--docs", type=Path, default=Path("docs/results/co_lab"))
+    parser.add_argument("--parallel", type=int, default=2, help="processes at a time (one thread each)")
+    args = parser.parse_args(argv)
+    if not args.out.is_dir():
+        print(
+            f"python -m experiments.co_lab.handback: error: --out {args.out} holds no runs (no such folder): train "
+            "them with python -m experiments.co_lab.prevention train",
+            file=sys.stderr,
+        )
+        return 2
+    if args.step in ("measure", "all"):
+        measure(args.out, args.parallel)
+    if args.step in ("report", "all"):
+        report(args.out, args.docs, f"python -m experiments.co_lab.handback report --out {args.out} --docs {args.docs}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
