@@ -28,6 +28,7 @@ SHORT = [
     "--trainer.enable_progress_bar", "false",
     "--model.init_args.eval_size", "10",
     "--model.init_args.eval_steps", "1",
+    "--model.init_args.fused_optimizer", "true",  # the default on CUDA; on the CPU the classic kernels are
 ]  # fmt: skip
 
 
@@ -73,7 +74,7 @@ def _module(optimizer: str) -> FGSMTraining:
     kwargs = {"momentum": 0.9} if optimizer == "sgd" else {}
     return FGSMTraining(
         net=SmallCNN(), eps=0.3, alpha=0.375, optimizer=optimizer, lr=1e-3, lr_schedule="constant", eval_size=0,
-        **kwargs,
+        fused_optimizer=True, **kwargs,
     )  # fmt: skip
 
 
@@ -116,7 +117,7 @@ def test_a_skipped_first_step_leaves_fused_sgd_as_a_fresh_optimizer():
     first step skipped by found_inf leaves nothing behind and the next step equals a fresh optimizer's first step."""
     torch.manual_seed(0)
     params = list(SmallCNN().parameters())
-    opt = make_optimizer("sgd", params, lr=1e-3, weight_decay=5e-4, momentum=0.9, device="cpu")
+    opt = make_optimizer("sgd", params, lr=1e-3, weight_decay=5e-4, momentum=0.9, fused=True)
     start = [p.detach().clone() for p in params]
     for p in params:
         p.grad = torch.full_like(p, math.nan)
@@ -135,3 +136,17 @@ def test_a_skipped_first_step_leaves_fused_sgd_as_a_fresh_optimizer():
     reference.step()
     for p, q in zip(params, fresh, strict=True):
         torch.testing.assert_close(p.detach(), q.detach())
+
+
+def test_the_cpu_keeps_the_classic_kernels_unless_asked_and_their_guard_stops_at_the_bad_step(tmp_path):
+    """Unfused (the CPU's default), the guard reads its flag at every step: the run stops at the bad step itself."""
+    module = FGSMTraining(net=SmallCNN(), eps=0.3, alpha=0.375, optimizer="adam", lr=1e-3, eval_size=0)
+    poison = PoisonGradientAt(step=6)
+    trainer = L.Trainer(
+        max_epochs=1, limit_train_batches=20, limit_val_batches=0, log_every_n_steps=10, callbacks=[poison],
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        inference_mode=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    with pytest.raises(NonFiniteError, match=r"non-finite gradients at epoch 0, step 6 "):
+        trainer.fit(module, MNIST5k(batch_size=50))
+    assert trainer.global_step == 6 and not any(g["fused"] for g in trainer.optimizers[0].param_groups)

@@ -16,6 +16,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from robustrain.attacks import UNIT_BOX, check_linf_params, fgsm, pgd, step_warning
+from robustrain.core.errors import BadInputError
 from robustrain.core.ranks import rank_share
 from robustrain.core.train_eval_modes import ATTACK_BATCHNORM_MODES, eval_mode
 from robustrain.core.validation import check_choice, check_in_range, check_int
@@ -50,9 +51,9 @@ def make_optimizer(
     weight_decay: float,
     momentum: float = 0.0,
     nesterov: bool = False,
-    device: torch.device | str = "cpu",
+    fused: bool = False,
 ) -> torch.optim.Optimizer:
-    """Adam or SGD, fused where torch has the kernels (`FUSED_DEVICES`): one kernel per step, and an update the
+    """Adam or SGD; `fused`: torch's fused kernels (on `FUSED_DEVICES`): one kernel per step, and an update the
     non-finite guard flags (`found_inf`, as under a GradScaler) is skipped on the device, so the guard needs no host
     sync (robustrain.training.safeguards).
 
@@ -60,7 +61,7 @@ def make_optimizer(
     step skipped by found_inf would leave garbage behind; the buffers start as zeros here, which gives the first step's
     own result (buffer = gradient, as dampening is 0) and survives a skip.
     """
-    fused = torch.device(device).type in FUSED_DEVICES or None
+    fused = fused or None  # None, not False: torch's own choice of the classic kernels
     if name == "sgd":
         opt = torch.optim.SGD(
             params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, fused=fused
@@ -122,6 +123,11 @@ class RobustClassifier(Safeguards):
             logged as `val/masking_gap`. None disables the warning.
         attack_bn_mode: BatchNorm mode while training attacks are generated: "train" (batch statistics, Wong et al.)
             or "eval" (running statistics). Every submodule's mode is restored afterwards.
+        fused_optimizer: Use torch's fused Adam / SGD kernels: one kernel per step, and the non-finite guard then
+            skips a flagged update on the device, without a host sync (robustrain.training.safeguards). None: fused on
+            CUDA, where a sync stalls the GPU; elsewhere the classic kernels, with which every recorded CPU figure was
+            made (the two differ in the last bits, enough to move a chaotic run such as a collapse by an epoch). True
+            on the CPU gives the sync-free path there too.
         train_eps: The training radius of a subclass that has one (FGSMTraining and PGDTraining pass their `eps`);
             None for modules that train without an L-inf radius. Only the default of `eval_eps`; subclasses give it,
             so it is no configuration key of theirs (and no hyperparameter).
@@ -145,6 +151,7 @@ class RobustClassifier(Safeguards):
         eval_fgsm: bool = True,
         masking_margin: float | None = 0.3,
         attack_bn_mode: Literal["train", "eval"] = "train",
+        fused_optimizer: bool | None = None,
         *,
         train_eps: float | None = None,
     ) -> None:
@@ -366,8 +373,16 @@ class RobustClassifier(Safeguards):
     # --- optimisation ---------------------------------------------------------------------------------------------
     def configure_optimizers(self):
         hp = self.hparams
+        fused = hp.get("fused_optimizer")
+        if fused is None:
+            fused = self.device.type == "cuda"
+        elif fused and self.device.type not in FUSED_DEVICES:
+            raise BadInputError(
+                f"model.init_args.fused_optimizer=true is not available on {self.device.type}: torch has fused Adam "
+                f"and SGD on {' and '.join(FUSED_DEVICES)}; leave it unset (null)"
+            )
         opt = make_optimizer(
-            hp.optimizer, list(self.parameters()), hp.lr, hp.weight_decay, hp.momentum, hp.nesterov, self.device
+            hp.optimizer, list(self.parameters()), hp.lr, hp.weight_decay, hp.momentum, hp.nesterov, fused
         )
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         factor = functools.partial(lr_factor, hp.lr_schedule, total_steps=total, cyclic_peak=hp.cyclic_peak)
