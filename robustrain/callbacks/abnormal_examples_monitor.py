@@ -79,10 +79,10 @@ class AbnormalExamplesMonitor(SignalMonitor):
             check_int("every_n_train_steps", every_n_train_steps, 1, note="with decide_on='batch'")
         self.every_n_train_steps = every_n_train_steps
         self.decide_on = decide_on
-        # (abnormal, examples) on this rank, this epoch / since the last step-level record: integer counts kept on the
+        # (abnormal, examples) on this rank, this epoch / since the last step-level record: counts kept on the
         # module's device and read only at a check, so counting costs the training step no host sync
-        self._epoch_counts = torch.zeros(2, dtype=torch.int64)
-        self._step_counts = torch.zeros(2, dtype=torch.int64)
+        self._epoch_counts = torch.zeros(2, dtype=torch.float64)
+        self._step_counts = torch.zeros(2, dtype=torch.float64)
 
     @property
     def series(self) -> str:
@@ -98,8 +98,9 @@ class AbnormalExamplesMonitor(SignalMonitor):
 
     # --- hooks ----------------------------------------------------------------------------------------------------
     def on_train_epoch_start(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
-        self._epoch_counts = torch.zeros(2, dtype=torch.int64, device=pl_module.device)
-        self._step_counts = torch.zeros(2, dtype=torch.int64, device=pl_module.device)
+        dtype = torch.float32 if pl_module.device.type == "mps" else torch.float64  # MPS has no float64
+        self._epoch_counts = torch.zeros(2, dtype=dtype, device=pl_module.device)
+        self._step_counts = torch.zeros(2, dtype=dtype, device=pl_module.device)
 
     def on_train_batch_end(
         self, trainer: "L.Trainer", pl_module: "L.LightningModule", outputs: Any, batch: Any, batch_idx: int
