@@ -133,6 +133,25 @@ def test_describe_method_of_the_standard_configs() -> None:
     repo = Path(__file__).resolve().parents[1]
     config = yaml.safe_load((repo / "configs" / "mnist5k_pgd.yaml").read_text())
     assert describe_method(config) == "PGD"
+    demo = yaml.safe_load((repo / "configs" / "co_demo_mnist5k.yaml").read_text())
+    demo["trainer"] = {"callbacks": demo["trainer.callbacks"]}  # the config as the CLI saves it
+    assert describe_method(demo) == (
+        "FGSM + gradient-alignment stop + aliasing stop (monitor only) + PGD stop (monitor only) + "
+        "abnormal-example stop (monitor only) + FGSM-PGD gap stop (monitor only)"
+    )
+
+
+def test_a_run_s_label_says_which_stop_acted(tmp_path) -> None:
+    version = tmp_path / "run" / "version_0"
+    (version / "checkpoints").mkdir(parents=True)
+    (version / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+    states = {
+        "PGDEarlyStopping": {"history": [], "settings": {}, "stopped_epoch": 4, "stop_checkpoint": "pgd_es_stop.ckpt"},
+        "ModelCheckpoint{'monitor': None}": {"best_model_score": None},
+    }
+    torch.save({"epoch": 4, "callbacks": states}, version / "checkpoints" / "last.ckpt")
+    run = load_run(tmp_path / "run")
+    assert run.method == "FGSM + anti-aliased (filt 3) + PGD stop; PGDEarlyStopping stopped it at epoch 4"
 
 
 def test_bad_inputs_raise_value_error_naming_the_value(tmp_path) -> None:

@@ -31,14 +31,20 @@ import yaml
 
 from robustrain.core.errors import EXIT_BAD_INPUT, EXIT_DISK_FULL, BadInputError, DiskFullError
 from robustrain.runs.atomic import atomic_savefig, atomic_write_text, check_writable_folder
-from robustrain.runs.checkpoints import read_checkpoint, run_versions
+from robustrain.runs.checkpoints import read_checkpoint, recorded_stops, run_versions
 
 MISSING = "—"
 REPORT_FILES = {"robustness": "robustness.json", "aliasing": "aliasing.json", "spatial": "spatial_report.json"}
 # AliasingMonitor's decision series (logged as aliasing/<name>): not per-layer measurements, left out of the plot
 # the decision's keys beside the layers (`filtered` and `threshold` in runs logged before they became median and limit)
 MONITOR_BOOKKEEPING = {"value", "median", "limit", "filtered", "threshold", "should_stop", "lr_rising", "warmup"}
-EARLY_STOPPING_CALLBACKS = {"AliasingMonitor": "aliasing stop", "PGDEarlyStopping": "PGD stop"}
+EARLY_STOPPING_CALLBACKS = {  # robustrain.callbacks' five stops, as the method label names them
+    "AliasingMonitor": "aliasing stop",
+    "PGDEarlyStopping": "PGD stop",
+    "GradientAlignmentMonitor": "gradient-alignment stop",
+    "AbnormalExamplesMonitor": "abnormal-example stop",
+    "MaskingGapMonitor": "FGSM-PGD gap stop",
+}
 
 
 @dataclass
@@ -127,8 +133,17 @@ def describe_method(config: dict[str, Any]) -> str:
     for callback in (config.get("trainer") or {}).get("callbacks") or []:
         cls = str((callback or {}).get("class_path", "")).rsplit(".", 1)[-1]
         if cls in EARLY_STOPPING_CALLBACKS:
-            parts.append(EARLY_STOPPING_CALLBACKS[cls])
+            monitor_only = ((callback or {}).get("init_args") or {}).get("monitor_only")
+            parts.append(EARLY_STOPPING_CALLBACKS[cls] + (" (monitor only)" if monitor_only else ""))
     return " + ".join(parts)
+
+
+def stop_that_acted(dirs: Sequence[Path]) -> str | None:
+    """ "<callback> stopped it at epoch N", from the newest checkpoints/last.ckpt (the stops it records as decided),
+    or None when no stop acted or there is no checkpoint."""
+    ckpt = _newest(dirs, "checkpoints/last.ckpt")
+    stops = recorded_stops(read_checkpoint(ckpt)) if ckpt is not None else []
+    return "; ".join(f"{callback} stopped it at epoch {epoch}" for callback, epoch, _ in stops) or None
 
 
 def _checkpoint_epochs(dirs: Sequence[Path]) -> int | None:
@@ -173,6 +188,9 @@ def load_run(path: Path | str, name: str | None = None) -> Run:
             run.method = describe_method(read_config(configs[0]))
     if run.epochs is None:
         run.epochs = _checkpoint_epochs(dirs)
+    acted = stop_that_acted(dirs)
+    if acted and run.method is not None:
+        run.method = f"{run.method}; {acted}"
     if run.method is None and run.epochs is None and not any(getattr(run, key) for key in REPORT_FILES):
         raise BadInputError(
             f"{path} holds no robustrain run: no config.yaml, TensorBoard events, checkpoint or report "
