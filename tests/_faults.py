@@ -50,21 +50,11 @@ class RecordStop(L.Callback):
         (Path(self.folder) / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
 
 
-class _BreakingFile:
-    """A file open for writing whose first write stops halfway: the process is SIGKILLed, or the write fails with
-    ENOSPC, after half of the bytes reached the file."""
+class _WrappedFile:
+    """An open file whose `write` a subclass replaces; everything else, the context manager included, is the file's."""
 
-    def __init__(self, file, fault: str) -> None:
-        self._file, self._fault = file, fault
-
-    def write(self, data) -> int:
-        half = max(len(data) // 2, 1)
-        self._file.write(data[:half])
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        if self._fault == "kill":
-            os.kill(os.getpid(), signal.SIGKILL)
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    def __init__(self, file) -> None:
+        self._file = file
 
     def __enter__(self):
         return self
@@ -74,6 +64,24 @@ class _BreakingFile:
 
     def __getattr__(self, name):
         return getattr(self._file, name)
+
+
+class _BreakingFile(_WrappedFile):
+    """A file open for writing whose first write stops halfway: the process is SIGKILLed, or the write fails with
+    ENOSPC, after half of the bytes reached the file."""
+
+    def __init__(self, file, fault: str) -> None:
+        super().__init__(file)
+        self._fault = fault
+
+    def write(self, data) -> int:
+        half = max(len(data) // 2, 1)
+        self._file.write(data[:half])
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        if self._fault == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 class BreakCheckpointWrite(L.Callback):
@@ -134,23 +142,15 @@ class BreakRename(L.Callback):
         os.replace = breaking_replace
 
 
-class _FailingFile:
+class _FailingFile(_WrappedFile):
     """A file open for writing whose every write fails with `code` (the file stays as opened: empty)."""
 
     def __init__(self, file, code: int) -> None:
-        self._file, self._code = file, code
+        super().__init__(file)
+        self._code = code
 
     def write(self, data) -> int:
         raise OSError(self._code, os.strerror(self._code), self._file.name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._file.close()
-
-    def __getattr__(self, name):
-        return getattr(self._file, name)
 
 
 class FailOpen(L.Callback):

@@ -12,11 +12,11 @@ from _host_syncs import SyncCounter
 from conftest import REPO
 
 from robustrain.cli import main
-from robustrain.core.errors import NonFiniteError
+from robustrain.core.errors import BadInputError, NonFiniteError
 from robustrain.data import MNIST5k
 from robustrain.models import SmallCNN
 from robustrain.training import FGSMTraining
-from robustrain.training.robust_classifier import make_optimizer
+from robustrain.training.robust_classifier import fused_kernels, make_optimizer
 
 STEPS = 12
 LOG_EVERY = 5
@@ -70,12 +70,25 @@ def test_a_steady_state_training_step_makes_no_host_sync(in_tmp, configs):
     assert steady and all(not syncs for syncs in steady.values()), {s: v for s, v in steady.items() if v}
 
 
-def _module(optimizer: str) -> FGSMTraining:
+def _module(optimizer: str, fused: bool | None = True) -> FGSMTraining:
     kwargs = {"momentum": 0.9} if optimizer == "sgd" else {}
     return FGSMTraining(
         net=SmallCNN(), eps=0.3, alpha=0.375, optimizer=optimizer, lr=1e-3, lr_schedule="constant", eval_size=0,
-        fused_optimizer=True, **kwargs,
+        fused_optimizer=fused, **kwargs,
     )  # fmt: skip
+
+
+def _fit_poisoned(module: FGSMTraining, poison: L.Callback, tmp_path) -> L.Trainer:
+    """Fit 20 steps of digits with `poison` (its hook runs before the module's guard: callbacks' hooks come first),
+    Lightning logging every 10 steps; returns the trainer once the guard has stopped the run."""
+    trainer = L.Trainer(
+        max_epochs=1, limit_train_batches=20, limit_val_batches=0, log_every_n_steps=10, callbacks=[poison],
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        inference_mode=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    with pytest.raises(NonFiniteError, match=r"non-finite gradients at epoch 0, step 6 \(training loss \d"):
+        trainer.fit(module, MNIST5k(batch_size=50))
+    return trainer
 
 
 class PoisonGradientAt(L.Callback):
@@ -95,17 +108,9 @@ class PoisonGradientAt(L.Callback):
 def test_a_non_finite_gradient_skips_the_update_on_the_device_and_stops_at_the_next_read(tmp_path, optimizer):
     module = _module(optimizer)
     poison = PoisonGradientAt(step=6)
-    # the poison's hook must run before the module's guard: callbacks' hooks run before the module's
-    trainer = L.Trainer(
-        max_epochs=1, limit_train_batches=20, limit_val_batches=0, log_every_n_steps=10, callbacks=[poison],
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        inference_mode=False, default_root_dir=tmp_path,
-    )  # fmt: skip
-    with pytest.raises(NonFiniteError, match=r"non-finite gradients at epoch 0, step 6 \(training loss \d"):
-        trainer.fit(module, MNIST5k(batch_size=50))
-    assert (
-        trainer.global_step == 10
-    )  # read where Lightning logs, after step 10: steps 6-9 ran with their updates skipped
+    trainer = _fit_poisoned(module, poison, tmp_path)
+    # read where Lightning logs, after step 10: steps 6-9 ran with their updates skipped
+    assert trainer.global_step == 10
     optimizer_ = trainer.optimizers[0]
     assert all(group["fused"] for group in optimizer_.param_groups)
     for key, value in module.net.state_dict().items():  # the weights of before the bad step, all finite
@@ -140,13 +145,14 @@ def test_a_skipped_first_step_leaves_fused_sgd_as_a_fresh_optimizer():
 
 def test_the_cpu_keeps_the_classic_kernels_unless_asked_and_their_guard_stops_at_the_bad_step(tmp_path):
     """Unfused (the CPU's default), the guard reads its flag at every step: the run stops at the bad step itself."""
-    module = FGSMTraining(net=SmallCNN(), eps=0.3, alpha=0.375, optimizer="adam", lr=1e-3, eval_size=0)
-    poison = PoisonGradientAt(step=6)
-    trainer = L.Trainer(
-        max_epochs=1, limit_train_batches=20, limit_val_batches=0, log_every_n_steps=10, callbacks=[poison],
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        inference_mode=False, default_root_dir=tmp_path,
-    )  # fmt: skip
-    with pytest.raises(NonFiniteError, match=r"non-finite gradients at epoch 0, step 6 "):
-        trainer.fit(module, MNIST5k(batch_size=50))
+    trainer = _fit_poisoned(_module("adam", fused=None), PoisonGradientAt(step=6), tmp_path)
     assert trainer.global_step == 6 and not any(g["fused"] for g in trainer.optimizers[0].param_groups)
+
+
+def test_fused_kernels_default_to_cuda_only_and_refuse_a_device_without_them():
+    assert fused_kernels(None, "cuda") and not fused_kernels(None, "cpu") and not fused_kernels(None, "mps")
+    assert fused_kernels(True, "cpu") and not fused_kernels(False, "cuda")
+    with pytest.raises(
+        BadInputError, match="fused_optimizer=true is not available on xpu: torch has fused Adam and SGD"
+    ):
+        fused_kernels(True, "xpu")

@@ -32,7 +32,6 @@ import json
 import math
 import multiprocessing
 import statistics
-import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -45,6 +44,7 @@ from experiments.co_lab import runs as lab_runs
 from experiments.co_lab.outcomes import WITHIN, classify, within_oracle
 from experiments.co_lab.prevention import REPORT_SEEDS, would_stop
 from experiments.co_lab.runs import Run
+from experiments.steps import refuse_missing_out
 from robustrain.evaluation import AttackSpec, robust_accuracy
 from robustrain.runs.atomic import atomic_write_text
 
@@ -245,12 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", type=Path, default=Path("docs/results/co_lab"))
     parser.add_argument("--parallel", type=int, default=2, help="processes at a time (one thread each)")
     args = parser.parse_args(argv)
-    if not args.out.is_dir():
-        print(
-            f"python -m experiments.co_lab.handback: error: --out {args.out} holds no runs (no such folder): train "
-            "them with python -m experiments.co_lab.prevention train",
-            file=sys.stderr,
-        )
+    if refuse_missing_out(
+        "experiments.co_lab.handback", args.out, "train them with python -m experiments.co_lab.prevention train"
+    ):
         return 2
     if args.step in ("measure", "all"):
         measure(args.out, args.parallel)

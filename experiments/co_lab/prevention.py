@@ -33,6 +33,7 @@ from experiments.co_lab import evaluate as test_eval
 from experiments.co_lab import runs as lab_runs
 from experiments.co_lab.outcomes import classify
 from experiments.co_lab.runs import Run
+from experiments.steps import refuse_missing_out
 from robustrain.runs.atomic import atomic_write_text
 
 METHODS = ("fgsm", "fgsm_rs", "nfgsm", "gradalign", "elle", "elle_a", "flc", "blurpool", "pgd10")
@@ -393,12 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-images", type=int, default=250, help="test images attacked with PGD-50-10")
     parser.add_argument("--autoattack-images", type=int, default=100, help="test images attacked with AutoAttack")
     args = parser.parse_args(argv)
-    if args.step not in ("train", "all") and not args.out.is_dir():
-        print(
-            f"python -m experiments.co_lab.prevention: error: --out {args.out} holds no runs (no such folder): run "
-            "the train step first, or give the folder the runs were trained into",
-            file=sys.stderr,
-        )
+    if args.step not in ("train", "all") and refuse_missing_out("experiments.co_lab.prevention", args.out):
         return 2
     if args.step in ("train", "all"):
         lab_runs.train(plan_jobs(args.plan), args.out, args.parallel, args.threads, keep_going=True)

@@ -33,6 +33,7 @@ from experiments.co_lab.detectors import THRESHOLDS, Detector, cost_task, famili
 from experiments.co_lab.outcomes import COLLAPSED, WITHIN, within_oracle
 from experiments.co_lab.runs import Run
 from experiments.co_lab.scoring import Score, choose, outcome, score, stop_for
+from experiments.steps import refuse_missing_out
 from robustrain.stopping import Rule
 
 SELECTION = "selection.json"
@@ -394,12 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--autoattack-images", nargs="+", default=["200"], help="as --test-images, for AutoAttack")
     parser.add_argument("--costs", type=Path, default=Path("docs/results/benchmarks_detectors.json"))
     args = parser.parse_args(argv)
-    if args.step not in ("train", "all") and not args.out.is_dir():
-        print(
-            f"python -m experiments.co_lab.report: error: --out {args.out} holds no runs (no such "
-            "folder): run the train step first, or give the folder the runs were trained into",
-            file=sys.stderr,
-        )
+    if args.step not in ("train", "all") and refuse_missing_out("experiments.co_lab.report", args.out):
         return 2
     if len(args.setting or []) != len(args.seeds or []):
         parser.error("give every --setting its --seeds")

@@ -11,7 +11,6 @@ import json
 import math
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 
+from experiments.steps import refuse_missing_out
 from experiments.stop_study.study import (
     PAPER_RULE,
     REPORT_SEEDS,
@@ -370,12 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard", default="0/1", help="k/n: train only every n-th run starting at k (parallel jobs)")
     parser.add_argument("--eval-images", type=int, default=100, help="test digits for PGD-50-10 and AutoAttack")
     args = parser.parse_args(argv)
-    if args.step not in ("train", "all") and not args.out.is_dir():
-        print(
-            f"python -m experiments.stop_study.report: error: --out {args.out} holds no runs (no such "
-            "folder): run the train step first, or give the folder the runs were trained into",
-            file=sys.stderr,
-        )
+    if args.step not in ("train", "all") and refuse_missing_out("experiments.stop_study.report", args.out):
         return 2
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))  # one thread per job: run shards side by side
     if args.step in ("train", "all"):
