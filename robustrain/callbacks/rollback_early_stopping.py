@@ -330,8 +330,7 @@ class RollbackEarlyStopping(L.Callback):
         self._restore_pending = False
         restored = "kept the current weights"
         if self.restore and self._snapshot is not None:
-            pl_module.load_state_dict(self._snapshot)
-            self.restored_epoch = self._snapshot_epoch
+            pl_module.load_state_dict(self._snapshot)  # restored_epoch was set when the stop was decided
             when = "the start of fit" if self._snapshot_epoch < 0 else f"the end of epoch {self._snapshot_epoch}"
             restored = f"restored the weights from {when}"
         if self.stop_checkpoint_path is not None:

@@ -107,6 +107,13 @@ def config_files(args: list[str]) -> list[Path]:
     return found
 
 
+def nested_configs(path: Path, document: dict) -> list[Path]:
+    """The files a config names with its `config:` key (one or a list), relative to the config's own folder."""
+    names = document.get("config")
+    names = [names] if isinstance(names, str) else names if isinstance(names, list) else []
+    return [path.parent / str(name) for name in names]  # an absolute name stays absolute
+
+
 def check_config_file(path: Path, seen: set[Path] | None = None) -> None:
     """BadInputError naming `path` (or a file it names with `config:`) when it is no readable YAML mapping."""
     seen = set() if seen is None else seen
@@ -129,11 +136,9 @@ def check_config_file(path: Path, seen: set[Path] | None = None) -> None:
         raise BadInputError(f"config file {path} is {what}; give a YAML mapping of settings (see configs/)")
     if not isinstance(document, dict):
         raise BadInputError(f"config file {path} must hold a mapping of keys, not a {type(document).__name__}")
-    nested = (document or {}).get("config")
-    for name in [nested] if isinstance(nested, str) else nested if isinstance(nested, list) else []:
-        candidate = (path.parent / str(name)) if not Path(str(name)).is_absolute() else Path(str(name))
-        if candidate.is_file():
-            check_config_file(candidate, seen)
+    for nested in nested_configs(path, document):
+        if nested.is_file():
+            check_config_file(nested, seen)
 
 
 LIMIT_KEYS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches")
@@ -152,9 +157,8 @@ def _yaml_limits(path: Path, seen: set[Path]) -> dict[str, str]:
     if not isinstance(document, dict):
         return {}
     spelled: dict[str, str] = {}
-    nested = document.get("config")
-    for name in [nested] if isinstance(nested, str) else nested if isinstance(nested, list) else []:
-        spelled.update(_yaml_limits(path.parent / str(name), seen))
+    for nested in nested_configs(path, document):
+        spelled.update(_yaml_limits(nested, seen))
     trainer = document.get("trainer") if isinstance(document.get("trainer"), dict) else {}
     for key in LIMIT_KEYS:
         for value in (trainer.get(key), document.get(f"trainer.{key}")):

@@ -6,9 +6,11 @@ are listed in robustrain.core.errors. Checkpoints and the saved config.yaml are 
 AtomicSaveConfig).
 """
 
+import errno
 import os
 import sys
 import threading
+from pathlib import Path
 
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
@@ -24,12 +26,13 @@ from robustrain.core.errors import (
     EXIT_SIGTERM,
     NO_SPACE,
     USER_ERRORS,
+    DiskFullError,
     NonFiniteError,
     user_error_message,
     write_error,
-    write_error_message,
 )
 from robustrain.data import ImageDataModule
+from robustrain.runs.atomic import partial_target
 from robustrain.runs.lock import LOCK_NAME, RunFolderInUseError
 from robustrain.training import RobustClassifier
 
@@ -44,6 +47,23 @@ def _usage_hint(args: list[str]) -> str:
     subcommand = _subcommand(args)
     help_cmd = f"python train.py {subcommand} --help" if subcommand else "python train.py --help"
     return f"(see `{help_cmd}`; add {DEBUG_FLAG} or set ROBUSTRAIN_DEBUG=1 for the traceback)"
+
+
+def write_error_message(error: OSError) -> str:
+    """One line for a failed write: robustrain's own message where it has one, else the file and the reason."""
+    if isinstance(error, DiskFullError):
+        return str(error)
+    name = error.filename
+    if name is not None:
+        target = partial_target(name)  # a temp file of an atomic write: name the file it was to become
+        name = str(target[0] if target is not None else Path(name))
+    reason = error.strerror or errno.errorcode.get(error.errno, str(error.errno))
+    if error.errno in NO_SPACE:
+        what = f"writing {name}" if name else "a write"
+        return f"no space left on the device: {what} failed ({reason})"
+    if error.errno == errno.EROFS:
+        return f"cannot write {name or 'the run folder'}: it is on a read-only filesystem ({reason})"
+    return f"cannot access {name or 'the run folder'}: permission denied ({reason})"
 
 
 def _advice(subcommand: str | None) -> str:

@@ -17,7 +17,6 @@ import errno
 import re
 import signal
 from argparse import ArgumentError
-from pathlib import Path
 
 EXIT_BAD_INPUT = 2
 EXIT_NON_FINITE = 3
@@ -27,7 +26,6 @@ EXIT_SIGTERM = 128 + signal.SIGTERM
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 REFUSED_WRITE = (errno.EROFS, errno.EACCES, errno.EPERM)
-_PARTIAL = re.compile(r"^\.(.+)\.\d+\.[^.]+\.partial$")  # robustrain.runs.atomic's temp files
 
 
 class NonFiniteError(RuntimeError):
@@ -98,21 +96,3 @@ def write_error(exc: BaseException) -> OSError | None:
         if isinstance(e, OSError) and e.errno in NO_SPACE + REFUSED_WRITE:
             return e
     return None
-
-
-def write_error_message(error: OSError) -> str:
-    """One line for a failed write: robustrain's own message where it has one, else the file and the reason."""
-    if isinstance(error, DiskFullError):
-        return str(error)
-    name = error.filename
-    if name is not None:
-        path = Path(name)
-        match = _PARTIAL.match(path.name)
-        name = str(path.parent / match.group(1)) if match else str(path)
-    reason = error.strerror or errno.errorcode.get(error.errno, str(error.errno))
-    if error.errno in NO_SPACE:
-        what = f"writing {name}" if name else "a write"
-        return f"no space left on the device: {what} failed ({reason})"
-    if error.errno == errno.EROFS:
-        return f"cannot write {name or 'the run folder'}: it is on a read-only filesystem ({reason})"
-    return f"cannot access {name or 'the run folder'}: permission denied ({reason})"

@@ -138,21 +138,12 @@ def describe_method(config: dict[str, Any]) -> str:
     return " + ".join(parts)
 
 
-def stop_that_acted(dirs: Sequence[Path]) -> str | None:
-    """ "<callback> stopped it at epoch N", from the newest checkpoints/last.ckpt (the stops it records as decided),
-    or None when no stop acted or there is no checkpoint."""
-    ckpt = _newest(dirs, "checkpoints/last.ckpt")
-    stops = recorded_stops(read_checkpoint(ckpt)) if ckpt is not None else []
-    return "; ".join(f"{callback} stopped it at epoch {epoch}" for callback, epoch, _ in stops) or None
-
-
-def _checkpoint_epochs(dirs: Sequence[Path]) -> int | None:
-    """Epochs trained, from the newest checkpoints/last.ckpt (read weights-only: a report never runs pickled code)."""
-    ckpt = _newest(dirs, "checkpoints/last.ckpt")
-    if ckpt is None:
-        return None
-    state = read_checkpoint(ckpt)
-    return int(state["epoch"]) + 1 if "epoch" in state else None
+def stop_that_acted(checkpoint: dict[str, Any]) -> str | None:
+    """ "<callback> stopped it at epoch N" for each stop a run's last.ckpt records as decided, or None."""
+    return (
+        "; ".join(f"{callback} stopped it at epoch {epoch}" for callback, epoch, _ in recorded_stops(checkpoint))
+        or None
+    )
 
 
 def load_run(path: Path | str, name: str | None = None) -> Run:
@@ -186,9 +177,12 @@ def load_run(path: Path | str, name: str | None = None) -> Run:
         configs = [d / "config.yaml" for d in dirs if (d / "config.yaml").is_file()]
         if configs:
             run.method = describe_method(read_config(configs[0]))
-    if run.epochs is None:
-        run.epochs = _checkpoint_epochs(dirs)
-    acted = stop_that_acted(dirs)
+    # the newest last.ckpt (read weights-only: a report never runs pickled code): the epochs, and which stop acted
+    ckpt = _newest(dirs, "checkpoints/last.ckpt")
+    checkpoint = read_checkpoint(ckpt) if ckpt is not None else {}
+    if run.epochs is None and "epoch" in checkpoint:
+        run.epochs = int(checkpoint["epoch"]) + 1
+    acted = stop_that_acted(checkpoint)
     if acted and run.method is not None:
         run.method = f"{run.method}; {acted}"
     if run.method is None and run.epochs is None and not any(getattr(run, key) for key in REPORT_FILES):

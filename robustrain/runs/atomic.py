@@ -56,13 +56,24 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+def partial_target(path: str | Path) -> tuple[Path, int] | None:
+    """(the file it was to become, its writer's PID) of an atomic write's temp file `.<name>.<pid>.<random>.partial`,
+    or None for any other file."""
+    path = Path(path)
+    if not (path.name.startswith(".") and path.name.endswith(PARTIAL)):
+        return None
+    parts = path.name[: -len(PARTIAL)].rsplit(".", 2)  # (".<name>", "<pid>", "<random>")
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    return path.parent / parts[0][1:], int(parts[1])
+
+
 def remove_stale_partials(folder: str | Path) -> list[Path]:
     """Remove the temp files that killed writers left in `folder` (those whose process is gone). Returns them."""
     removed = []
     for stale in Path(folder).glob(f".*{PARTIAL}"):
-        parts = stale.name[: -len(PARTIAL)].rsplit(".", 2)  # (".<name>", "<pid>", "<random>")
-        pid = parts[1] if len(parts) == 3 else ""
-        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+        found = partial_target(stale)
+        if found is not None and found[1] != os.getpid() and not process_alive(found[1]):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
                 removed.append(stale)

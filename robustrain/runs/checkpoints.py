@@ -99,10 +99,11 @@ def _model_of(found: tuple[Path, int], version_dir: Path) -> tuple[Path, int]:
             f"{missing}: train the run again, or pass --ckpt_path {shlex.quote(str(found[0]))} to evaluate those "
             "weights anyway"
         )
-    named = [name for _, _, name in recorded_stops(checkpoint) if name is not None]
+    stops = recorded_stops(checkpoint)
+    named = [name for _, _, name in stops if name is not None]
     if named:
         return version_dir / named[-1], found[1]
-    if recorded_stops(checkpoint):  # written before checkpoints named the file: the newest one
+    if stops:  # written before checkpoints named the file: the newest one
         stop = handed_back_checkpoint(version_dir)
         if stop is not None:
             return stop, found[1]

@@ -44,6 +44,22 @@ def _built_from_config() -> bool:
 FUSED_DEVICES = ("cpu", "cuda")  # where torch's fused Adam and SGD run (and honour found_inf)
 
 
+def fused_kernels(requested: bool | None, device_type: str) -> bool:
+    """Whether the optimizer uses torch's fused kernels: `fused_optimizer` as given, None meaning on CUDA only.
+
+    Raises:
+        BadInputError: for `true` on a device torch has no fused Adam / SGD for.
+    """
+    if requested is None:
+        return device_type == "cuda"
+    if requested and device_type not in FUSED_DEVICES:
+        raise BadInputError(
+            f"model.init_args.fused_optimizer=true is not available on {device_type}: torch has fused Adam and SGD on "
+            f"{' and '.join(FUSED_DEVICES)}; leave it unset (null)"
+        )
+    return bool(requested)
+
+
 def make_optimizer(
     name: str,
     params: list[nn.Parameter],
@@ -218,12 +234,10 @@ class RobustClassifier(Safeguards):
         logits = self.net(inputs)
         if start_loss is None:
             loss = F.cross_entropy(logits, labels)
-            self._last_train_loss = loss.detach()  # named by the non-finite guard, read only if it fires
             self._update("train", loss, logits, labels)  # train/loss: the cross-entropy alone, without a penalty
             return self._with_regularization(loss, images, labels)
         losses = F.cross_entropy(logits, labels, reduction="none")
         loss = losses.mean()
-        self._last_train_loss = loss.detach()
         self._update("train", loss, logits, labels)
         loss = self._with_regularization(loss, images, labels)
         abnormal = abnormal_examples(start_loss, losses.detach())  # (B,) bool, free: both losses are computed
@@ -369,18 +383,12 @@ class RobustClassifier(Safeguards):
         self.log(f"{stage}/acc", acc_metric, on_step=False, on_epoch=True, prog_bar=stage != "train")
         if on_step:
             self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False)
+            self._last_train_loss = loss.detach()  # named by the non-finite guard, read only if it fires
 
     # --- optimisation ---------------------------------------------------------------------------------------------
     def configure_optimizers(self):
         hp = self.hparams
-        fused = hp.get("fused_optimizer")
-        if fused is None:
-            fused = self.device.type == "cuda"
-        elif fused and self.device.type not in FUSED_DEVICES:
-            raise BadInputError(
-                f"model.init_args.fused_optimizer=true is not available on {self.device.type}: torch has fused Adam "
-                f"and SGD on {' and '.join(FUSED_DEVICES)}; leave it unset (null)"
-            )
+        fused = fused_kernels(hp.get("fused_optimizer"), self.device.type)
         opt = make_optimizer(
             hp.optimizer, list(self.parameters()), hp.lr, hp.weight_decay, hp.momentum, hp.nesterov, fused
         )

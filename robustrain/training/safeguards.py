@@ -88,50 +88,34 @@ class Safeguards(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         seed_all(epoch_seed(self._run_seed, self.current_epoch, self.global_rank))
-        self._start_guard_epoch()
 
     # --- the non-finite guard, on the device ---------------------------------------------------------------------
-    def _start_guard_epoch(self) -> None:
-        """(Re)create the guard's device state at an epoch start: the step and epoch counters follow the trainer's
-        (fill_ takes a host scalar as a kernel argument: no copy, no sync)."""
-        if self._guard is None or self._guard["step"].device != self.device:
-            zero = torch.zeros((), device=self.device)
-            self._guard = {
-                "step": zero.clone(),  # the global step of the update about to be made
-                "epoch": zero.clone(),
-                "bad": zero.clone(),  # 1 once a non-finite gradient was met: every later update is skipped too
-                "bad_step": zero.clone(),
-                "bad_epoch": zero.clone(),
-                "bad_loss": zero.clone(),
-            }
-        self._guard["step"].fill_(self.global_step)
-        self._guard["epoch"].fill_(self.current_epoch)
-
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Check the gradients before the update. With a fused optimizer (robustrain's own), on the device: the flag
-        goes to the optimizer as `found_inf`, as under a GradScaler, so a non-finite update is skipped without the host
-        waiting; the flag is read where a decision is due anyway (`_raise_if_non_finite`). Other optimizers are checked
-        on the host at every step (one sync)."""
+        """Check the gradients before the update. With fused optimizer kernels (`fused_optimizer`), on the device: the
+        flag goes to the optimizer as `found_inf`, as under a GradScaler, so a non-finite update is skipped without the
+        host waiting, and the flag is read where a decision is due anyway (`_raise_if_non_finite`). With the classic
+        kernels (the CPU's default) the flag is read at once, every step."""
         if str(self.trainer.precision).startswith("16"):
             return  # fp16's loss scaler expects and skips inf gradients itself
         grads = [p.grad for p in self.parameters() if p.grad is not None]
         if not grads:
             return
         finite = torch.isfinite(torch.nn.utils.get_total_norm(grads))
-        if not all(group.get("fused") for group in optimizer.param_groups):  # e.g. resumed from an unfused run
+        if not all(group.get("fused") for group in optimizer.param_groups):
             if not finite:
-                self._raise_non_finite(self.current_epoch, self.global_step, self._last_train_loss)
+                self._raise_non_finite(self.global_step, self._last_train_loss)
             return
-        if self._guard is None:
-            self._start_guard_epoch()
+        if self._guard is None or self._guard["bad"].device != finite.device:
+            zero = torch.zeros((), device=finite.device)
+            self._guard = {"bad": zero, "bad_step": zero.clone(), "bad_loss": zero.clone()}
         guard = self._guard
         new = (~finite) & (guard["bad"] == 0)
-        loss = self._last_train_loss if self._last_train_loss is not None else torch.full_like(guard["bad"], math.nan)
-        for key, value in (("bad_step", guard["step"]), ("bad_epoch", guard["epoch"]), ("bad_loss", loss.float())):
-            guard[key].copy_(torch.where(new, value, guard[key]))
-        guard["bad"].copy_(torch.maximum(guard["bad"], (~finite).float()))
-        optimizer.found_inf = guard["bad"]
-        guard["step"].add_(1)
+        loss = math.nan if self._last_train_loss is None else self._last_train_loss.float()
+        # host scalars enter as kernel arguments: no copy to the device, no sync
+        guard["bad_step"].copy_(torch.where(new, float(self.global_step), guard["bad_step"]))
+        guard["bad_loss"].copy_(torch.where(new, loss, guard["bad_loss"]))
+        guard["bad"].copy_(torch.maximum(guard["bad"], (~finite).float()))  # 1 from the first bad step on
+        optimizer.found_inf = guard["bad"]  # so every update from that step on is skipped
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Read the guard's flag where Lightning logs (every log_every_n_steps) and at the epoch's last batch, before
@@ -142,16 +126,18 @@ class Safeguards(L.LightningModule):
             self._raise_if_non_finite()
 
     def _raise_if_non_finite(self) -> None:
+        """Raise for a non-finite gradient the device flagged since training started. Every read falls in the epoch
+        of the flag: the epoch's last batch is always read, and a flag stops the run at its first read."""
         guard = self._guard
         if guard is not None and bool(guard["bad"]):
-            self._raise_non_finite(int(guard["bad_epoch"]), int(guard["bad_step"]), guard["bad_loss"])
+            self._raise_non_finite(int(guard["bad_step"]), guard["bad_loss"])
 
-    def _raise_non_finite(self, epoch: int, step: int, loss: torch.Tensor | None) -> None:
+    def _raise_non_finite(self, step: int, loss: torch.Tensor | None) -> None:
         shown = "?" if loss is None else f"{float(loss)}"
         raise NonFiniteError(
-            f"non-finite gradients at epoch {epoch}, step {step} (training loss {shown}): training stopped before "
-            "the update; the last checkpoint holds the last finite weights (lower the learning rate or the attack "
-            "step)"
+            f"non-finite gradients at epoch {self.current_epoch}, step {step} (training loss {shown}): training "
+            "stopped before the update; the last checkpoint holds the last finite weights (lower the learning rate or "
+            "the attack step)"
         )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
