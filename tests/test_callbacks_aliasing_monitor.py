@@ -200,7 +200,7 @@ def test_fast_dev_run_is_skipped(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "name"),
     [
-        ({"decide_on": "epoch"}, "decide_on"),
+        ({"decide_on": "weekly"}, "decide_on"),
         ({"probe_size": 0}, "probe_size"),
         ({"every_n_epochs": 0}, "every_n_epochs"),
         ({"decide_on": "batch"}, "every_n_train_steps"),

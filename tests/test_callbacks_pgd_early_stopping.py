@@ -42,8 +42,8 @@ class ScriptedPGD(PGDEarlyStopping):
 
     ACCURACIES = [0.1, 0.3, 0.5, 0.55, 0.2, 0.0]
 
-    def _robust_accuracy(self, trainer, pl_module) -> float:
-        return self.ACCURACIES[trainer.current_epoch]
+    def measure_epoch(self, trainer, pl_module) -> dict[str, float]:
+        return {"acc": self.ACCURACIES[trainer.current_epoch]}
 
 
 def test_restores_the_previous_epochs_weights_and_writes_the_history(tmp_path) -> None:
@@ -101,7 +101,7 @@ def test_check_leaves_the_training_random_stream_and_modes_untouched(tmp_path) -
     torch.manual_seed(5)
     expected = torch.rand(3)
     torch.manual_seed(5)
-    stopper._robust_accuracy(trainer, module)
+    stopper.measure_epoch(trainer, module)
     assert torch.equal(torch.rand(3), expected)
     assert module.net.training and module.net.conv1.training and not module.net.fc2.training
 

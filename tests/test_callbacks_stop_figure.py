@@ -9,7 +9,7 @@ def _history() -> list[dict]:
     values = [1.0, 1.0, 1.0, 2.0]
     return [
         {"epoch": e, "step": 10 * e, "value": v, "median": 1.0 if e else math.nan, "limit": 1.33 if e else math.nan,
-         "val_acc_pgd": 0.5, "should_stop": e == 3}
+         "val_acc_pgd": 0.5, "should_stop": e == 3, "warmup": e < 2}
         for e, v in enumerate(values)
     ]  # fmt: skip
 
@@ -21,8 +21,16 @@ def test_stop_figure_draws_value_median_and_limit_with_the_stop_and_the_hand_bac
     ax = fig.axes[0]
     styles = {line.get_label(): line.get_linestyle() for line in ax.get_lines()}
     assert styles["value"] == "-" and styles["median"] == "--" and styles["limit"] == "--"
-    assert {"stop decided", "weights handed back"} <= set(styles)
+    assert {"stop decided", "hand back this epoch's weights (last_check)"} <= set(styles)
     assert len(fig.axes) == 2  # val/acc_pgd on the twin axis
+    shaded = sorted(patch.get_x() for patch in ax.patches)
+    assert shaded == [-0.5, 0.5]  # the warm-up: epochs 0 and 1
+
+
+def test_a_monitor_only_stop_marks_what_it_would_hand_back() -> None:
+    fig = plot_stop_figure(_history(), ["value"], "AliasingMonitor", 3, 1, monitor_only=True, hand_back="best_probe")
+    labels = {line.get_label() for line in fig.axes[0].get_lines()}
+    assert {"stop decided (monitor only)", "would hand back this epoch's weights (best_probe)"} <= labels
 
 
 def test_history_figure_marks_every_decided_stop() -> None:

@@ -13,82 +13,44 @@ for this signal on its tuning seeds (docs/co_lab.md); its warm-up assumes, as th
 of eps warm-up before collapse is possible.
 """
 
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 import torch
 
-from robustrain.callbacks.signal_monitor import SignalMonitor
-from robustrain.core.validation import check_choice, check_int
+from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping
+from robustrain.stopping import Rule
 from robustrain.training import RobustClassifier
 
 DECIDE_ON = ("epoch", "batch")
 
 
-class AbnormalExamplesMonitor(SignalMonitor):
+class AbnormalExamplesMonitor(RollbackEarlyStopping):
     """The share of abnormal FGSM training examples per epoch (and per `every_n_train_steps` steps), with a stop.
 
     Logged: `abnormal/fraction`, `abnormal/value`, `abnormal/median`, `abnormal/limit`; step-level values under
     `abnormal/batch/...`. Files: `abnormal_history.csv`, `abnormal_curves.png`, and on a stop `abnormal_stop.ckpt`.
 
     Args:
-        every_n_train_steps: Also record the fraction over every run of n optimizer steps ("batch" records); 0 = only
-            per epoch.
-        decide_on: "epoch" (the per-epoch fraction) or "batch" (the per-n-steps fraction).
-        threshold: Rise over the median that stops: an amount of fraction (scale="absolute", 0.1 = 10 points) or a
-            fraction of the median (scale="relative").
-        window, warmup_epochs, wait_for_lr_peak, reference, scale: The rule (robustrain.stopping.Rule).
-        name, monitor_only, restore, save_checkpoint, verbose: See SignalMonitor.
+        **kwargs: The stop's arguments (RollbackEarlyStopping); `every_n_train_steps` records the fraction over every
+            run of that many optimizer steps ("batch" records). Its default rule: a rise of 0.02 (2 points, absolute)
+            over the previous epoch's fraction, after a 5-epoch warm-up.
     """
 
     name = "abnormal"
-    direction = "rise"
+    default_rule = Rule(threshold=0.02, window=1, warmup_epochs=5, wait_for_lr_peak=False, scale="absolute")
+    series = "fraction"
+    batch_signal = True
 
-    def __init__(
-        self,
-        every_n_train_steps: int = 0,
-        decide_on: Literal["epoch", "batch"] = "epoch",
-        threshold: float = 0.02,
-        window: int = 1,
-        warmup_epochs: int = 5,
-        wait_for_lr_peak: bool = False,
-        reference: Literal["window", "restart"] = "window",
-        scale: Literal["relative", "absolute"] = "absolute",
-        name: str = "abnormal",
-        monitor_only: bool = False,
-        restore: bool = True,
-        save_checkpoint: bool = True,
-        verbose: bool = False,
-    ) -> None:
-        super().__init__(
-            threshold,
-            window,
-            warmup_epochs,
-            wait_for_lr_peak,
-            reference,
-            scale,
-            name,
-            monitor_only=monitor_only,
-            restore=restore,
-            save_checkpoint=save_checkpoint,
-            verbose=verbose,
-        )
-        check_int("every_n_train_steps", every_n_train_steps, 0)
-        check_choice("decide_on", decide_on, DECIDE_ON)
-        if decide_on == "batch":
-            check_int("every_n_train_steps", every_n_train_steps, 1, note="with decide_on='batch'")
-        self.every_n_train_steps = every_n_train_steps
-        self.decide_on = decide_on
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         # (abnormal, examples) on this rank, this epoch / since the last step-level record: counts kept on the
         # module's device and read only at a check, so counting costs the training step no host sync
         self._epoch_counts = torch.zeros(2, dtype=torch.float64)
         self._step_counts = torch.zeros(2, dtype=torch.float64)
 
-    @property
-    def series(self) -> str:
-        return "fraction"
-
     def setup(self, trainer: "L.Trainer", pl_module: "L.LightningModule", stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
         counts = type(pl_module).perturb_with_start_loss is not RobustClassifier.perturb_with_start_loss
         if stage == "fit" and not (isinstance(pl_module, RobustClassifier) and counts):
             raise ValueError(
@@ -110,24 +72,17 @@ class AbnormalExamplesMonitor(SignalMonitor):
         for counts in (self._epoch_counts, self._step_counts):
             counts[0] += outputs["abnormal"]  # a device tensor: added on the device
             counts[1] += int(outputs["examples"])  # a Python int (the batch size)
-        n = self.every_n_train_steps
-        if n and trainer.global_step % n == 0:
-            values = self._fraction(trainer, pl_module, self._step_counts)
-            self._step_counts.zero_()
-            self._run_check(trainer, pl_module, "batch", values, decide=self.decide_on == "batch")
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)  # the step check, when due
 
-    def on_train_epoch_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
-        if self._should_skip(trainer) or self.stopped_epoch == trainer.current_epoch:
-            return  # a step-level stop this epoch was decided already
-        values = self._fraction(trainer, pl_module, self._epoch_counts)
-        if self._run_check(trainer, pl_module, "epoch", values, decide=self.decide_on == "epoch"):
-            return
-        self._keep_weights(trainer, pl_module)
+    def measure_batch(self, trainer: "L.Trainer", pl_module: "L.LightningModule", batch: Any) -> dict[str, float]:
+        values = self._fraction(trainer, pl_module, self._step_counts)
+        self._step_counts.zero_()
+        return values
+
+    def measure_epoch(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> dict[str, float]:
+        return self._fraction(trainer, pl_module, self._epoch_counts)
 
     def _fraction(self, trainer: "L.Trainer", pl_module: "L.LightningModule", counts: torch.Tensor) -> dict:
         """The abnormal fraction over the counted examples of all ranks (nan when none was counted)."""
         abnormal, examples = trainer.strategy.reduce(counts.to(pl_module.device), reduce_op="sum").tolist()
         return {"fraction": abnormal / examples if examples > 0 else float("nan"), "examples": float(examples)}
-
-    def _settings(self) -> dict[str, Any]:
-        return {**super()._settings(), "every_n_train_steps": self.every_n_train_steps, "decide_on": self.decide_on}

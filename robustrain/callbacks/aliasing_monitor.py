@@ -21,11 +21,11 @@ import lightning as L
 import torch
 
 from robustrain.aliasing.layers import find_downsampling_layers, group_layers, probe_aliasing
-from robustrain.callbacks.signal_monitor import ProbeSignalMonitor
+from robustrain.callbacks.probe_pgd import probe_share
+from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping
 from robustrain.core.train_eval_modes import PROBE_BATCHNORM_MODES
 from robustrain.core.validation import check_choice, check_positive_int, check_that
-from robustrain.data import probe_set_of
-from robustrain.stopping.rules import DEFAULT_THRESHOLD, DEFAULT_WARMUP_EPOCHS, DEFAULT_WINDOW
+from robustrain.stopping.rules import ALIASING_RULE
 from robustrain.training import network_of
 
 MEASURES = ("absolute", "relative")
@@ -33,7 +33,7 @@ MEAN = "mean"
 RELATIVE = "relative/"  # prefix of the relative measure's series in the history and the logged tags
 
 
-class AliasingMonitor(ProbeSignalMonitor):
+class AliasingMonitor(RollbackEarlyStopping):
     """Aliasing measurement per layer / group on a fixed probe set, with the paper's median-filter early stop.
 
     Logged (TensorBoard): `aliasing/<layer>`, `aliasing/<group>`, `aliasing/mean`, and for the monitored series
@@ -51,35 +51,29 @@ class AliasingMonitor(ProbeSignalMonitor):
         measure: "absolute" (the paper's L1 distance, robustrain.aliasing.aliasing_measure) or "relative" (that
             distance as a fraction of the output's spectral L1, relative_aliasing_measure; scale-free). Both are
             always recorded (`<series>` and `relative/<series>`); this one is `value`, which decides.
-        reference: What the median looks at (robustrain.stopping.reference_history): "window" (the last
-            `window` values before the new one, warm-up values included) or "restart" (only the values from the
-            last warm-up measurement on).
-        threshold: Relative increase over the median that stops (the paper: 0.33).
-        window: Preceding measurements the median is taken over (default 3, see docs/aliasing.md).
-        warmup_epochs: No decision in epochs 0 .. warmup_epochs - 1 (default 5, see docs/aliasing.md).
-        wait_for_lr_peak: Also no decision while the learning rate is still rising (e.g. the first 40% of a cyclic
-            schedule), when aliasing rises in healthy runs too.
         probe_size: Number of probe images (the paper: 100), from
             `trainer.datamodule.probe_set(probe_size, probe_seed)`.
         probe_seed: Seed choosing the probe images.
         probe_batch_size: Probe images per forward pass.
-        every_n_epochs: Measure on the probe set at the end of every n-th epoch; 0 = never (then decide_on="batch").
-        every_n_train_steps: Also measure on the clean training batch after every n-th optimizer step; 0 = never.
-        batch_probe_size: Images of the training batch that the on-the-fly check measures (its first ones); None = the
-            whole batch. The check costs about one stride-1 forward of the monitored layers per image, which on a
-            small network is a large part of a training step: measuring every step of SmallCNN at batch 100 costs
-            about half an FGSM step; a few images per batch keep it to a few percent (see docs/aliasing.md).
-        decide_on: "probe" (the epoch-end probe series) or "batch" (the on-the-fly series, median over its window).
         probe_batchnorm: How the probe runs BatchNorm layers, which the paper does not say: "eval" (running
             statistics, the network as it is evaluated) or "train" (each probe batch of `probe_batch_size` images
             normalised with its own statistics, as training sees it; running statistics untouched). Under DDP each
             rank's share of a batch gets its own statistics.
-        name: Prefix of the logged values and stem of the files (`<name>_history.csv`, ...): give a second monitor
-            another name (e.g. "aliasing_bn_train") to record both BatchNorm modes side by side.
-        monitor_only, restore, save_checkpoint, verbose: See RollbackEarlyStopping.
+        **kwargs: The stop's arguments (RollbackEarlyStopping): the rule, the schedule, the hand-back, `name`
+            (e.g. "aliasing_bn_train" for a second monitor beside this one), `monitor_only`. Its default rule is the
+            paper's Algorithm 1 (robustrain.stopping.ALIASING_RULE): a relative rise of 0.33 over the median of the
+            last 3 checks, after a 5-epoch warm-up and while the lr no longer rises (see docs/aliasing.md). On the
+            batch checks (`every_n_train_steps`, `batch_probe_size` images of the clean training batch): the check
+            costs about one stride-1 forward of the monitored layers per image, which on a small network is a large
+            part of a training step (every step of SmallCNN at batch 100: about half an FGSM step); a few images per
+            batch keep it to a few percent.
     """
 
     name = "aliasing"
+    default_rule = ALIASING_RULE
+    epoch_kind = "probe"
+    batch_signal = True
+    batch_images = True
 
     def __init__(
         self,
@@ -87,49 +81,21 @@ class AliasingMonitor(ProbeSignalMonitor):
         groups: list[str] | None = None,
         monitor: str = MEAN,
         measure: Literal["absolute", "relative"] = "absolute",
-        reference: Literal["window", "restart"] = "window",
-        threshold: float = DEFAULT_THRESHOLD,
-        window: int = DEFAULT_WINDOW,
-        warmup_epochs: int = DEFAULT_WARMUP_EPOCHS,
-        wait_for_lr_peak: bool = True,
         probe_size: int = 100,
         probe_seed: int = 0,
         probe_batch_size: int = 100,
-        every_n_epochs: int = 1,
-        every_n_train_steps: int = 0,
-        batch_probe_size: int | None = None,
-        decide_on: Literal["probe", "batch"] = "probe",
         probe_batchnorm: Literal["eval", "train"] = "eval",
-        name: str = "aliasing",
-        monitor_only: bool = False,
-        restore: bool = True,
-        save_checkpoint: bool = True,
-        verbose: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            threshold,
-            window,
-            warmup_epochs,
-            wait_for_lr_peak,
-            reference,
-            scale="relative",
-            name=name,
-            every_n_epochs=every_n_epochs,
-            every_n_train_steps=every_n_train_steps,
-            batch_probe_size=batch_probe_size,
-            decide_on=decide_on,
-            monitor_only=monitor_only,
-            restore=restore,
-            save_checkpoint=save_checkpoint,
-            verbose=verbose,
-        )
         check_choice("measure", measure, MEASURES)
         check_positive_int("probe_size", probe_size)
         check_positive_int("probe_batch_size", probe_batch_size)
+        check_choice("probe_batchnorm", probe_batchnorm, PROBE_BATCHNORM_MODES)
         if layers is not None:
             check_that(
                 bool(layers), "layers", layers, "None (all downsampling layers) or a non-empty list of module paths"
             )
+        super().__init__(**kwargs)
         self.layers = list(layers) if layers is not None else None
         self.groups = list(groups or [])
         self.monitor = monitor
@@ -137,13 +103,13 @@ class AliasingMonitor(ProbeSignalMonitor):
         self.probe_size = probe_size
         self.probe_seed = probe_seed
         self.probe_batch_size = probe_batch_size
-        check_choice("probe_batchnorm", probe_batchnorm, PROBE_BATCHNORM_MODES)
         self.probe_batchnorm = probe_batchnorm
         self._layer_names: list[str] = []
-        self._probe: torch.Tensor | None = None  # this rank's share of the probe images
+        self._images: torch.Tensor | None = None  # this rank's share of the probe images
 
     # --- setup ----------------------------------------------------------------------------------------------------
     def setup(self, trainer: "L.Trainer", pl_module: "L.LightningModule", stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
         if stage != "fit":
             return
         found = list(find_downsampling_layers(network_of(pl_module)))
@@ -156,15 +122,14 @@ class AliasingMonitor(ProbeSignalMonitor):
         group_layers(dict.fromkeys(names, 0.0), self.groups)  # raises naming a group that matches no layer
         check_choice("monitor", self.monitor, [*names, *self.groups, MEAN])
         if self.every_n_epochs:
-            images, _ = probe_set_of(trainer.datamodule, self.probe_size, self.probe_seed, "AliasingMonitor")
-            self._probe = images[trainer.global_rank :: trainer.world_size]  # this rank's share
+            self._images, _ = probe_share(trainer, self.probe_size, self.probe_seed, "AliasingMonitor")
 
     # --- measurement ----------------------------------------------------------------------------------------------
-    def _measure_probe(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> dict[str, float]:
-        return self._measure(trainer, pl_module, self._probe)
+    def measure_epoch(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> dict[str, float]:
+        return self._measure(trainer, pl_module, self._images)
 
-    def _measure_batch(self, trainer: "L.Trainer", pl_module: "L.LightningModule", batch: Any) -> dict[str, float]:
-        return self._measure(trainer, pl_module, batch[0][: self.batch_probe_size])
+    def measure_batch(self, trainer: "L.Trainer", pl_module: "L.LightningModule", batch: Any) -> dict[str, float]:
+        return self._measure(trainer, pl_module, batch[0])
 
     def _measure(self, trainer: "L.Trainer", pl_module: "L.LightningModule", images: torch.Tensor) -> dict[str, float]:
         """Per-layer, per-group and mean aliasing (absolute, and relative under `relative/`) over the images of all
@@ -192,26 +157,17 @@ class AliasingMonitor(ProbeSignalMonitor):
             values.update({prefix + k: v for k, v in series.items()})
         return values
 
-    def _settings(self) -> dict[str, Any]:
-        # the rule first (what runs are compared by) and the base's monitor_only / restore, then what is measured
-        return {
-            **super()._settings(),
-            "layers": ",".join(self._layer_names or self.layers or []),
-            "monitor": self.monitor,
-            "measure": self.measure,
-            "probe_size": self.probe_size,
-            "probe_batchnorm": self.probe_batchnorm,
-            "every_n_epochs": self.every_n_epochs,
-            "every_n_train_steps": self.every_n_train_steps,
-            "batch_probe_size": self.batch_probe_size,
-        }
+    def _setting(self, name: str) -> Any:
+        if name == "layers":  # the measured layers as one string, as checkpoints have always recorded them
+            return ",".join(self._layer_names or self.layers or [])
+        return super()._setting(name)
 
     @property
     def series(self) -> str:
         """The history column that decides: the monitored layer/group/mean of the chosen measure."""
         return (RELATIVE if self.measure == "relative" else "") + self.monitor
 
-    def _plot_series(self) -> list[str]:
+    def plot_series(self) -> list[str]:
         prefix = RELATIVE if self.measure == "relative" else ""
         layers = [*self._layer_names, *[g for g in self.groups if g not in self._layer_names]]
         return [*(prefix + name for name in layers), "value", "median", "limit"]

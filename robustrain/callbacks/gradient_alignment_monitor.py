@@ -25,15 +25,16 @@ import lightning as L
 import torch
 
 from robustrain.attacks import UNIT_BOX
-from robustrain.callbacks.signal_monitor import ProbeSignalMonitor
+from robustrain.callbacks.probe_pgd import probe_share
+from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping
 from robustrain.core.train_eval_modes import PROBE_BATCHNORM_MODES, probe_mode
 from robustrain.core.validation import check_choice, check_in_range, check_positive_int
-from robustrain.data import probe_set_of
 from robustrain.signals import gradient_alignment
+from robustrain.stopping import Rule
 from robustrain.training import network_of
 
 
-class GradientAlignmentMonitor(ProbeSignalMonitor):
+class GradientAlignmentMonitor(RollbackEarlyStopping):
     """Gradient alignment on a fixed probe set (and optionally on training batches), with a stop on its fall.
 
     Logged: `grad_align/cosine` (the mean cosine), `grad_align/value`, `grad_align/median`, `grad_align/limit`;
@@ -47,21 +48,18 @@ class GradientAlignmentMonitor(ProbeSignalMonitor):
         probe_batchnorm: "eval" (running statistics) or "train" (the probe's batch statistics, running statistics
             untouched); see robustrain.core.train_eval_modes.probe_mode.
         seed: Seed of the noise (combined with the epoch or step and the rank).
-        every_n_epochs: Measure on the probe at the end of every n-th epoch; 0 = never (then decide_on="batch").
-        every_n_train_steps: Also measure on the clean training batch after every n-th optimizer step; 0 = never.
-        batch_probe_size: Images of the training batch the on-the-fly check uses (its first ones); None = all.
-        decide_on: "probe" (the epoch-end series) or "batch" (the on-the-fly series).
-        threshold: Fall below the median that stops: a fraction of it (scale="relative") or an amount of cosine.
-        window: Preceding checks the median is taken over.
-        warmup_epochs: No decision in epochs 0 .. warmup_epochs - 1.
-        wait_for_lr_peak: Also no decision while the learning rate still rises.
-        reference: "window" or "restart" (robustrain.stopping.Rule).
-        scale: "relative" or "absolute".
-        name, monitor_only, restore, save_checkpoint, verbose: See SignalMonitor.
+        **kwargs: The stop's arguments (RollbackEarlyStopping). Its default rule: a fall of 0.2 in cosine
+            (absolute) below the median of the last 3 checks, after a 5-epoch warm-up.
     """
 
     name = "grad_align"
-    direction = "fall"
+    default_rule = Rule(
+        threshold=0.2, window=3, warmup_epochs=5, wait_for_lr_peak=False, direction="fall", scale="absolute"
+    )
+    series = "cosine"
+    epoch_kind = "probe"
+    batch_signal = True
+    batch_images = True
 
     def __init__(
         self,
@@ -70,54 +68,21 @@ class GradientAlignmentMonitor(ProbeSignalMonitor):
         probe_seed: int = 0,
         probe_batchnorm: Literal["eval", "train"] = "eval",
         seed: int = 0,
-        every_n_epochs: int = 1,
-        every_n_train_steps: int = 0,
-        batch_probe_size: int | None = None,
-        decide_on: Literal["probe", "batch"] = "probe",
-        threshold: float = 0.2,
-        window: int = 3,
-        warmup_epochs: int = 5,
-        wait_for_lr_peak: bool = False,
-        reference: Literal["window", "restart"] = "window",
-        scale: Literal["relative", "absolute"] = "absolute",
-        name: str = "grad_align",
-        monitor_only: bool = False,
-        restore: bool = True,
-        save_checkpoint: bool = True,
-        verbose: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            threshold,
-            window,
-            warmup_epochs,
-            wait_for_lr_peak,
-            reference,
-            scale,
-            name,
-            every_n_epochs=every_n_epochs,
-            every_n_train_steps=every_n_train_steps,
-            batch_probe_size=batch_probe_size,
-            decide_on=decide_on,
-            monitor_only=monitor_only,
-            restore=restore,
-            save_checkpoint=save_checkpoint,
-            verbose=verbose,
-        )
         if eps is not None:
             check_in_range("eps", eps, 0.0, 1.0, low_open=True, note="(pixel units) or None for the module's eval_eps")
         check_positive_int("probe_size", probe_size)
         check_choice("probe_batchnorm", probe_batchnorm, PROBE_BATCHNORM_MODES)
+        super().__init__(**kwargs)
         self.eps = eps
         self.probe_size, self.probe_seed, self.seed = probe_size, probe_seed, seed
         self.probe_batchnorm = probe_batchnorm
         self._images: torch.Tensor | None = None  # this rank's share of the probe
         self._labels: torch.Tensor | None = None
 
-    @property
-    def series(self) -> str:
-        return "cosine"
-
     def setup(self, trainer: "L.Trainer", pl_module: "L.LightningModule", stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
         if self.eps is None:
             self.eps = getattr(pl_module, "eval_eps", None)
             if self.eps is None:
@@ -127,17 +92,14 @@ class GradientAlignmentMonitor(ProbeSignalMonitor):
                 )
         if stage != "fit" or not self.every_n_epochs:
             return
-        images, labels = probe_set_of(trainer.datamodule, self.probe_size, self.probe_seed, "GradientAlignmentMonitor")
-        rank, world = trainer.global_rank, trainer.world_size
-        self._images, self._labels = images[rank::world], labels[rank::world]  # this rank's share
+        self._images, self._labels = probe_share(trainer, self.probe_size, self.probe_seed, "GradientAlignmentMonitor")
 
     # --- measurement ----------------------------------------------------------------------------------------------
-    def _measure_probe(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> dict[str, float]:
+    def measure_epoch(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> dict[str, float]:
         return self._measure(trainer, pl_module, self._images, self._labels, trainer.current_epoch)
 
-    def _measure_batch(self, trainer: "L.Trainer", pl_module: "L.LightningModule", batch: Any) -> dict[str, float]:
-        images, labels = batch[0][: self.batch_probe_size], batch[1][: self.batch_probe_size]
-        return self._measure(trainer, pl_module, images, labels, trainer.global_step)
+    def measure_batch(self, trainer: "L.Trainer", pl_module: "L.LightningModule", batch: Any) -> dict[str, float]:
+        return self._measure(trainer, pl_module, batch[0], batch[1], trainer.global_step)
 
     def _measure(
         self, trainer: "L.Trainer", pl_module: "L.LightningModule", images: Any, labels: Any, when: int
@@ -155,15 +117,3 @@ class GradientAlignmentMonitor(ProbeSignalMonitor):
             sums[0], sums[1] = cos.double().sum(), len(cos)
         sums = trainer.strategy.reduce(sums, reduce_op="sum")
         return {"cosine": (sums[0] / sums[1]).item() if sums[1] > 0 else math.nan}
-
-    def _settings(self) -> dict[str, Any]:
-        return {
-            **super()._settings(),
-            "eps": self.eps,
-            "probe_size": self.probe_size,
-            "probe_batchnorm": self.probe_batchnorm,
-            "every_n_epochs": self.every_n_epochs,
-            "every_n_train_steps": self.every_n_train_steps,
-            "batch_probe_size": self.batch_probe_size,
-            "decide_on": self.decide_on,
-        }

@@ -13,78 +13,45 @@ of eps warm-up before collapse is possible.
 """
 
 import math
-from typing import Literal
+from typing import Any
 
 import lightning as L
 
-from robustrain.callbacks.signal_monitor import SignalMonitor
+from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping
+from robustrain.stopping import Rule
 
 
-class MaskingGapMonitor(SignalMonitor):
+class MaskingGapMonitor(RollbackEarlyStopping):
     """val/acc_fgsm - val/acc_pgd per epoch, with a stop on its rise.
 
     Logged: `masking_gap/gap`, `masking_gap/value`, `masking_gap/median`, `masking_gap/limit`. Files:
     `masking_gap_history.csv`, `masking_gap_curves.png`, and on a stop `masking_gap_stop.ckpt`.
 
     Args:
-        threshold: Rise over the median that stops, in accuracy (scale="absolute") or relative to the median.
-        window, warmup_epochs, wait_for_lr_peak, reference, scale: The rule (robustrain.stopping.Rule).
-        name, monitor_only, restore, save_checkpoint, verbose: See SignalMonitor.
+        **kwargs: The stop's arguments (RollbackEarlyStopping). Its default rule: a rise of 0.2 (20 points,
+            absolute) over the previous validation's gap, after a 5-epoch warm-up.
     """
 
     name = "masking_gap"
-    direction = "rise"
-
-    def __init__(
-        self,
-        threshold: float = 0.2,
-        window: int = 1,
-        warmup_epochs: int = 5,
-        wait_for_lr_peak: bool = False,
-        reference: Literal["window", "restart"] = "window",
-        scale: Literal["relative", "absolute"] = "absolute",
-        name: str = "masking_gap",
-        monitor_only: bool = False,
-        restore: bool = True,
-        save_checkpoint: bool = True,
-        verbose: bool = False,
-    ) -> None:
-        super().__init__(
-            threshold,
-            window,
-            warmup_epochs,
-            wait_for_lr_peak,
-            reference,
-            scale,
-            name,
-            monitor_only=monitor_only,
-            restore=restore,
-            save_checkpoint=save_checkpoint,
-            verbose=verbose,
-        )
-
-    @property
-    def series(self) -> str:
-        return "gap"
+    default_rule = Rule(threshold=0.2, window=1, warmup_epochs=5, wait_for_lr_peak=False, scale="absolute")
+    series = "gap"
+    epoch_kind = "val"
 
     def setup(self, trainer: "L.Trainer", pl_module: "L.LightningModule", stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
         reason = pl_module.unlogged_reason("val/masking_gap") if hasattr(pl_module, "unlogged_reason") else None
         if stage == "fit" and reason:
             raise ValueError(f"MaskingGapMonitor reads val/acc_fgsm and val/acc_pgd, but {reason}")
 
-    def on_train_epoch_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
-        if self._should_skip(trainer):
-            return
+    def measure_epoch(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> dict[str, Any] | None:
         metrics = trainer.callback_metrics
         acc_fgsm, acc_pgd = metrics.get("val/acc_fgsm"), metrics.get("val/acc_pgd")
         validated = getattr(trainer, "check_val_every_n_epoch", 1) or 1
         if acc_fgsm is None or acc_pgd is None or (trainer.current_epoch + 1) % validated:
-            return  # no validation this epoch: nothing new to decide on
+            return None  # no validation this epoch: nothing new to decide on
         acc_fgsm, acc_pgd = float(acc_fgsm), float(acc_pgd)
         gap = acc_fgsm - acc_pgd if math.isfinite(acc_fgsm) and math.isfinite(acc_pgd) else math.nan
-        values = {"gap": gap, "acc_fgsm": acc_fgsm, "acc_pgd": acc_pgd}
-        if not self._run_check(trainer, pl_module, "val", values, decide=True):
-            self._keep_weights(trainer, pl_module)
+        return {"gap": gap, "acc_fgsm": acc_fgsm, "acc_pgd": acc_pgd}
 
-    def _plot_series(self) -> list[str]:
+    def plot_series(self) -> list[str]:
         return ["value", "median", "limit", "acc_fgsm", "acc_pgd"]

@@ -1,46 +1,66 @@
-"""RollbackEarlyStopping: the machinery shared by robustrain's early-stopping callbacks.
+"""RollbackEarlyStopping: the one early stop of robustrain, for any signal: decide, agree, record, hand back.
 
-A subclass measures something (aliasing, PGD accuracy) and decides with its rule through robustrain.stopping's one
-entry point (`decide`); this base class
-- keeps a CPU copy of the weights from the last check that said "go on" (or from the start of training),
-- agrees on the decision across ranks (`trainer.strategy.reduce_boolean_decision`),
-- logs every value under `<name>/<key>`, records it in `history` and rewrites `<log_dir>/<name>_history.csv`,
-- on a stop: sets `trainer.should_stop`, logs why, at which epoch, with the values, and saves the kept weights to
-  `<log_dir>/<name>_stop.ckpt` at once, before any checkpoint records the stop; when training has ended
-  (`on_train_end`) it loads them back into the LightningModule,
-- at the end of fit: draws the curves to `<log_dir>/<name>_curves.png` and, with a TensorBoardLogger, `add_figure`,
-- keeps all resumable state in `state_dict` (the history, the stop, and the settings it was recorded under), so a
-  resumed run decides identically.
+A stop is a series and a rule. The series is measured by the subclass (`measure_epoch`, and for signals that can be
+measured on a training batch, `measure_batch`): AliasingMonitor, GradientAlignmentMonitor, PGDEarlyStopping,
+AbnormalExamplesMonitor, MaskingGapMonitor, or MetricEarlyStopping for any metric the run already logs. Everything
+else lives here, written once:
+
+- the schedule: a check at the end of every `every_n_epochs`-th epoch and, for batch signals, after every
+  `every_n_train_steps`-th optimizer step, deciding on one of the two series (`decide_on`);
+- the rule (robustrain.stopping.Rule, its arguments here; None takes the signal's default rule) and its decision
+  through robustrain.stopping's one entry point, `decide`;
+- the decision agreed across ranks (`trainer.strategy.reduce_boolean_decision`): every rank stops alike;
+- the hand-back: which model a stop returns (`hand_back`). "last_check" is the weights of the last check that said
+  "go on"; "best_probe" is, of the last `hand_back_window` such checks, the one whose weights scored best on a fixed
+  probe (PGD-5 at step eps / 4 on 128 training images, robustrain.callbacks.probe_pgd), measured when the snapshot
+  is taken; "best_val" the one with the best `val/acc_pgd`. The snapshots are CPU copies of the state dict
+  (`hand_back_window` of them: about 45 MB each for PreActResNet18, 0.4 MB for SmallCNN); with a window above 1 they
+  are also written to `<log_dir>/<name>_handback/`, so that a resumed run chooses among the same models;
+- the record: every value logged under `<name>/<key>`, kept in `history` and rewritten to `<name>_history.csv`,
+  replayable offline with other rules (`python -m robustrain.stopping.replay`);
+- on a stop: `trainer.should_stop`, why, at which epoch, and the handed-back model saved to `<name>_stop.ckpt` at
+  once, before any checkpoint records the stop; the weights go back into the module at `on_train_end`;
+- at the end of fit: the curves with the warm-up shaded and the stop and hand-back marked (`<name>_curves.png`, and
+  TensorBoard's `add_figure`);
+- resumable state (`state_dict`): the history, the stop, the hand-back window and the settings it was recorded
+  under. The settings are derived from the constructor's arguments (`settings()`), so every argument that changes
+  what the stop decides or hands back is compared when a run resumes (robustrain.runs.resume).
 
 The `state_key` is the callback's identity only (its class, and its `name` when that is not the class's), never its
-settings: a resumed run with changed settings finds its state, and the CLI compares the settings before training
-(robustrain.runs.resume) instead of silently starting a new, shorter history. Subclasses report their settings in
-`_settings()`; settings a subclass fills in at setup from the module (e.g. PGDEarlyStopping's eps) count as given.
+settings: a resumed run with changed settings finds its state, and the CLI compares the settings before training.
 
-With `monitor_only=True` it records and logs every decision but never stops and keeps no weights, so several of
-these callbacks can run side by side with only one allowed to stop the run.
+With `monitor_only=True` it records and logs every decision, and what it would hand back, but never stops and keeps
+no weights, so several stops can run side by side with only one allowed to stop the run.
 """
 
 import ast
 import copy
+import inspect
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 
+from robustrain.callbacks.probe_pgd import ProbePGD
 from robustrain.callbacks.stop_figure import plot_history, plot_stop_figure
 from robustrain.core.errors import BadInputError
-from robustrain.runs.atomic import atomic_savefig
+from robustrain.core.validation import check_choice, check_file_name, check_int, check_positive_int
+from robustrain.runs.atomic import atomic_savefig, atomic_write
 from robustrain.runs.monitoring import tensorboard_loggers
 from robustrain.runs.resume import plain
-from robustrain.stopping import Decision, upgrade_record, write_history_csv
+from robustrain.stopping import Decision, Rule, decide, upgrade_record, write_history_csv
 from robustrain.stopping.history import check_history_path
 
 PROGRESS_BAR_KEYS = ("value", "limit")  # shown on the progress bar as <name>/value and <name>/limit
+HAND_BACK = ("last_check", "best_probe", "best_val")
+RULE_ARGS = ("threshold", "window", "warmup_epochs", "wait_for_lr_peak", "reference", "direction", "scale")
+# arguments that change neither what a stop decides nor what it hands back: not compared on resume
+NOT_COMPARED = ("name", "verbose", "save_checkpoint")
+SCORE = "hand_back_score"  # the record key of a check's hand-back score (probe accuracy or val/acc_pgd)
 
 
 def current_lr(trainer: "L.Trainer") -> float:
@@ -50,51 +70,163 @@ def current_lr(trainer: "L.Trainer") -> float:
     return float(trainer.optimizers[0].param_groups[0]["lr"])
 
 
-class RollbackEarlyStopping(L.Callback):
-    """Base class: check, decide, agree, log, record; on a stop hand back the previous check's weights.
+def choose_hand_back(candidates: list[tuple[int, float]], policy: str) -> int | None:
+    """The epoch a stop hands back, of (epoch, score) candidates oldest first (the retained window).
 
-    Subclasses set `name` (metric prefix and file stem), call `_run_check` from their hooks with the measured values,
-    and implement `_evaluate(record, previous)`, which fills `value` and returns the rule's Decision
-    (robustrain.stopping.decide); the base records its `median` and `limit` beside the value. `_plot_series` names
-    the keys the end-of-fit figure draws.
+    "last_check": the newest. "best_probe" / "best_val": the best score, the newest of equal ones; a candidate
+    without a finite score (the weights of the start of fit, an epoch without validation) only when none has one.
+    None when there is no candidate.
+    """
+    check_choice("hand_back", policy, HAND_BACK)
+    if not candidates:
+        return None
+    scored = [(score, i) for i, (_, score) in enumerate(candidates) if math.isfinite(score)]
+    if policy == "last_check" or not scored:
+        return candidates[-1][0]
+    return candidates[max(scored)[1]][0]
+
+
+class RollbackEarlyStopping(L.Callback):
+    """The early stop: measure (subclass), decide with the rule, agree across ranks, record, hand back a model.
+
+    Subclasses set the class attributes below and measure: `measure_epoch(trainer, pl_module)` returns the values of
+    one epoch-end check over all ranks (a dict holding the decision's series `series`, or None when there is nothing
+    new to decide on), and batch signals `measure_batch(trainer, pl_module, batch)`. Their constructors take their
+    own arguments and pass `**kwargs` on to this one, which holds every argument a stop shares; `settings()` reads
+    them all back.
+
+    Class attributes:
+        name: Default metric prefix and file stem.
+        default_rule: The rule's defaults for this signal (a None rule argument takes the default's value).
+        series: The recorded value that decides.
+        epoch_kind: The history's `kind` of the epoch-end checks.
+        batch_signal: Whether the signal can be measured after training steps (`every_n_train_steps`).
+        batch_images: Whether that measurement uses the batch's images (so `batch_probe_size` applies).
 
     Args:
-        monitor_only: Record and log every decision, never stop the run (and keep no copy of the weights).
-        restore: On a stop, load the weights of the last check that said "go on" back into the LightningModule.
-        save_checkpoint: On a stop, save the model it hands back to `<log_dir>/<name>_stop.ckpt` via
-            trainer.save_checkpoint, before `last.ckpt` records the stop; its epoch and global step are those of the
-            stop, its weights the restored ones.
+        threshold, window, warmup_epochs, wait_for_lr_peak, reference, direction, scale: The rule
+            (robustrain.stopping.Rule); None takes the signal's default (`default_rule`, in each class's docs).
+        every_n_epochs: Check at the end of every n-th epoch; 0 = never (then decide_on="batch").
+        every_n_train_steps: Batch signals: also check after every n-th optimizer step; 0 = never.
+        batch_probe_size: Images of the training batch that a step check measures (its first ones); None = all.
+        decide_on: The series that decides: "batch" (the step checks) or the epoch-end one ("epoch", or the name of
+            its kind, e.g. "probe"); None = the epoch-end one.
+        hand_back: Which model a stop returns: "last_check" (the weights of the last check that said "go on"),
+            "best_probe" (of the last `hand_back_window` such checks, the best PGD-5 accuracy on 128 fixed training
+            images) or "best_val" (of those, the best `val/acc_pgd`).
+        hand_back_window: How many of the latest "go on" checks a best_* hand-back chooses from (CPU copies).
+        name: Prefix of the logged values and stem of the files; None = the class's. Give a second stop of the
+            same class another name to record both side by side.
+        monitor_only: Record and log every decision and what it would hand back, never stop, keep no weights.
+        restore: On a stop, load the handed-back weights into the LightningModule (else keep the trained ones).
+        save_checkpoint: On a stop, save the handed-back model to `<log_dir>/<name>_stop.ckpt` (trainer.save_checkpoint,
+            epoch and step of the stop, optimizer state included) before `last.ckpt` records the stop.
         verbose: Log a line for every check (the stop is always logged).
 
     Attributes:
         history: One dict per check, oldest first (see robustrain.stopping.history).
+        candidates: (epoch, hand-back score) of every epoch end whose checks said "go on", oldest first; epoch -1:
+            the weights training started from.
         stopped_epoch: Epoch at which the stop was decided, or None.
-        restored_epoch: Epoch whose end-of-epoch weights were restored (-1: the weights at the start of fit), or None.
+        restored_epoch: Epoch whose end-of-epoch weights were handed back (-1: the start of fit), or None.
         stopping_reason_message: Why it stopped, or None.
-        stop_checkpoint_path: Where the restored model was saved, or None.
+        stop_checkpoint_path: Where the handed-back model was saved, or None.
     """
 
     name = "rollback"
+    default_rule = Rule()
+    series = "value"
+    epoch_kind = "epoch"
+    batch_signal = False
+    batch_images = False
 
     def __init__(
-        self, monitor_only: bool = False, restore: bool = True, save_checkpoint: bool = True, verbose: bool = False
+        self,
+        threshold: float | None = None,
+        window: int | None = None,
+        warmup_epochs: int | None = None,
+        wait_for_lr_peak: bool | None = None,
+        reference: Literal["window", "restart"] | None = None,
+        direction: Literal["rise", "fall"] | None = None,
+        scale: Literal["relative", "absolute"] | None = None,
+        every_n_epochs: int = 1,
+        every_n_train_steps: int = 0,
+        batch_probe_size: int | None = None,
+        decide_on: str | None = None,
+        hand_back: Literal["last_check", "best_probe", "best_val"] = "last_check",
+        hand_back_window: int = 5,
+        name: str | None = None,
+        monitor_only: bool = False,
+        restore: bool = True,
+        save_checkpoint: bool = True,
+        verbose: bool = False,
     ) -> None:
         super().__init__()
+        given = dict(zip(RULE_ARGS, (threshold, window, warmup_epochs, wait_for_lr_peak, reference, direction, scale)))
+        defaults = {key: getattr(self.default_rule, key) for key in RULE_ARGS}
+        self.rule = Rule(**{**defaults, **{k: v for k, v in given.items() if v is not None}})  # raises naming a bad one
+        self.name = type(self).name if name is None else name
+        check_file_name("name", self.name)
+        check_int("every_n_epochs", every_n_epochs, 0)
+        check_int("every_n_train_steps", every_n_train_steps, 0)
+        where = f"{type(self).__name__} measures only at epoch ends"
+        if not self.batch_signal:
+            check_int("every_n_train_steps", every_n_train_steps, 0, 0, note=f"({where})")
+        if batch_probe_size is not None:  # None: the whole batch
+            check_positive_int("batch_probe_size", batch_probe_size)
+            if not self.batch_images:
+                raise ValueError(
+                    f"batch_probe_size={batch_probe_size}, but {type(self).__name__}'s step checks measure no images: "
+                    "leave it None"
+                )
+        kinds = (self.epoch_kind, "epoch", "batch") if self.batch_signal else (self.epoch_kind, "epoch")
+        check_choice("decide_on", self.epoch_kind if decide_on is None else decide_on, kinds)
+        self.decide_on = "batch" if decide_on == "batch" else self.epoch_kind
+        if self.decide_on == "batch":
+            check_int("every_n_train_steps", every_n_train_steps, 1, note="with decide_on='batch' (the step checks)")
+        else:
+            check_int("every_n_epochs", every_n_epochs, 1, note=f"with decide_on={self.decide_on!r} (epoch ends)")
+        check_choice("hand_back", hand_back, HAND_BACK)
+        check_positive_int("hand_back_window", hand_back_window)
+        self.every_n_epochs = every_n_epochs
+        self.every_n_train_steps = every_n_train_steps
+        self.batch_probe_size = batch_probe_size
+        self.hand_back = hand_back
+        self.hand_back_window = hand_back_window
         self.monitor_only = monitor_only
         self.restore = restore
         self.save_checkpoint = save_checkpoint
         self.verbose = verbose
         self.history: list[dict] = []
+        self.candidates: list[tuple[int, float]] = []
         self.stopped_epoch: int | None = None
         self.restored_epoch: int | None = None
         self.stopping_reason_message: str | None = None
         self.stop_checkpoint_path: str | None = None
-        self._snapshot: dict[str, torch.Tensor] | None = None
-        self._snapshot_epoch: int | None = None
+        self._weights: dict[int, dict[str, torch.Tensor]] = {}  # epoch -> CPU state dict, for the retained window
+        self._probe = ProbePGD() if hand_back == "best_probe" else None
+        self._start_lr = math.nan
         self._restore_pending = False
         self._dir: Path | None = None
 
-    # --- resumable state ------------------------------------------------------------------------------------------
+    # --- what it is: settings, identity, resumable state ------------------------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        """Every argument that changes what this stop decides or hands back, from its constructors' signatures (the
+        rule's resolved values first: the HPARAMS columns a user sorts runs by), so none can be left out by hand."""
+        out = {key: getattr(self.rule, key) for key in RULE_ARGS}
+        for cls in reversed(type(self).__mro__):
+            if not (isinstance(cls, type) and issubclass(cls, RollbackEarlyStopping)):
+                continue
+            for param in inspect.signature(cls.__init__).parameters.values():
+                skip = param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL) or param.name == "self"
+                if not skip and param.name not in out and param.name not in NOT_COMPARED:
+                    out[param.name] = self._setting(param.name)
+        return out
+
+    def _setting(self, name: str) -> Any:
+        """The value of the argument `name` as a resume compares it (a subclass may keep an older spelling)."""
+        return getattr(self, name)
+
     @property
     def state_key(self) -> str:
         """The class, plus the name when it is not the class's default (see the module docstring)."""
@@ -105,27 +237,30 @@ class RollbackEarlyStopping(L.Callback):
     def state_dict(self) -> dict[str, Any]:
         return {
             "history": copy.deepcopy(self.history),
+            "candidates": [list(c) for c in self.candidates],
             "stopped_epoch": self.stopped_epoch,
             "restored_epoch": self.restored_epoch,
             "stopping_reason_message": self.stopping_reason_message,
             # the handed-back model's file (in the version folder), so a resume or a test can tell it is missing
             "stop_checkpoint": self.stop_checkpoint_name if self.stop_checkpoint_path is not None else None,
-            "settings": plain(self._settings()),  # plain data: checkpoints are read weights-only
+            "settings": plain(self.settings()),  # plain data: checkpoints are read weights-only
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = [upgrade_record(r) for r in copy.deepcopy(state_dict.get("history", []))]
+        self.candidates = [(int(e), float(s)) for e, s in state_dict.get("candidates", [])]
         self.stopped_epoch = state_dict.get("stopped_epoch")
         self.restored_epoch = state_dict.get("restored_epoch")
         self.stopping_reason_message = state_dict.get("stopping_reason_message")
-        recorded, now = state_dict.get("settings"), plain(self._settings())
-        if recorded is not None and recorded != now:
-            keys = [k for k in {**recorded, **now} if recorded.get(k) != now.get(k)]
-            changed = ", ".join(f"{k} {recorded.get(k)!r} -> {now.get(k)!r}" for k in keys)
-            rank_zero_warn(
-                f"{type(self).__name__} ({self.name}) resumes with changed settings ({changed}): its history "
-                f"({len(self.history)} checks) continues under the new ones"
-            )
+        recorded, now = state_dict.get("settings"), plain(self.settings())
+        if recorded is not None:
+            keys = [k for k in recorded if k in now and recorded[k] != now[k]]  # a key one side lacks: older version
+            if keys:
+                changed = ", ".join(f"{k} {recorded[k]!r} -> {now[k]!r}" for k in keys)
+                rank_zero_warn(
+                    f"{type(self).__name__} ({self.name}) resumes with changed settings ({changed}): its history "
+                    f"({len(self.history)} checks) continues under the new ones"
+                )
 
     def on_load_checkpoint(self, trainer: "L.Trainer", pl_module: "L.LightningModule", checkpoint: dict) -> None:
         """Finds this callback's state in checkpoints written when the key held settings (`AliasingMonitor{...}`)."""
@@ -147,9 +282,35 @@ class RollbackEarlyStopping(L.Callback):
             return False
         return isinstance(settings, dict) and settings.get("name", type(self).name) == self.name
 
+    # --- measuring (subclasses) -----------------------------------------------------------------------------------
+    def measure_epoch(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> dict[str, float] | None:
+        """The values of an epoch-end check over all ranks, holding `series`; None when there is nothing new."""
+        raise NotImplementedError
+
+    def measure_batch(self, trainer: "L.Trainer", pl_module: "L.LightningModule", batch: Any) -> dict[str, float]:
+        """Batch signals: the values of a step check on the batch (its first `batch_probe_size` images)."""
+        raise NotImplementedError
+
+    def plot_series(self) -> list[str]:
+        """The record keys the end-of-fit figure draws."""
+        return ["value", "median", "limit"]
+
+    def _probe_score(self, record: dict[str, Any]) -> float | None:
+        """The "best_probe" score when this stop's own check is that very measurement (PGDEarlyStopping on the same
+        probe), so that it is not measured twice; None otherwise."""
+        return None
+
     # --- hooks ----------------------------------------------------------------------------------------------------
     def _should_skip(self, trainer: "L.Trainer") -> bool:
         return trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking or bool(trainer.fast_dev_run)
+
+    def setup(self, trainer: "L.Trainer", pl_module: "L.LightningModule", stage: str) -> None:
+        if stage == "fit" and self._probe is not None and self._probe.images is None:
+            self._probe.setup(trainer, pl_module, type(self).__name__)
+        if stage == "fit" and self.hand_back == "best_val":
+            reason = pl_module.unlogged_reason("val/acc_pgd") if hasattr(pl_module, "unlogged_reason") else None
+            if reason:
+                raise ValueError(f"{type(self).__name__}(hand_back='best_val') chooses by val/acc_pgd, but {reason}")
 
     def on_train_start(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
         # trainer.log_dir broadcasts from rank 0: resolve it here, on every rank, never inside rank-zero-only code
@@ -163,16 +324,68 @@ class RollbackEarlyStopping(L.Callback):
             in_the_way = error
         if trainer.strategy.reduce_boolean_decision(in_the_way is not None, all=False):
             raise in_the_way or BadInputError(f"{history} is not a file on the writing rank's filesystem")
-        if not self._should_skip(trainer):
-            # A stop at the first check hands back the weights training started from (fresh or resumed).
-            self._take_snapshot(pl_module, trainer.current_epoch - 1)
+        self._start_lr = current_lr(trainer)  # the lr before the first check, for lr_rising
+        if self._should_skip(trainer):
+            return
+        # A stop at the first check hands back the weights training started from (fresh or resumed); a resumed
+        # best_* hand-back also gets back the window's earlier snapshots from its files.
+        start = trainer.current_epoch - 1
+        if not self.candidates:
+            self.candidates.append((start, math.nan))
+        if self.monitor_only or not self.restore:
+            return
+        if self._keeps_files():
+            self._load_window_files(start)
+        if self.candidates[-1][0] != start and self.candidates[-1][0] not in self._weights:
+            # resumed after an epoch without a check, whose weights no file kept: the resumed ones stand in
+            self.candidates.append((start, math.nan))
+        if self.candidates[-1][0] == start:
+            self._take_snapshot(pl_module, start)
+
+    def on_train_batch_end(
+        self, trainer: "L.Trainer", pl_module: "L.LightningModule", outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        n = self.every_n_train_steps
+        if not n or self._should_skip(trainer) or trainer.global_step % n != 0:
+            return
+        if self.batch_images:
+            batch = (batch[0][: self.batch_probe_size], batch[1][: self.batch_probe_size], *batch[2:])
+        values = self.measure_batch(trainer, pl_module, batch)
+        self._run_check(trainer, pl_module, "batch", values, decide=self.decide_on == "batch")
+
+    def on_train_epoch_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
+        if self._should_skip(trainer) or self.stopped_epoch == trainer.current_epoch:
+            return  # a step-level stop this epoch was decided already
+        n = self.every_n_epochs
+        values = self.measure_epoch(trainer, pl_module) if n and (trainer.current_epoch + 1) % n == 0 else None
+        if values is not None:
+            decides = self.decide_on == self.epoch_kind
+            if not self._run_check(trainer, pl_module, self.epoch_kind, values, decide=decides):
+                self._keep(trainer, pl_module, self.history[-1])
+        elif self.decide_on == "batch":
+            self._keep(trainer, pl_module, None)
 
     def on_fit_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
         if self._should_skip(trainer) or not self.history:
             return
         self._draw_curves(trainer)
 
-    # --- driver ---------------------------------------------------------------------------------------------------
+    def on_train_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
+        # The weights are handed back here, after the last epoch's hooks, so that every other monitor of that epoch
+        # measured the model that was actually trained.
+        if self._should_skip(trainer) or not self._restore_pending:
+            return
+        self._restore_pending = False
+        restored = "kept the current weights"
+        if self.restore and self.restored_epoch is not None:
+            pl_module.load_state_dict(self._weights[self.restored_epoch])
+            when = "the start of fit" if self.restored_epoch < 0 else f"the end of epoch {self.restored_epoch}"
+            restored = f"handed back the weights from {when} ({self.hand_back})"
+        if self.stop_checkpoint_path is not None:
+            restored += f", saved to {self.stop_checkpoint_path}"
+        rank_zero_info(f"{type(self).__name__} stopped at epoch {self.stopped_epoch}: {restored}")
+
+    # --- deciding -------------------------------------------------------------------------------------------------
     def _run_check(
         self, trainer: "L.Trainer", pl_module: "L.LightningModule", kind: str, values: dict[str, float], decide: bool
     ) -> bool:
@@ -208,86 +421,90 @@ class RollbackEarlyStopping(L.Callback):
         return stopping
 
     def _evaluate(self, record: dict[str, Any], previous: list[dict]) -> Decision:
-        """Fill record["value"] and decide with the rule; `previous`: the earlier records of its kind."""
-        raise NotImplementedError
+        """Fill the record's `value` (its `series`), `lr_rising` and `warmup`, and decide with the rule."""
+        lr_before = previous[-1]["lr"] if previous else self._start_lr
+        record["lr_rising"] = bool(record["lr"] > lr_before)
+        record["warmup"] = self.rule.in_warmup(record["epoch"], record["lr_rising"])
+        record["value"] = record[self.series]
+        values, warmups = [r["value"] for r in previous], [r.get("warmup", False) for r in previous]
+        return decide(values, warmups, record["value"], record["warmup"], self.rule, name=f"{self.name}/{self.series}")
 
-    def _plot_series(self) -> list[str]:
-        return ["value", "median", "limit"]
+    # --- hand-back ------------------------------------------------------------------------------------------------
+    def _keep(self, trainer: "L.Trainer", pl_module: "L.LightningModule", record: dict[str, Any] | None) -> None:
+        """An epoch end whose checks all said "go on": its weights join the hand-back window, with their score."""
+        epoch = trainer.current_epoch
+        score = math.nan
+        if self.hand_back == "best_val":
+            score = self._val_acc_pgd(trainer)
+        elif self.hand_back == "best_probe":
+            own = self._probe_score(record) if record is not None else None
+            score = own if own is not None else self._probe.score(trainer, pl_module)
+        if record is not None and self.hand_back != "last_check":
+            record[SCORE] = score
+            self._write_history(trainer)
+        self.candidates.append((epoch, score))
+        self._take_snapshot(pl_module, epoch)
 
-    # --- monitoring (TensorBoard custom scalars and hparams) --------------------------------------------------------
-    def tensorboard_charts(self) -> dict[str, dict[str, list]]:
-        """The custom-scalar chart (SummaryWriter.add_custom_scalars layout) of the decision: the monitored value as a
-        line in a band from its median to the stop limit (a Margin chart), so the run stops where the line leaves the
-        band on the limit's side (above it for a rule on a rise, below for one on a fall)."""
-        value, median, limit = (f"{self.name}/{key}" for key in ("value", "median", "limit"))
-        falls = getattr(getattr(self, "rule", None), "direction", "rise") == "fall"
-        band = [limit, median] if falls else [median, limit]
-        side = "below" if falls else "above"
-        title = f"{self.name}: value, in the band from median to limit; stops {side} the band"
-        return {self.name: {title: ["Margin", [value, *band]]}}
+    def _val_acc_pgd(self, trainer: "L.Trainer") -> float:
+        validated = (trainer.current_epoch + 1) % (getattr(trainer, "check_val_every_n_epoch", 1) or 1) == 0
+        acc = trainer.callback_metrics.get("val/acc_pgd")
+        return float(acc) if validated and acc is not None else math.nan
 
-    def hparams(self) -> dict[str, Any]:
-        """This callback's settings, for the hparams record (keys prefixed with the callback's name)."""
-        return {f"{self.name}/{k}": v for k, v in self._settings().items()}
-
-    def _settings(self) -> dict[str, Any]:
-        return {"monitor_only": self.monitor_only, "restore": self.restore}
-
-    def decision(self) -> tuple[float, float, float]:
-        """(stop epoch, handed-back epoch, that epoch's val/acc_pgd) of this rule: the stop it took, or for a
-        monitor-only rule the stop it would have taken and the check before it; -1 for the weights of the start of
-        fit, nan where there is none."""
-        decided = next((r for r in self.history if r.get("should_stop")), None)
-        stopped = math.nan if decided is None else float(decided["epoch"])
-        restored = math.nan
-        if self.restored_epoch is not None:
-            restored = float(self.restored_epoch)
-        elif decided is not None:  # monitor-only (or restore off): the check before the stop
-            before = [
-                r["epoch"] for r in self.history if r["epoch"] < decided["epoch"] and r["kind"] == decided["kind"]
-            ]
-            restored = float(before[-1]) if before else -1.0
-        acc = math.nan
-        if math.isfinite(restored):
-            hits = [r.get("val_acc_pgd", math.nan) for r in self.history if r["epoch"] == restored]
-            acc = float(hits[-1]) if hits and hits[-1] is not None else math.nan
-        return stopped, restored, acc
-
-    def outcome(self) -> dict[str, float]:
-        """How the run ended for this rule, as the hparams record's metrics: `<name>/stopped_epoch`,
-        `<name>/restored_epoch` and `<name>/restored_val_acc_pgd` for a stop that acts; `<name>/would_stop_epoch`,
-        `<name>/would_hand_back_epoch` and `<name>/would_hand_back_val_acc_pgd` for a monitor-only one, which
-        restores nothing (see `decision`)."""
-        stopped, restored, acc = self.decision()
-        if self.monitor_only:
-            keys = ("would_stop_epoch", "would_hand_back_epoch", "would_hand_back_val_acc_pgd")
-        else:
-            keys = ("stopped_epoch", "restored_epoch", "restored_val_acc_pgd")
-        return {f"{self.name}/{key}": value for key, value in zip(keys, (stopped, restored, acc), strict=True)}
-
-    def handed_back_val_acc_pgd(self) -> float | None:
-        """The val/acc_pgd of the model this stop handed back (the run's `hp_metric`), or None when it did not act."""
-        if self.monitor_only or self.stopped_epoch is None or self.restored_epoch is None:
-            return None
-        return self.decision()[2]
-
-    def _keep_weights(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
-        """Called by subclasses at an epoch end whose checks all said "go on": these weights become the fallback."""
-        self._take_snapshot(pl_module, trainer.current_epoch)
+    def _window(self, before: int | None = None) -> list[tuple[int, float]]:
+        """The retained candidates (the newest `hand_back_window`, one for "last_check"), those before `before`."""
+        kept = [c for c in self.candidates if before is None or c[0] < before]
+        return kept[-(1 if self.hand_back == "last_check" else self.hand_back_window) :]
 
     def _take_snapshot(self, pl_module: "L.LightningModule", epoch: int) -> None:
         if self.monitor_only or not self.restore:
             return
-        self._snapshot = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.state_dict().items()}
-        self._snapshot_epoch = epoch
+        self._weights[epoch] = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.state_dict().items()}
+        window = {e for e, _ in self._window()}
+        for old in [e for e in self._weights if e not in window]:
+            del self._weights[old]
+        if self._keeps_files():
+            self._sync_window_files(epoch, window)
+
+    def _keeps_files(self) -> bool:
+        return self.hand_back != "last_check" and self.hand_back_window > 1 and self.restore and not self.monitor_only
+
+    def _window_file(self, epoch: int) -> Path:
+        return self._log_dir() / f"{self.name}_handback" / f"epoch={epoch}.pt"
+
+    @rank_zero_only
+    def _sync_window_files(self, epoch: int, window: set[int]) -> None:
+        """Write the new snapshot (weights only) and remove those that left the window, so a resume finds them."""
+        path = self._window_file(epoch)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        weights = self._weights[epoch]
+        atomic_write(path, lambda f: torch.save(weights, f))
+        for old in path.parent.glob("epoch=*.pt"):
+            if int(old.stem.split("=", 1)[1]) not in window:
+                old.unlink(missing_ok=True)
+
+    def _load_window_files(self, start: int) -> None:
+        """On resume: the snapshots of the window before `start` from their files (the newest is the resumed
+        weights themselves); a candidate whose file is missing cannot be handed back and leaves the window."""
+        for epoch, _ in self._window():
+            if epoch == start or epoch in self._weights:
+                continue
+            path = self._window_file(epoch)
+            if path.is_file():
+                self._weights[epoch] = torch.load(path, map_location="cpu", weights_only=True)
+            else:
+                rank_zero_warn(
+                    f"{type(self).__name__} ({self.name}): {path} is missing; epoch {epoch} cannot be handed back"
+                )
+                self.candidates = [c for c in self.candidates if c[0] != epoch]
 
     def _stop(self, trainer: "L.Trainer", pl_module: "L.LightningModule", record: dict[str, Any]) -> None:
         trainer.should_stop = True
         self._restore_pending = True
         self.stopped_epoch = record["epoch"]
         self.stopping_reason_message = record["reason"]
-        if self.restore and self._snapshot is not None:
-            self.restored_epoch = self._snapshot_epoch
+        if self.restore:
+            window = [c for c in self._window() if c[0] in self._weights]
+            self.restored_epoch = choose_hand_back(window, self.hand_back)
         rank_zero_info(
             f"{type(self).__name__} stops training at epoch {record['epoch']} "
             f"(step {record['step']}): {record['reason']}"
@@ -306,9 +523,9 @@ class RollbackEarlyStopping(L.Callback):
         """
         path = self._log_dir(trainer) / self.stop_checkpoint_name
         trained = None
-        if self.restore and self._snapshot is not None:
+        if self.restore and self.restored_epoch is not None:
             trained = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
-            pl_module.load_state_dict(self._snapshot)
+            pl_module.load_state_dict(self._weights[self.restored_epoch])
         try:
             # collective: every rank calls it, rank 0 writes (atomically); the optimizer state too, as last.ckpt
             trainer.save_checkpoint(path, weights_only=False)
@@ -322,24 +539,79 @@ class RollbackEarlyStopping(L.Callback):
         """The file, in the run's version folder, of the model a stop hands back."""
         return f"{self.name}_stop.ckpt"
 
-    def on_train_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
-        # The weights are handed back here, after the last epoch's hooks, so that every other monitor of that epoch
-        # measured the model that was actually trained.
-        if self._should_skip(trainer) or not self._restore_pending:
-            return
-        self._restore_pending = False
-        restored = "kept the current weights"
-        if self.restore and self._snapshot is not None:
-            pl_module.load_state_dict(self._snapshot)  # restored_epoch was set when the stop was decided
-            when = "the start of fit" if self._snapshot_epoch < 0 else f"the end of epoch {self._snapshot_epoch}"
-            restored = f"restored the weights from {when}"
-        if self.stop_checkpoint_path is not None:
-            restored += f", saved to {self.stop_checkpoint_path}"
-        rank_zero_info(f"{type(self).__name__} stopped at epoch {self.stopped_epoch}: {restored}")
+    # --- what the user reads: outcome, hparams, charts --------------------------------------------------------------
+    def decision(self) -> tuple[float, float, float]:
+        """(stop epoch, handed-back epoch, that epoch's val/acc_pgd) of this stop: the stop it took, or for a
+        monitor-only one the stop it would have taken and what its hand-back policy would have returned; -1 for the
+        weights of the start of fit, nan where there is none."""
+        decided = next((r for r in self.history if r.get("should_stop")), None)
+        stopped = math.nan if decided is None else float(decided["epoch"])
+        restored = math.nan
+        if self.restored_epoch is not None:
+            restored = float(self.restored_epoch)
+        elif decided is not None:  # monitor-only (or restore off): what the policy would have chosen
+            chosen = choose_hand_back(self._window(before=decided["epoch"]), self.hand_back)
+            restored = -1.0 if chosen is None else float(chosen)
+        acc = math.nan
+        if math.isfinite(restored):
+            hits = [r.get("val_acc_pgd", math.nan) for r in self.history if r["epoch"] == restored]
+            acc = float(hits[-1]) if hits and hits[-1] is not None else math.nan
+        return stopped, restored, acc
+
+    def outcome(self) -> dict[str, float]:
+        """How the run ended for this stop, as the hparams record's metrics: `<name>/stopped_epoch`,
+        `<name>/restored_epoch` and `<name>/restored_val_acc_pgd` for a stop that acts; `<name>/would_stop_epoch`,
+        `<name>/would_hand_back_epoch` and `<name>/would_hand_back_val_acc_pgd` for a monitor-only one, which
+        restores nothing (see `decision`)."""
+        stopped, restored, acc = self.decision()
+        if self.monitor_only:
+            keys = ("would_stop_epoch", "would_hand_back_epoch", "would_hand_back_val_acc_pgd")
+        else:
+            keys = ("stopped_epoch", "restored_epoch", "restored_val_acc_pgd")
+        return {f"{self.name}/{key}": value for key, value in zip(keys, (stopped, restored, acc), strict=True)}
+
+    def handed_back_val_acc_pgd(self) -> float | None:
+        """The val/acc_pgd of the model this stop handed back (the run's `hp_metric`), or None when it did not act."""
+        if self.monitor_only or self.stopped_epoch is None or self.restored_epoch is None:
+            return None
+        return self.decision()[2]
+
+    def hparams(self) -> dict[str, Any]:
+        """This stop's settings, for the hparams record (keys prefixed with the stop's name)."""
+        return {f"{self.name}/{k}": v for k, v in self.settings().items()}
+
+    def tensorboard_charts(self) -> dict[str, dict[str, list]]:
+        """The custom-scalar charts (SummaryWriter.add_custom_scalars layout) of the decision: the monitored value
+        as a line in a band from its median to the stop limit (a Margin chart), so the run stops where the line
+        leaves the band on the limit's side (above it for a rule on a rise, below for one on a fall); and, one line
+        each (TensorBoard colours lines by run), the warm-up (1: no decision), the stop (1: decided, or for a
+        monitor-only stop would be) and the epoch handed back (1 there; written at the end of fit)."""
+        value, median, limit = (f"{self.name}/{key}" for key in ("value", "median", "limit"))
+        falls = self.rule.direction == "fall"
+        band = [limit, median] if falls else [median, limit]
+        side = "below" if falls else "above"
+        would = " (monitor only: would)" if self.monitor_only else ""
+        return {
+            self.name: {
+                f"{self.name}: value, in the band from median to limit; stops {side} the band": [
+                    "Margin",
+                    [value, *band],
+                ],
+                f"{self.name}: warm-up (1: no decision)": ["Multiline", [f"{self.name}/warmup"]],
+                f"{self.name}: stop decided (1){would}": ["Multiline", [f"{self.name}/should_stop"]],
+                f"{self.name}: epoch handed back (1), {self.hand_back}{would}": ["Multiline", [self._handed_back_tag]],
+            }
+        }
+
+    @property
+    def _handed_back_tag(self) -> str:
+        return f"{self.name}/handed_back"
 
     # --- output ---------------------------------------------------------------------------------------------------
-    def _log_dir(self, trainer: "L.Trainer") -> Path:
-        return self._dir if self._dir is not None else Path(trainer.default_root_dir)
+    def _log_dir(self, trainer: "L.Trainer | None" = None) -> Path:
+        if self._dir is not None:
+            return self._dir
+        return Path(trainer.default_root_dir) if trainer is not None else Path(".")
 
     def _log_record(self, pl_module: "L.LightningModule", record: dict[str, Any]) -> None:
         metrics = {
@@ -365,18 +637,26 @@ class RollbackEarlyStopping(L.Callback):
         kinds = [r["kind"] for r in self.history]
         kind = max(set(kinds), key=lambda k: (k != "batch", kinds.count(k)))  # epoch-level records first
         records = [r for r in self.history if r["kind"] == kind]
-        x = "step" if kind == "batch" else "epoch"
-        if x == "epoch":
+        title = f"{type(self).__name__} ({kind})"
+        if kind != "batch":
+            stopped, handed_back, _ = self.decision()
             fig = plot_stop_figure(
                 records,
-                self._plot_series(),
-                f"{type(self).__name__} ({kind})",
-                self.stopped_epoch,
-                self.restored_epoch,
+                self.plot_series(),
+                title,
+                None if math.isnan(stopped) else int(stopped),
+                None if math.isnan(handed_back) else int(handed_back),
                 value_label=self.name,
+                monitor_only=self.monitor_only,
+                hand_back=self.hand_back,
             )
         else:
-            fig = plot_history(records, self._plot_series(), f"{type(self).__name__} ({kind})", x=x)
+            fig = plot_history(records, self.plot_series(), title, x="step")
         atomic_savefig(fig, self._log_dir(trainer) / f"{self.name}_curves.png", dpi=120)
+        handed_back = self.decision()[1]
         for logger in tensorboard_loggers(trainer):
             logger.experiment.add_figure(f"{self.name}/curves", fig, global_step=trainer.global_step)
+            # the hand-back is known only now: its marker series is written afterwards, at each check's step
+            for record in (r for r in self.history if r["kind"] == self.epoch_kind):
+                mark = float(record["epoch"] == handed_back)
+                logger.experiment.add_scalar(self._handed_back_tag, mark, global_step=record["step"])

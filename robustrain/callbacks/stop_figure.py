@@ -61,21 +61,26 @@ def plot_stop_figure(
     restored_epoch: int | None = None,
     accuracy_key: str = "val_acc_pgd",
     value_label: str = "value",
+    monitor_only: bool = False,
+    hand_back: str = "last_check",
 ) -> Figure:
     """The stop as Grabinski et al. draw it (Fig. 14): the monitored curves and the robust accuracy on twin axes.
 
     Left axis: the record keys in `series` ("value" thick, the "median" and the stop "limit" dashed). Right axis:
-    `accuracy_key` (the epoch's val/acc_pgd). The stop epoch (red) and the epoch whose weights were handed back
-    (green) are marked; monitor-only runs mark the epochs where a stop was decided. Integer epochs.
+    `accuracy_key` (the epoch's val/acc_pgd). The warm-up (records with `warmup` true: no decision) is shaded grey;
+    the stop epoch (red) and the epoch whose weights were handed back (green) are marked, labelled "would" for a
+    monitor-only stop. Integer epochs.
 
     Args:
         history: Records of one epoch-level kind, oldest first.
         series: Keys drawn on the left axis.
         title: Axes title.
-        stopped_epoch: Epoch the stop was decided, or None.
-        restored_epoch: Epoch whose weights were handed back (-1: the start of fit), or None.
+        stopped_epoch: Epoch the stop was (or, monitor-only, would have been) decided, or None.
+        restored_epoch: Epoch whose weights were (or would have been) handed back (-1: the start of fit), or None.
         accuracy_key: Record key of the robust accuracy drawn on the right axis.
         value_label: Label of the left axis.
+        monitor_only: Whether the stop only monitored (the marks say "would").
+        hand_back: The hand-back policy, named in the legend.
     """
     from matplotlib.ticker import MaxNLocator
 
@@ -96,15 +101,18 @@ def plot_stop_figure(
         ax2.set_ylim(0, 1)
         h2, l2 = ax2.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
-    marks = (
-        [(stopped_epoch, "r", "stop decided")]
-        if stopped_epoch is not None
-        else [(record["epoch"], "r", "stop decided (monitor only)") for record in history if record.get("should_stop")][
-            :1
-        ]
-    )
+    warm = [record["epoch"] for record in history if record.get("warmup")]
+    for i, epoch in enumerate(warm):
+        patch = ax.axvspan(epoch - 0.5, epoch + 0.5, color="0.85", lw=0, zorder=0)
+        if i == 0:
+            handles.append(patch)
+            labels.append("warm-up: no decision")
+    would = "would " if monitor_only else ""
+    marks = []
+    if stopped_epoch is not None:
+        marks.append((stopped_epoch, "r", "stop decided" + (" (monitor only)" if monitor_only else "")))
     if restored_epoch is not None:
-        marks.append((restored_epoch, "g", "weights handed back"))
+        marks.append((restored_epoch, "g", f"{would}hand back this epoch's weights ({hand_back})"))
     for epoch, color, label in marks:
         line = ax.axvline(epoch, c=color, alpha=0.6, lw=1.5, label=label)
         handles.append(line)
