@@ -93,6 +93,7 @@ def test_best_probe_hands_back_the_best_scored_of_the_last_checks(tmp_path, wind
     assert stop._probe.measured == [0, 1, 2, 3, 4]  # once per "go on" check, never at the stop
     rows = read_history_csv(Path(trainer.log_dir) / "pgd_es_history.csv")
     assert [r.get("hand_back_score") for r in rows[:5]] == ScriptedProbe.SCORES[:5]
+    assert rows[5]["hand_back_epoch"] == chosen  # charted at every check: what a stop there hands back
     kept = sorted(Path(trainer.log_dir, "pgd_es_handback").glob("*.pt")) if window > 1 else []
     assert len(kept) == min(window, 6) if window > 1 else not Path(trainer.log_dir, "pgd_es_handback").exists()
 

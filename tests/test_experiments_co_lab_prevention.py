@@ -17,7 +17,8 @@ def test_every_plan_names_existing_configs_and_distinct_runs():
         assert (len(job.configs) == 1) == (method == "fgsm")  # FGSM is the setting itself
     assert {job.seed for job in jobs if "@" in job.setting} & set(prevention.TUNING_SEEDS)
     report_seeds = {job.seed for job in jobs if job.seed not in prevention.TUNING_SEEDS}
-    assert report_seeds <= set(prevention.REPORT_SEEDS)
+    assert report_seeds <= set(prevention.REPORT_SEEDS) | set(prevention.HANDBACK_SEEDS)
+    assert not set(prevention.HANDBACK_SEEDS) & (set(prevention.REPORT_SEEDS) | set(prevention.TUNING_SEEDS))
 
 
 def test_a_tiny_study_trains_evaluates_and_reports(tmp_path):

@@ -85,7 +85,7 @@ def test_custom_scalar_charts_hold_one_quantity_or_one_line_in_a_band(events):
     assert ("val/acc_pgd", "val/acc_pgd", "val/acc_fgsm") in margins  # the masking gap as a band
     assert all(len(tags) == 1 for kind, tags in charts.values() if kind == "multiline")
     flags = [tags for kind, tags in charts.values() if kind == "multiline"]
-    assert {("aliasing/warmup",), ("aliasing/should_stop",), ("aliasing/handed_back",)} <= set(map(tuple, flags))
+    assert {("aliasing/warmup",), ("aliasing/should_stop",), ("aliasing/hand_back_epoch",)} <= set(map(tuple, flags))
     assert ["^val/acc$"] in [tags for _, tags in charts.values()]
 
 

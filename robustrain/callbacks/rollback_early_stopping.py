@@ -409,6 +409,9 @@ class RollbackEarlyStopping(L.Callback):
         should_stop = trainer.strategy.reduce_boolean_decision(bool(should_stop), all=False)
         record["should_stop"] = should_stop
         record["reason"] = reason or ""
+        if kind != "batch":  # the epoch a stop at this check hands back (or would): charted beside the decision
+            chosen = choose_hand_back(self._window(before=record["epoch"]), self.hand_back)
+            record["hand_back_epoch"] = -1 if chosen is None else chosen
         self.history.append(record)
         self._log_record(pl_module, record)
         stopping = should_stop and not self.monitor_only
@@ -585,7 +588,8 @@ class RollbackEarlyStopping(L.Callback):
         as a line in a band from its median to the stop limit (a Margin chart), so the run stops where the line
         leaves the band on the limit's side (above it for a rule on a rise, below for one on a fall); and, one line
         each (TensorBoard colours lines by run), the warm-up (1: no decision), the stop (1: decided, or for a
-        monitor-only stop would be) and the epoch handed back (1 there; written at the end of fit)."""
+        monitor-only stop would be) and the epoch a stop at each check hands back (or would). Flags read best with
+        TensorBoard's smoothing at 0; the figure under IMAGES draws the same with the warm-up shaded."""
         value, median, limit = (f"{self.name}/{key}" for key in ("value", "median", "limit"))
         falls = self.rule.direction == "fall"
         band = [limit, median] if falls else [median, limit]
@@ -599,13 +603,12 @@ class RollbackEarlyStopping(L.Callback):
                 ],
                 f"{self.name}: warm-up (1: no decision)": ["Multiline", [f"{self.name}/warmup"]],
                 f"{self.name}: stop decided (1){would}": ["Multiline", [f"{self.name}/should_stop"]],
-                f"{self.name}: epoch handed back (1), {self.hand_back}{would}": ["Multiline", [self._handed_back_tag]],
+                f"{self.name}: the epoch a stop here hands back ({self.hand_back}){would}": [
+                    "Multiline",
+                    [f"{self.name}/hand_back_epoch"],
+                ],
             }
         }
-
-    @property
-    def _handed_back_tag(self) -> str:
-        return f"{self.name}/handed_back"
 
     # --- output ---------------------------------------------------------------------------------------------------
     def _log_dir(self, trainer: "L.Trainer | None" = None) -> Path:
@@ -653,10 +656,5 @@ class RollbackEarlyStopping(L.Callback):
         else:
             fig = plot_history(records, self.plot_series(), title, x="step")
         atomic_savefig(fig, self._log_dir(trainer) / f"{self.name}_curves.png", dpi=120)
-        handed_back = self.decision()[1]
         for logger in tensorboard_loggers(trainer):
             logger.experiment.add_figure(f"{self.name}/curves", fig, global_step=trainer.global_step)
-            # the hand-back is known only now: its marker series is written afterwards, at each check's step
-            for record in (r for r in self.history if r["kind"] == self.epoch_kind):
-                mark = float(record["epoch"] == handed_back)
-                logger.experiment.add_scalar(self._handed_back_tag, mark, global_step=record["step"])
