@@ -125,3 +125,14 @@ def test_best_val_is_refused_when_the_module_does_not_validate_with_pgd(tmp_path
     stop = PGDEarlyStopping(eps=0.1, alpha=0.05, hand_back="best_val")
     with pytest.raises(ValueError, match="best_val.*val/acc_pgd"):
         _fit(tmp_path, stop, max_epochs=1)
+
+
+def test_a_checkpoint_from_before_hand_back_windows_reports_the_check_before_the_stop() -> None:
+    history = [
+        {"epoch": e, "step": 10 * (e + 1), "kind": "first_batch", "value": v, "should_stop": e == 3, "val_acc_pgd": v}
+        for e, v in enumerate([0.3, 0.4, 0.5, 0.1, 0.1])
+    ]
+    stop = PGDEarlyStopping(monitor_only=True)
+    stop.load_state_dict({"history": history, "settings": {"max_drop": 0.2}})  # no "candidates": an older robustrain
+    assert stop.candidates[:2] == [(-1, stop.candidates[0][1]), (0, stop.candidates[1][1])]
+    assert stop.decision() == (3.0, 2.0, 0.5)

@@ -248,7 +248,11 @@ class RollbackEarlyStopping(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = [upgrade_record(r) for r in copy.deepcopy(state_dict.get("history", []))]
-        self.candidates = [(int(e), float(s)) for e, s in state_dict.get("candidates", [])]
+        if "candidates" in state_dict:
+            self.candidates = [(int(e), float(s)) for e, s in state_dict["candidates"]]
+        else:  # written before hand-back windows: the start of training and every epoch-end check were candidates
+            epochs = sorted({int(r["epoch"]) for r in self.history if r["kind"] == self.epoch_kind})
+            self.candidates = [(e, math.nan) for e in [epochs[0] - 1, *epochs]] if epochs else []
         self.stopped_epoch = state_dict.get("stopped_epoch")
         self.restored_epoch = state_dict.get("restored_epoch")
         self.stopping_reason_message = state_dict.get("stopping_reason_message")

@@ -1,4 +1,4 @@
-"""robustrain.callbacks.signal_monitor: the monitors built on it agree across DDP ranks on every value and decision."""
+"""robustrain.callbacks: the stops agree across DDP ranks on every value, decision and hand-back."""
 
 import json
 import os
@@ -18,7 +18,8 @@ from robustrain.training import FGSMTraining
 L.seed_everything(0)
 monitors = [
     GradientAlignmentMonitor(
-        probe_size=20, threshold=0.001, warmup_epochs=0, every_n_train_steps=1, batch_probe_size=4
+        probe_size=20, threshold=0.001, warmup_epochs=0, every_n_train_steps=1, batch_probe_size=4,
+        hand_back="best_probe", hand_back_window=3,
     ),
     AbnormalExamplesMonitor(threshold=0.001, every_n_train_steps=1, monitor_only=True),
     MaskingGapMonitor(threshold=0.001, monitor_only=True),
@@ -30,7 +31,8 @@ trainer = L.Trainer(max_epochs=4, accelerator="cpu", devices=2, strategy="ddp", 
                     inference_mode=False, default_root_dir={root!r}, limit_train_batches=2, limit_val_batches=1,
                     callbacks=monitors)
 trainer.fit(module, datamodule=MNIST5k(batch_size=20, eval_batch_size=10))
-out = {{m.name: dict(stopped=m.stopped_epoch, history=[{{k: r[k] for k in ("kind", "epoch", "step", "value",
+out = {{m.name: dict(stopped=m.stopped_epoch, restored=m.restored_epoch, candidates=m.candidates,
+        history=[{{k: r[k] for k in ("kind", "epoch", "step", "value",
         "should_stop")}} for r in m.history]) for m in monitors}}
 out["examples"] = [r["examples"] for r in monitors[1].history if r["kind"] == "epoch"]
 with open({root!r} + f"/rank{{trainer.global_rank}}.json", "w") as f:
@@ -53,6 +55,7 @@ def test_ddp_two_processes_record_the_same_values_and_take_the_same_decisions(tm
     assert all(histories.values())
     assert {r["kind"] for r in histories["grad_align"]} == {"probe", "batch"}
     assert ranks[0]["grad_align"]["stopped"] is not None  # its tiny threshold stops it, on both ranks alike
+    assert ranks[0]["grad_align"]["restored"] is not None  # and both hand back the same best_probe choice
 
 
 def _fgsm_module():
