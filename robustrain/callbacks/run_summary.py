@@ -101,6 +101,8 @@ def stop_decision(callback: RollbackEarlyStopping, show: Callable[[str | Path], 
     if math.isfinite(restored):
         back = "the start of fit" if restored < 0 else f"epoch {int(restored)}"
         back += f" (val/acc_pgd {acc:.3f})" if math.isfinite(acc) else ""
+        if callback.hand_back != "last_check":
+            back += f", the {callback.hand_back} of its last {callback.hand_back_window} checks"
     if math.isfinite(stopped) and not callback.monitor_only:
         handed = f", handed back {back}" if back else ", kept the last weights"
         saved = f": {show(callback.stop_checkpoint_path)}" if callback.stop_checkpoint_path else ""
