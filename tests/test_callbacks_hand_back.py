@@ -94,8 +94,12 @@ def test_best_probe_hands_back_the_best_scored_of_the_last_checks(tmp_path, wind
     rows = read_history_csv(Path(trainer.log_dir) / "pgd_es_history.csv")
     assert [r.get("hand_back_score") for r in rows[:5]] == ScriptedProbe.SCORES[:5]
     assert rows[5]["hand_back_epoch"] == chosen  # charted at every check: what a stop there hands back
-    kept = sorted(Path(trainer.log_dir, "pgd_es_handback").glob("*.pt")) if window > 1 else []
-    assert len(kept) == min(window, 6) if window > 1 else not Path(trainer.log_dir, "pgd_es_handback").exists()
+    files = Path(trainer.log_dir, "pgd_es_handback")
+    if window == 1:
+        assert not files.exists()
+    else:  # the window's snapshots, and the previous window's one epoch longer (the last checkpoint names them)
+        kept = {int(path.stem.split("=")[1]) for path in files.glob("*.pt")}
+        assert kept == set(range(-1, 5)[-window:]) | set(range(-1, 4)[-window:])
 
 
 def test_a_monitor_only_stop_reports_what_its_policy_would_hand_back(tmp_path) -> None:
@@ -134,5 +138,26 @@ def test_a_checkpoint_from_before_hand_back_windows_reports_the_check_before_the
     ]
     stop = PGDEarlyStopping(monitor_only=True)
     stop.load_state_dict({"history": history, "settings": {"max_drop": 0.2}})  # no "candidates": an older robustrain
-    assert stop.candidates[:2] == [(-1, stop.candidates[0][1]), (0, stop.candidates[1][1])]
+    assert [epoch for epoch, _ in stop.candidates] == [-1, 0, 1, 2, 3, 4]
+    assert all(math.isnan(score) for _, score in stop.candidates)
     assert stop.decision() == (3.0, 2.0, 0.5)
+
+
+class ScriptedValidation(ScriptedStop):
+    """The scripted stop, with a scripted val/acc_pgd per epoch in place of a PGD validation."""
+
+    VAL = [0.2, 0.7, 0.4, 0.3, 0.6, 0.0]
+
+    def _val_acc_pgd(self, trainer) -> float:
+        return self.VAL[trainer.current_epoch]
+
+    def setup(self, trainer, pl_module, stage) -> None:  # the tiny module validates nothing: skip best_val's check
+        PGDEarlyStopping._take_eval_settings(self, pl_module)
+
+
+def test_best_val_hands_back_the_best_validated_of_the_last_checks(tmp_path) -> None:
+    L.seed_everything(0)
+    stop = ScriptedValidation(hand_back="best_val", hand_back_window=5)
+    _, module, weights = _fit(tmp_path, stop)
+    assert stop.stopped_epoch == 5 and stop.restored_epoch == 1
+    assert_same_weights(module.state_dict(), weights.states[1])

@@ -78,6 +78,7 @@ class PGDEarlyStopping(RollbackEarlyStopping):
             kwargs["threshold"] = max_drop
         self.source = source  # the history's kind of the checks (epoch_kind), read by the base's constructor
         super().__init__(**kwargs)
+        pgd_es_rule(self.rule.threshold)  # a fall in accuracy: at most 1
         self.eps, self.alpha, self.steps, self.restarts = eps, alpha, steps, restarts
         self.probe_size, self.probe_seed, self.seed = probe_size, probe_seed, seed
         self._images: torch.Tensor | None = None  # this rank's images to attack at the next check
@@ -129,9 +130,10 @@ class PGDEarlyStopping(RollbackEarlyStopping):
         return {"acc": pgd_accuracy(trainer, pl_module, self._images, self._labels, *args)}
 
     def _probe_score(self, record: dict[str, Any]) -> float | None:
-        probe = ProbePGD()
+        probe = ProbePGD()  # its settings (the module's eps is read at setup)
         same = (self.source, self.probe_size, self.probe_seed, self.seed) == ("probe", probe.size, probe.seed, 0)
         same = same and (self.steps, self.restarts) == (probe.steps, 1) and math.isclose(self.alpha, self.eps / 4)
+        same = same and self._probe is not None and math.isclose(self.eps, self._probe.eps)  # the module's eval_eps
         return record["acc"] if same else None
 
     def plot_series(self) -> list[str]:

@@ -204,6 +204,7 @@ class RollbackEarlyStopping(L.Callback):
         self.stopping_reason_message: str | None = None
         self.stop_checkpoint_path: str | None = None
         self._weights: dict[int, dict[str, torch.Tensor]] = {}  # epoch -> CPU state dict, for the retained window
+        self._previous_window: set[int] = set()  # epochs whose files the last written checkpoint may still need
         self._probe = ProbePGD() if hand_back == "best_probe" else None
         self._start_lr = math.nan
         self._restore_pending = False
@@ -252,7 +253,7 @@ class RollbackEarlyStopping(L.Callback):
             self.candidates = [(int(e), float(s)) for e, s in state_dict["candidates"]]
         else:  # written before hand-back windows: the start of training and every epoch-end check were candidates
             epochs = sorted({int(r["epoch"]) for r in self.history if r["kind"] == self.epoch_kind})
-            self.candidates = [(e, math.nan) for e in [epochs[0] - 1, *epochs]] if epochs else []
+            self.candidates = [(e, math.nan) for e in [-1, *epochs]] if epochs else []
         self.stopped_epoch = state_dict.get("stopped_epoch")
         self.restored_epoch = state_dict.get("restored_epoch")
         self.stopping_reason_message = state_dict.get("stopping_reason_message")
@@ -339,11 +340,11 @@ class RollbackEarlyStopping(L.Callback):
         if self.monitor_only or not self.restore:
             return
         if self._keeps_files():
-            self._load_window_files(start)
+            self._load_window_files(trainer, start)
         if self.candidates[-1][0] != start and self.candidates[-1][0] not in self._weights:
             # resumed after an epoch without a check, whose weights no file kept: the resumed ones stand in
             self.candidates.append((start, math.nan))
-        if self.candidates[-1][0] == start:
+        if self.candidates[-1][0] == start and start not in self._weights:
             self._take_snapshot(pl_module, start)
 
     def on_train_batch_end(
@@ -470,7 +471,9 @@ class RollbackEarlyStopping(L.Callback):
         for old in [e for e in self._weights if e not in window]:
             del self._weights[old]
         if self._keeps_files():
-            self._sync_window_files(epoch, window)
+            # the previous window's files stay one epoch longer: the last checkpoint written still names them
+            self._sync_window_files(epoch, window | self._previous_window)
+            self._previous_window = window
 
     def _keeps_files(self) -> bool:
         return self.hand_back != "last_check" and self.hand_back_window > 1 and self.restore and not self.monitor_only
@@ -479,30 +482,31 @@ class RollbackEarlyStopping(L.Callback):
         return self._log_dir() / f"{self.name}_handback" / f"epoch={epoch}.pt"
 
     @rank_zero_only
-    def _sync_window_files(self, epoch: int, window: set[int]) -> None:
-        """Write the new snapshot (weights only) and remove those that left the window, so a resume finds them."""
+    def _sync_window_files(self, epoch: int, keep: set[int]) -> None:
+        """Write the new snapshot (weights only) and remove the files of epochs not in `keep`."""
         path = self._window_file(epoch)
         path.parent.mkdir(parents=True, exist_ok=True)
         weights = self._weights[epoch]
         atomic_write(path, lambda f: torch.save(weights, f))
         for old in path.parent.glob("epoch=*.pt"):
-            if int(old.stem.split("=", 1)[1]) not in window:
+            if int(old.stem.split("=", 1)[1]) not in keep:
                 old.unlink(missing_ok=True)
 
-    def _load_window_files(self, start: int) -> None:
-        """On resume: the snapshots of the window before `start` from their files (the newest is the resumed
-        weights themselves); a candidate whose file is missing cannot be handed back and leaves the window."""
+    def _load_window_files(self, trainer: "L.Trainer", start: int) -> None:
+        """On resume: the window's snapshots from their files, the resumed epoch's included (so a resume from a
+        checkpoint written inside an epoch still hands back that epoch's end). What every rank can read is loaded;
+        a candidate whose file some rank lacks leaves the window on every rank, so that all hand back alike."""
         for epoch, _ in self._window():
-            if epoch == start or epoch in self._weights:
-                continue
             path = self._window_file(epoch)
-            if path.is_file():
-                self._weights[epoch] = torch.load(path, map_location="cpu", weights_only=True)
-            else:
-                rank_zero_warn(
-                    f"{type(self).__name__} ({self.name}): {path} is missing; epoch {epoch} cannot be handed back"
-                )
-                self.candidates = [c for c in self.candidates if c[0] != epoch]
+            if not trainer.strategy.reduce_boolean_decision(path.is_file(), all=True):
+                if epoch != start:  # the resumed epoch's weights are the module's own
+                    rank_zero_warn(
+                        f"{type(self).__name__} ({self.name}): no {path}; epoch {epoch} cannot be handed back"
+                    )
+                    self.candidates = [c for c in self.candidates if c[0] != epoch]
+                continue
+            self._weights[epoch] = torch.load(path, map_location="cpu", weights_only=True)
+        self._previous_window = {e for e, _ in self._window()}
 
     def _stop(self, trainer: "L.Trainer", pl_module: "L.LightningModule", record: dict[str, Any]) -> None:
         trainer.should_stop = True
