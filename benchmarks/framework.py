@@ -4,7 +4,9 @@
 
 The step: Wong et al.'s MNIST FGSM-RS (configs/mnist5k_fgsm.yaml: eps 0.3, alpha 0.375, the unclipped random start,
 Adam with a cyclic lr, batch 100; no eps warm-up here, so that both sides run the same step from the first one) on
-the embedded MNIST5k training digits. PreActResNet18 takes them padded to 32x32, as the CO lab does.
+the embedded MNIST5k training digits. PreActResNet18 (width 64, as Wong et al.'s) takes them padded to 32x32, as the
+CO lab does, in batches of 32 and epochs of 10 batches (`WINDOWS`): a smaller step than its recipe's, so its ratios
+are upper bounds of the overhead at batch 128.
 
 - `bare`: a plain loop over the digits held as one tensor (reshuffled each epoch), calling robustrain's FGSM and
   Adam with a per-step lr schedule: what fast_adversarial's scripts do.
@@ -36,10 +38,12 @@ import torch.nn.functional as F
 from robustrain.attacks import fgsm_with_start_loss
 
 REPO = Path(__file__).resolve().parents[1]
-EPS, ALPHA, BATCH, LR = 0.3, 0.375, 100, 0.005
+EPS, ALPHA, LR = 0.3, 0.375, 0.005
 CONFIGS = ("none", "base", "stops")
-# optimizer steps timed (after `warmup` untimed ones): 40 steps make an epoch of 4000 digits at batch 100
-WINDOWS = {"SmallCNN": (20, 200), "PreActResNet18": (10, 60)}
+# per network: (warmup steps, timed steps, batch, batches an epoch: None = all 4000 digits). SmallCNN: 40 steps an
+# epoch at batch 100, five epoch ends timed. PreActResNet18 takes about 3 s a step at batch 100 on 2 CPU cores, so it
+# runs at batch 32 on epochs of 10 batches: two epoch ends in its 20 timed steps.
+WINDOWS = {"SmallCNN": (20, 200, 100, None), "PreActResNet18": (3, 20, 32, 10)}
 
 
 class StepTimer(L.Callback):
@@ -68,7 +72,7 @@ class StepTimer(L.Callback):
 def _network(model: str) -> torch.nn.Module:
     from robustrain.models import PreActResNet18, SmallCNN
 
-    return SmallCNN() if model == "SmallCNN" else PreActResNet18(in_channels=1)
+    return SmallCNN() if model == "SmallCNN" else PreActResNet18(in_channels=1, normalization="mnist")
 
 
 def bare(model: str, warmup: int, steps: int, seed: int = 0) -> float:
@@ -76,7 +80,8 @@ def bare(model: str, warmup: int, steps: int, seed: int = 0) -> float:
     from robustrain.data import MNIST5k
 
     torch.manual_seed(seed)
-    data = MNIST5k(batch_size=BATCH, padding=0 if model == "SmallCNN" else 2)
+    _, _, batch, per_epoch = WINDOWS[model]
+    data = MNIST5k(batch_size=batch, padding=0 if model == "SmallCNN" else 2)
     data.setup("fit")
     images = torch.stack([data.train_set[i][0] for i in range(len(data.train_set))])
     labels = torch.tensor([int(data.train_set[i][1]) for i in range(len(data.train_set))])
@@ -87,11 +92,11 @@ def bare(model: str, warmup: int, steps: int, seed: int = 0) -> float:
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - abs(2 * s / total - 1) + 1e-3)
     step, start = 0, None
     while step < total:
-        order = torch.randperm(len(images))
-        for first in range(0, len(order) - BATCH + 1, BATCH):
+        order = torch.randperm(len(images))[: None if per_epoch is None else per_epoch * batch]
+        for first in range(0, len(order) - batch + 1, batch):
             if step == warmup:
                 start = time.perf_counter()
-            index = order[first : first + BATCH]
+            index = order[first : first + batch]
             x, y = images[index], labels[index]
             adv, _ = fgsm_with_start_loss(net, x, y, EPS, ALPHA, init="random_unclipped")
             loss = F.cross_entropy(net(adv), y)
@@ -125,7 +130,7 @@ def _overrides(model: str, config: str, root: Path) -> str:
         "trainer.limit_val_batches: 0",
         "trainer.enable_progress_bar: false",
         f"trainer.logger.init_args.save_dir: {root}",
-        "data.init_args.batch_size: 100",
+        f"data.init_args.batch_size: {WINDOWS[model][2]}",
         "data.init_args.inject_beta: 0.0",
         "model.init_args.eps: 0.3",
         "model.init_args.alpha: 0.375",
@@ -135,12 +140,15 @@ def _overrides(model: str, config: str, root: Path) -> str:
         "model.init_args.lr: 0.005",
         "model.init_args.lr_schedule: cyclic",
     ]
+    if WINDOWS[model][3] is not None:
+        lines.append(f"trainer.limit_train_batches: {WINDOWS[model][3]}")
     if config == "none":
         lines += ["base_callbacks: []", "trainer.callbacks: []", "trainer.enable_checkpointing: false"]
     if model == "PreActResNet18":
         lines += [
             "model.init_args.net.class_path: robustrain.models.PreActResNet18",
             "model.init_args.net.init_args.in_channels: 1",
+            "model.init_args.net.init_args.normalization: mnist",
             "data.init_args.padding: 2",
         ]
     path = root / f"{model}_{config}.yaml"
@@ -173,7 +181,7 @@ def measure(models: list[str], repeats: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="robustrain_framework_") as folder:
         root = Path(folder)
         for model in models:
-            warmup, steps = WINDOWS[model]
+            warmup, steps, _, _ = WINDOWS[model]
             times: dict[str, list[float]] = {name: [] for name in ("bare", *CONFIGS)}
             for repeat in range(repeats):
                 times["bare"].append(run_bare(model, warmup, steps))
