@@ -30,7 +30,7 @@ def test_the_study_runs_the_cifar10_configs_from_training_to_figures(tmp_path):
     tiny = TINY.format(root=tmp_path / "cifar")
     args = [sys.executable, "-m", "experiments.co_lab.report", "all", "--out", str(tmp_path / "out")]
     args += ["--docs", str(tmp_path / "docs"), "--test-images", "8", "--autoattack-images", "4", "--parallel", "2"]
-    args += ["--setting", f"configs/co_lab/cifar10_preact18_fgsm_rs.yaml:{tiny}", "--seeds", "0", "1"]
+    args += ["--setting", f"configs/co_lab/cifar10_preact18_fgsm_rs.yaml:{tiny}", "--seeds", "0"]
     args += ["--setting", f"configs/co_lab/cifar10_preact18_injected.yaml:{tiny}", "--seeds", "1"]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
@@ -45,11 +45,7 @@ def test_the_study_runs_the_cifar10_configs_from_training_to_figures(tmp_path):
             "masking_gap"
         }
     result = json.loads((tmp_path / "docs" / "co_lab.json").read_text())
-    assert {r["run"] for r in result["runs"]} == {
-        "cifar10_preact18_fgsm_rs/seed0",
-        "cifar10_preact18_fgsm_rs/seed1",
-        "cifar10_preact18_injected/seed1",
-    }
+    assert {r["run"] for r in result["runs"]} == {"cifar10_preact18_fgsm_rs/seed0", "cifar10_preact18_injected/seed1"}
     assert "aliasing, paper's rule" in {r["family"] for r in result["detectors"]}
     for figure in ("distance_vs_threshold.png", "signals.png", "co_lab.md"):
         assert (tmp_path / "docs" / figure).stat().st_size > 0
