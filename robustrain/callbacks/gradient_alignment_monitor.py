@@ -25,7 +25,7 @@ import lightning as L
 import torch
 
 from robustrain.attacks import UNIT_BOX
-from robustrain.callbacks.probe_pgd import probe_share
+from robustrain.callbacks.probe_pgd import module_eval_setting, probe_share
 from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping
 from robustrain.core.train_eval_modes import PROBE_BATCHNORM_MODES, probe_mode
 from robustrain.core.validation import check_choice, check_in_range, check_positive_int
@@ -84,12 +84,8 @@ class GradientAlignmentMonitor(RollbackEarlyStopping):
     def setup(self, trainer: "L.Trainer", pl_module: "L.LightningModule", stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         if self.eps is None:
-            self.eps = getattr(pl_module, "eval_eps", None)
-            if self.eps is None:
-                raise ValueError(
-                    f"GradientAlignmentMonitor(eps=None) takes the module's eval_eps, but {type(pl_module).__name__} "
-                    "has none: give eps explicitly"
-                )
+            who = "GradientAlignmentMonitor(eps=None)"
+            self.eps = module_eval_setting(pl_module, "eps", who, "give eps explicitly")
         if stage != "fit" or not self.every_n_epochs:
             return
         self._images, self._labels = probe_share(trainer, self.probe_size, self.probe_seed, "GradientAlignmentMonitor")

@@ -17,7 +17,7 @@ from typing import Any
 
 import lightning as L
 
-from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping
+from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping, validated_this_epoch
 from robustrain.stopping import Rule
 
 
@@ -46,8 +46,7 @@ class MaskingGapMonitor(RollbackEarlyStopping):
     def measure_epoch(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> dict[str, Any] | None:
         metrics = trainer.callback_metrics
         acc_fgsm, acc_pgd = metrics.get("val/acc_fgsm"), metrics.get("val/acc_pgd")
-        validated = getattr(trainer, "check_val_every_n_epoch", 1) or 1
-        if acc_fgsm is None or acc_pgd is None or (trainer.current_epoch + 1) % validated:
+        if acc_fgsm is None or acc_pgd is None or not validated_this_epoch(trainer):
             return None  # no validation this epoch: nothing new to decide on
         acc_fgsm, acc_pgd = float(acc_fgsm), float(acc_pgd)
         gap = acc_fgsm - acc_pgd if math.isfinite(acc_fgsm) and math.isfinite(acc_pgd) else math.nan

@@ -12,7 +12,7 @@ from typing import Any
 
 import lightning as L
 
-from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping
+from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping, validated_this_epoch
 from robustrain.stopping import pgd_es_rule
 
 
@@ -42,10 +42,8 @@ class MetricEarlyStopping(RollbackEarlyStopping):
 
     def measure_epoch(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> dict[str, float] | None:
         metrics = trainer.callback_metrics
-        if self.metric.startswith("val/"):
-            validated = getattr(trainer, "check_val_every_n_epoch", 1) or 1
-            if (trainer.current_epoch + 1) % validated:
-                return None  # no validation this epoch: nothing new to decide on
+        if self.metric.startswith("val/") and not validated_this_epoch(trainer):
+            return None  # no validation this epoch: nothing new to decide on
         if self.metric not in metrics:
             known = ", ".join(sorted(metrics)) or "none yet"
             raise ValueError(

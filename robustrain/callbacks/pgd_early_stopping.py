@@ -19,7 +19,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
 from robustrain.attacks import check_linf_params, step_warning
-from robustrain.callbacks.probe_pgd import ProbePGD, pgd_accuracy, probe_share
+from robustrain.callbacks.probe_pgd import ProbePGD, module_eval_setting, pgd_accuracy, probe_share
 from robustrain.callbacks.rollback_early_stopping import RollbackEarlyStopping
 from robustrain.core.validation import check_choice, check_positive_int
 from robustrain.stopping import pgd_es_rule
@@ -103,16 +103,10 @@ class PGDEarlyStopping(RollbackEarlyStopping):
 
     def _take_eval_settings(self, pl_module: "L.LightningModule") -> None:
         """eps / alpha left None take the module's evaluation settings (`eval_eps`, `hparams.eval_alpha`)."""
-        module_values = {"eps": getattr(pl_module, "eval_eps", None), "alpha": pl_module.hparams.get("eval_alpha")}
-        for name, value in module_values.items():
-            if getattr(self, name) is not None:
-                continue
-            if value is None:
-                raise ValueError(
-                    f"PGDEarlyStopping({name}=None) takes the module's eval_{name}, but {type(pl_module).__name__} "
-                    f"has none: give {name} explicitly"
-                )
-            setattr(self, name, value)
+        for name in ("eps", "alpha"):
+            if getattr(self, name) is None:
+                way_out = f"give {name} explicitly"
+                setattr(self, name, module_eval_setting(pl_module, name, f"PGDEarlyStopping({name}=None)", way_out))
         check_linf_params(self.eps, self.alpha)
         if (warning := step_warning(type(self).__name__, self.eps, self.alpha)) and not self._warned:
             self._warned = True  # setup runs once per stage

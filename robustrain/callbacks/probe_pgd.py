@@ -29,15 +29,13 @@ def probe_share(trainer: "L.Trainer", size: int, seed: int, needed_by: str, inst
     return images[rank::world], labels[rank::world]
 
 
-def module_eval_attack(pl_module: "L.LightningModule", who: str) -> tuple[float, float]:
-    """The module's PGD threat model: (`eval_eps`, `hparams.eval_alpha`); raises naming `who` when it has none."""
-    eps, alpha = getattr(pl_module, "eval_eps", None), pl_module.hparams.get("eval_alpha")
-    if eps is None or alpha is None:
-        raise ValueError(
-            f"{who} takes the module's eval_eps and eval_alpha, but {type(pl_module).__name__} has none: give eps and "
-            "alpha explicitly"
-        )
-    return eps, alpha
+def module_eval_setting(pl_module: "L.LightningModule", name: str, who: str, way_out: str) -> float:
+    """The module's `eval_<name>` (`eval_eps`: its threat model; `eval_alpha`: its PGD step), for a callback argument
+    left None; raises naming `who` and `way_out` when the module has none."""
+    value = getattr(pl_module, "eval_eps", None) if name == "eps" else pl_module.hparams.get(f"eval_{name}")
+    if value is None:
+        raise ValueError(f"{who} takes the module's eval_{name}, but {type(pl_module).__name__} has none: {way_out}")
+    return value
 
 
 def pgd_accuracy(
@@ -87,12 +85,8 @@ class ProbePGD:
     eps: float | None = None
 
     def setup(self, trainer: "L.Trainer", pl_module: "L.LightningModule", who: str) -> None:
-        eps = getattr(pl_module, "eval_eps", None)
-        if eps is None:
-            raise ValueError(
-                f"{who}(hand_back='best_probe') attacks with the module's eval_eps, but {type(pl_module).__name__} "
-                "has none: use hand_back='last_check' or 'best_val'"
-            )
+        way_out = "use hand_back='last_check' or 'best_val'"
+        eps = module_eval_setting(pl_module, "eps", f"{who}(hand_back='best_probe')", way_out)
         check_linf_params(eps, eps / 4, self.steps)
         self.eps = eps
         self.images, self.labels = probe_share(trainer, self.size, self.seed, f"{who}(hand_back='best_probe')")

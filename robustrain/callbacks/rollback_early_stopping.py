@@ -35,6 +35,7 @@ no weights, so several stops can run side by side with only one allowed to stop 
 
 import ast
 import copy
+import dataclasses
 import inspect
 import math
 from pathlib import Path
@@ -68,6 +69,11 @@ def current_lr(trainer: "L.Trainer") -> float:
     if not trainer.optimizers:
         return math.nan
     return float(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def validated_this_epoch(trainer: "L.Trainer") -> bool:
+    """Whether a validation ran at the end of this epoch (`check_val_every_n_epoch`), so `val/...` metrics are new."""
+    return (trainer.current_epoch + 1) % (getattr(trainer, "check_val_every_n_epoch", 1) or 1) == 0
 
 
 def choose_hand_back(candidates: list[tuple[int, float]], policy: str) -> int | None:
@@ -163,8 +169,8 @@ class RollbackEarlyStopping(L.Callback):
     ) -> None:
         super().__init__()
         given = dict(zip(RULE_ARGS, (threshold, window, warmup_epochs, wait_for_lr_peak, reference, direction, scale)))
-        defaults = {key: getattr(self.default_rule, key) for key in RULE_ARGS}
-        self.rule = Rule(**{**defaults, **{k: v for k, v in given.items() if v is not None}})  # raises naming a bad one
+        # the signal's default rule with the given arguments; raises naming a bad one
+        self.rule = dataclasses.replace(self.default_rule, **{k: v for k, v in given.items() if v is not None})
         self.name = type(self).name if name is None else name
         check_file_name("name", self.name)
         check_int("every_n_epochs", every_n_epochs, 0)
@@ -357,6 +363,7 @@ class RollbackEarlyStopping(L.Callback):
             batch = (batch[0][: self.batch_probe_size], batch[1][: self.batch_probe_size], *batch[2:])
         values = self.measure_batch(trainer, pl_module, batch)
         self._run_check(trainer, pl_module, "batch", values, decide=self.decide_on == "batch")
+        self._write_history(trainer)
 
     def on_train_epoch_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
         if self._should_skip(trainer) or self.stopped_epoch == trainer.current_epoch:
@@ -367,6 +374,7 @@ class RollbackEarlyStopping(L.Callback):
             decides = self.decide_on == self.epoch_kind
             if not self._run_check(trainer, pl_module, self.epoch_kind, values, decide=decides):
                 self._keep(trainer, pl_module, self.history[-1])
+            self._write_history(trainer)  # once, with the check's hand-back score (or after its stop's model)
         elif self.decide_on == "batch":
             self._keep(trainer, pl_module, None)
 
@@ -396,7 +404,8 @@ class RollbackEarlyStopping(L.Callback):
     ) -> bool:
         """Evaluate, agree across ranks, record, log and (unless monitor-only) stop. Returns whether it stopped.
 
-        `values` must already be identical on every rank (reduced); `decide=False` records without a decision.
+        `values` must already be identical on every rank (reduced); `decide=False` records without a decision. The
+        caller writes the history file once the check is complete (`_write_history`).
         """
         previous = [r for r in self.history if r["kind"] == kind]
         record: dict[str, Any] = {"epoch": trainer.current_epoch, "step": trainer.global_step, "kind": kind}
@@ -425,7 +434,6 @@ class RollbackEarlyStopping(L.Callback):
         elif reason and (self.verbose or should_stop):
             prefix = "monitor only, would stop: " if should_stop else ""
             rank_zero_info(f"{type(self).__name__} epoch {record['epoch']}: {prefix}{reason}")
-        self._write_history(trainer)
         return stopping
 
     def _evaluate(self, record: dict[str, Any], previous: list[dict]) -> Decision:
@@ -449,14 +457,12 @@ class RollbackEarlyStopping(L.Callback):
             score = own if own is not None else self._probe.score(trainer, pl_module)
         if record is not None and self.hand_back != "last_check":
             record[SCORE] = score
-            self._write_history(trainer)
         self.candidates.append((epoch, score))
         self._take_snapshot(pl_module, epoch)
 
     def _val_acc_pgd(self, trainer: "L.Trainer") -> float:
-        validated = (trainer.current_epoch + 1) % (getattr(trainer, "check_val_every_n_epoch", 1) or 1) == 0
         acc = trainer.callback_metrics.get("val/acc_pgd")
-        return float(acc) if validated and acc is not None else math.nan
+        return float(acc) if validated_this_epoch(trainer) and acc is not None else math.nan
 
     def _window(self, before: int | None = None) -> list[tuple[int, float]]:
         """The retained candidates (the newest `hand_back_window`, one for "last_check"), those before `before`."""
