@@ -95,8 +95,13 @@ def test_resume_from_last_continues_from_the_saved_epoch(in_tmp):
     first = torch.load(last_ckpt(in_tmp, "mnist5k_standard"), weights_only=True)
     assert first["epoch"] == 0 and first["global_step"] == 3
     longer = ["--trainer.max_epochs", "2", "--allow_changed_settings", "true"]  # a schedule change, allowed
-    resumed = main(["fit", "--config", config, *FAST, *longer, "--ckpt_path", "last"])
+    # the speed options change how fast, not what is trained: a resume may switch them (no flag needed for them)
+    speed = ["--model.init_args.channels_last", "true", "--model.init_args.compile", "{backend: eager}"]
+    speed += ["--data.init_args.pin_memory", "false"]
+    resumed = main(["fit", "--config", config, *FAST, *longer, *speed, "--ckpt_path", "last"])
     assert resumed.trainer.current_epoch == 2 and resumed.trainer.global_step == 6
+    assert resumed.model.net.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert resumed.model.net._robustrain_compiled
     second = torch.load(last_ckpt(in_tmp, "mnist5k_standard"), weights_only=True)  # the same run, continued
     assert second["epoch"] == 1 and second["global_step"] == 6
     assert not (in_tmp / "runs/mnist5k_standard/version_1").exists()

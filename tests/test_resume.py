@@ -43,7 +43,11 @@ def test_harmless_settings_are_not_part_of_it():
     sig = signature()
     assert "model.init_args.eval_fgsm" not in sig and "model.init_args.masking_margin" not in sig
     assert "data.init_args.num_workers" not in sig and "trainer.log_every_n_steps" not in sig
-    harmless = signature(model={"eval_fgsm": False}, data={"num_workers": 4}, trainer={"log_every_n_steps": 1})
+    harmless = signature(
+        model={"eval_fgsm": False, "channels_last": True, "compile": {"mode": "max-autotune"}},
+        data={"num_workers": 4, "pin_memory": True},
+        trainer={"log_every_n_steps": 1},
+    )
     assert differences(sig, harmless) == []
 
 

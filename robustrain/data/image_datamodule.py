@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from robustrain.core.seeding import epoch_seed, global_seed
-from robustrain.core.validation import check_int, check_positive_int
+from robustrain.core.validation import check_int, check_positive_int, check_that
 from robustrain.data.injection import InjectedDataset, check_injection, dct_carriers
 
 
@@ -35,6 +35,9 @@ def probe_set_of(
             f"probe images; got datamodule {type(datamodule).__name__}{hint}"
         )
     return datamodule.probe_set(n, seed)
+
+
+PIN_MEMORY_VALUES = "true, false or null (pinned when the trainer runs on CUDA)"
 
 
 class EpochShuffleSampler(DistributedSampler):
@@ -85,7 +88,11 @@ class ImageDataModule(L.LightningDataModule):
         eval_batch_size: Images per validation / test batch; None = batch_size.
         val_size: Training images held out for validation (model selection); 0 = no validation loop.
         augment: Apply the dataset's standard training augmentation.
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes. Evaluation loaders keep theirs between epochs (persistent workers);
+            the training loader starts them afresh each epoch, seeded from the epoch's sampler, so that a resumed run
+            draws the same augmentation.
+        pin_memory: Page-locked host memory for the batches, so that their copy to a GPU overlaps compute. None: on
+            when the trainer runs on CUDA, off elsewhere (it only costs on a CPU).
         seed: Seed of the held-out split and of the probe sets.
         inject_beta: Amplitude of the injected class feature in [0, 1] pixel units; 0 = none (the data as it is).
         inject_carrier: The feature's pattern: "dct" (the sign of a low-frequency 2-D DCT basis image per class,
@@ -102,6 +109,7 @@ class ImageDataModule(L.LightningDataModule):
         val_size: int = 1000,
         augment: bool = True,
         num_workers: int = 0,
+        pin_memory: bool | None = None,
         seed: int = 0,
         inject_beta: float = 0.0,
         inject_carrier: Literal["dct"] = "dct",
@@ -113,11 +121,13 @@ class ImageDataModule(L.LightningDataModule):
             check_positive_int("eval_batch_size", eval_batch_size)
         check_int("val_size", val_size, minimum=0)
         check_int("num_workers", num_workers, minimum=0)
+        check_that(pin_memory is None or isinstance(pin_memory, bool), "pin_memory", pin_memory, PIN_MEMORY_VALUES)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.val_size = val_size
         self.augment = augment
         self.num_workers = num_workers
+        self.pin_memory = pin_memory
         self.seed = seed
         self.inject_beta = inject_beta
         self.inject_carrier = inject_carrier
@@ -171,8 +181,16 @@ class ImageDataModule(L.LightningDataModule):
         images, labels = zip(*(self.train_eval_set[i] for i in idx))
         return torch.stack(images), torch.as_tensor(labels, dtype=torch.int64)
 
+    def _pinned(self) -> bool:
+        """`pin_memory` as given, None meaning: when the trainer's device is a CUDA GPU."""
+        if self.pin_memory is not None:
+            return self.pin_memory
+        trainer = getattr(self, "trainer", None)
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
+
     def _loader(self, dataset: Dataset, batch_size: int, **kwargs) -> DataLoader:
         kwargs.setdefault("persistent_workers", self.num_workers > 0)
+        kwargs.setdefault("pin_memory", self._pinned())
         return DataLoader(dataset, batch_size=batch_size, num_workers=self.num_workers, drop_last=False, **kwargs)
 
     def train_dataloader(self) -> DataLoader:

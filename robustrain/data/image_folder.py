@@ -57,12 +57,15 @@ class ImageFolder(ImageDataModule):
         val_size: int = 10000,
         augment: bool = True,
         num_workers: int = 4,
+        pin_memory: bool | None = None,
         seed: int = 0,
         check_images: bool = True,
         inject_beta: float = 0.0,
         inject_carrier: Literal["dct"] = "dct",
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, val_size, augment, num_workers, seed, inject_beta, inject_carrier)
+        super().__init__(
+            batch_size, eval_batch_size, val_size, augment, num_workers, pin_memory, seed, inject_beta, inject_carrier
+        )
         for split in ("train", "val"):
             if not (Path(root) / split).is_dir():
                 raise ValueError(

@@ -49,12 +49,15 @@ class MNIST5k(ImageDataModule):
         eval_batch_size: int | None = 500,
         augment: bool = False,
         num_workers: int = 0,
+        pin_memory: bool | None = None,
         seed: int = 0,
         padding: int = 0,
         inject_beta: float = 0.0,
         inject_carrier: Literal["dct"] = "dct",
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, val_size, augment, num_workers, seed, inject_beta, inject_carrier)
+        super().__init__(
+            batch_size, eval_batch_size, val_size, augment, num_workers, pin_memory, seed, inject_beta, inject_carrier
+        )
         check_int("test_size", test_size, 1, 4999, note="(MNIST5k has 5000 images)")
         check_int("padding", padding, 0, note="(black pixels added on every side; 2 gives 32 x 32)")
         self.test_size = test_size

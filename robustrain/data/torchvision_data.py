@@ -66,12 +66,15 @@ class TorchvisionData(ImageDataModule):
         val_size: int = 1000,
         augment: bool = True,
         num_workers: int = 0,
+        pin_memory: bool | None = None,
         seed: int = 0,
         inject_beta: float = 0.0,
         inject_carrier: Literal["dct"] = "dct",
         verify_files: bool = True,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, val_size, augment, num_workers, seed, inject_beta, inject_carrier)
+        super().__init__(
+            batch_size, eval_batch_size, val_size, augment, num_workers, pin_memory, seed, inject_beta, inject_carrier
+        )
         check_choice("name", name, sorted(_DATASETS))
         self.name, self.root, self.download, self.verify_files = name, root, download, verify_files
         cls, self.num_classes, self.image_shape, self._augmentation = _DATASETS[name]

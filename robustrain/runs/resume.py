@@ -17,7 +17,8 @@ keys that set them:
 
 What is not in it passes freely: the progress bar, logging cadence, model summary, `num_workers`,
 `eval_batch_size`, a dataset's `root` / `download` / `check_images`, the module's `eval_fgsm` and `masking_margin`
-(warnings only), validation cadence and batches, callbacks that do not stop runs (checkpointing, lr monitor), the
+(warnings only) and its speed options `channels_last` and `compile` (the same computation, other float rounding), the
+data's `pin_memory`, validation cadence and batches, callbacks that do not stop runs (checkpointing, lr monitor), the
 logger, devices' kind.
 """
 
@@ -29,8 +30,8 @@ from typing import Any
 SIGNATURE_KEY = "signature"  # under checkpoint["robustrain"]
 ALLOW_FLAG = "allow_changed_settings"
 HARMLESS = {
-    "model": ("eval_fgsm", "masking_margin"),
-    "data": ("num_workers", "eval_batch_size", "root", "download", "check_images"),
+    "model": ("eval_fgsm", "masking_margin", "channels_last", "compile"),
+    "data": ("num_workers", "pin_memory", "eval_batch_size", "root", "download", "check_images"),
 }
 TRAINER_KEYS = (
     "max_epochs",

@@ -7,7 +7,7 @@ datamodule's (0, 1) or, with injected features, (-beta, 1 + beta).
 """
 
 import functools
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,7 @@ from robustrain.runs.monitoring import log_run_hparams, log_run_outcome, write_l
 from robustrain.signals import abnormal_examples
 from robustrain.training.safeguards import Safeguards
 from robustrain.training.schedules import LR_SCHEDULES, lr_factor
+from robustrain.training.speed import apply_speed_options, compile_options, to_channels_last
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -144,6 +145,12 @@ class RobustClassifier(Safeguards):
             CUDA, where a sync stalls the GPU; elsewhere the classic kernels, with which every recorded CPU figure was
             made (the two differ in the last bits, enough to move a chaotic run such as a collapse by an epoch). True
             on the CPU gives the sync-free path there too.
+        channels_last: Keep the network's weights and every batch in channels-last memory format (NHWC strides):
+            faster convolutions on tensor-core GPUs, above all under bf16-mixed. Same values, other strides.
+        compile: torch.compile the network in place (`nn.Module.compile`): false, true (torch's defaults) or a
+            mapping of torch.compile arguments, e.g. {mode: max-autotune} or {backend: aot_eager}. The training
+            attacks, the evaluation attacks and the callbacks' probes all call the compiled network; parameter names
+            and checkpoints are unchanged. The first steps pay the compilation (reported by benchmarks.framework).
         train_eps: The training radius of a subclass that has one (FGSMTraining and PGDTraining pass their `eps`);
             None for modules that train without an L-inf radius. Only the default of `eval_eps`; subclasses give it,
             so it is no configuration key of theirs (and no hyperparameter).
@@ -168,6 +175,8 @@ class RobustClassifier(Safeguards):
         masking_margin: float | None = 0.3,
         attack_bn_mode: Literal["train", "eval"] = "train",
         fused_optimizer: bool | None = None,
+        channels_last: bool = False,
+        compile: bool | dict[str, Any] = False,
         *,
         train_eps: float | None = None,
     ) -> None:
@@ -180,6 +189,7 @@ class RobustClassifier(Safeguards):
         if masking_margin is not None:
             check_in_range("masking_margin", masking_margin, 0.0, 1.0, note="(a gap in accuracy) or None")
         check_choice("attack_bn_mode", attack_bn_mode, ATTACK_BATCHNORM_MODES)
+        self._compile_kwargs = compile_options(compile)
         # Built by the CLI, `net` (and a regularizer) arrives with its config ({class_path, init_args}): keep it, so
         # checkpoints rebuild their own network (`load_from_checkpoint`, `train.py test --ckpt_path`). Built in
         # Python, it is a module object, which is no hyperparameter.
@@ -206,6 +216,16 @@ class RobustClassifier(Safeguards):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def configure_model(self) -> None:
+        # Lightning calls this before it moves the module to its device (which keeps the memory format)
+        apply_speed_options(self.net, self.hparams.get("channels_last", False), self._compile_kwargs)
+
+    def _unpack(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images, labels) of a batch, the images in channels-last format when `channels_last` is on. (Not in
+        `on_after_batch_transfer`, which Lightning warns about whenever a datamodule is in use.)"""
+        images, labels = batch
+        return (to_channels_last(images) if self.hparams.get("channels_last", False) else images), labels
+
     @property
     def input_range(self) -> tuple[float, float]:
         """(lowest, highest) pixel value of the data, which every attack keeps its images in: the datamodule's
@@ -230,7 +250,7 @@ class RobustClassifier(Safeguards):
         return None
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | dict:
-        images, labels = batch
+        images, labels = self._unpack(batch)
         inputs, start_loss = self.perturb_with_start_loss(images, labels)
         logits = self.net(inputs)
         if start_loss is None:
@@ -258,7 +278,7 @@ class RobustClassifier(Safeguards):
         return rank_share(self.hparams.eval_size, self.trainer.world_size) if self._trainer else self.hparams.eval_size
 
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
-        images, labels = batch
+        images, labels = self._unpack(batch)
         logits = self.net(images)
         self._update(stage, F.cross_entropy(logits, labels), logits, labels)
         n = min(self._eval_budget() - self._eval_attacked, len(labels))
@@ -322,7 +342,7 @@ class RobustClassifier(Safeguards):
         self._eval_step(batch, "test")
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self.net(batch[0]).argmax(1)
+        return self.net(self._unpack(batch)[0]).argmax(1)
 
     # --- monitoring -----------------------------------------------------------------------------------------------
     def tensorboard_charts(self) -> dict[str, dict[str, list]]:

@@ -1,0 +1,133 @@
+"""The speed options (`channels_last`, `compile`, the datamodule's `pin_memory`): checked at construction, and the same
+training as without them: the same losses step by step and the same PGD accuracy, the attacks calling the compiled
+network."""
+
+import lightning as L
+import pytest
+import torch
+
+from robustrain.core.errors import BadInputError
+from robustrain.data import MNIST5k
+from robustrain.models import PreActResNet18, SmallCNN
+from robustrain.training import FGSMTraining
+from robustrain.training.speed import apply_speed_options, compile_options, to_channels_last
+
+
+@pytest.mark.parametrize(
+    "value,match",
+    [
+        ("yes", "compile='yes' is not valid"),
+        ({"backend": "inductor", "modes": "default"}, r"\['modes'\] that torch.compile does not take"),
+        ({"mode": "fastest"}, "compile.mode='fastest' is not valid: it must be one of"),
+        ({"backend": "tensorrt_now"}, "compile.backend='tensorrt_now' is not valid"),
+    ],
+)
+def test_bad_compile_settings_are_refused_at_construction(value, match):
+    with pytest.raises(BadInputError, match=match):
+        FGSMTraining(net=SmallCNN(), compile=value)
+
+
+def test_compile_settings_become_torch_compile_arguments():
+    assert compile_options(False) is None
+    assert compile_options(True) == {}
+    assert compile_options({"mode": "max-autotune", "dynamic": False}) == {"mode": "max-autotune", "dynamic": False}
+
+
+def test_channels_last_keeps_the_values_and_changes_the_strides():
+    x = torch.rand(2, 3, 5, 7)
+    y = to_channels_last(x)
+    assert torch.equal(x, y) and y.is_contiguous(memory_format=torch.channels_last)
+    assert y.stride() == (3 * 5 * 7, 1, 7 * 3, 3)
+    flat = torch.rand(4, 6)
+    assert to_channels_last(flat) is flat
+
+
+def test_in_place_compilation_keeps_parameter_names_and_compiles_once():
+    net = PreActResNet18(num_classes=4, in_channels=1, normalization="mnist")
+    names = list(net.state_dict())
+    apply_speed_options(net, channels_last=True, compile_kwargs={"backend": "eager"})
+    first = net._compiled_call_impl
+    apply_speed_options(net, channels_last=True, compile_kwargs={"backend": "eager"})
+    assert net._compiled_call_impl is first
+    assert list(net.state_dict()) == names  # no `_orig_mod.` prefix: checkpoints load into a plain network
+    assert net.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    PreActResNet18(num_classes=4, in_channels=1, normalization="mnist").load_state_dict(net.state_dict())
+
+
+class _CountingBackend:
+    """A torch.compile backend that runs each captured graph as it is and counts the calls of the compiled code."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, graph: torch.fx.GraphModule, example_inputs):
+        def run(*args):
+            self.calls += 1
+            return graph.forward(*args)
+
+        return run
+
+
+class _StepLosses(L.Callback):
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.losses.append(float(outputs["loss"]))
+
+
+def _fit(tmp_path, **options) -> tuple[list[float], float, FGSMTraining]:
+    L.seed_everything(0, verbose=False)
+    module = FGSMTraining(
+        net=SmallCNN(),
+        eps=0.3,
+        alpha=0.375,
+        init="random_unclipped",
+        optimizer="adam",
+        lr=5e-3,
+        lr_schedule="constant",
+        weight_decay=0.0,
+        eval_size=50,
+        eval_alpha=0.1,
+        eval_steps=3,
+        **options,
+    )
+    losses = _StepLosses()
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=4,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        inference_mode=False,
+        callbacks=[losses],
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, MNIST5k(batch_size=50, eval_batch_size=50))
+    return losses.losses, float(trainer.callback_metrics["val/acc_pgd"]), module
+
+
+def test_channels_last_and_compile_train_as_without_them(tmp_path):
+    plain_losses, plain_pgd, _ = _fit(tmp_path)
+    backend = _CountingBackend()
+    losses, acc_pgd, module = _fit(tmp_path, channels_last=True, compile={"backend": backend})
+    assert module.net.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert losses == pytest.approx(plain_losses, rel=1e-4)
+    assert acc_pgd == pytest.approx(plain_pgd, abs=1 / 50 + 1e-6)  # one digit may flip on rounding
+    # every forward ran the compiled code: per training step the FGSM step and the update (2); in the validation
+    # batch the clean pass, PGD's 3 steps and its check, the FGSM step and its check
+    assert backend.calls >= 2 * 4 + 1 + 3 + 1 + 2
+
+
+def test_pinned_memory_follows_the_device_unless_given():
+    data = MNIST5k(batch_size=50)
+    data.setup()
+    assert data.test_dataloader().pin_memory is False  # no trainer: not on CUDA
+    data.pin_memory = True
+    assert data.test_dataloader().pin_memory is True
+    with pytest.raises(ValueError, match="pin_memory"):
+        MNIST5k(pin_memory="sometimes")
