@@ -78,3 +78,22 @@ def test_the_training_benchmark_times_every_method_against_fgsm() -> None:
     assert all(len(v) == 1 and v[0] > 0 for v in times.values())
     summary = _report("SmallCNN", times, 2)
     assert summary["fgsm"]["vs_fgsm"] == 1.0
+
+
+def test_every_part_runs_by_name_and_a_report_without_the_spatial_part_reads() -> None:
+    from benchmarks.run_all import PART_RUNNERS, PARTS, run_all
+
+    assert tuple(PART_RUNNERS) == PARTS
+    calls = []
+    runners = {part: (lambda device, repeats, results, part=part: calls.append((part, repeats))) for part in PARTS}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("benchmarks.run_all.PART_RUNNERS", runners)
+        results = run_all(torch.device("cpu"), {"framework": 2, "autoattack": 1}, ("framework", "autoattack"))
+    assert calls == [("framework", 2), ("autoattack", 1)] and set(results["seconds per part"]) == {
+        "framework",
+        "autoattack",
+    }
+    entry = {"median": 1.2, "min": 1.1, "max": 1.3, "target": 1.05, "direction": "<=", "meets": False, "what": ""}
+    conditions = {"command": "c", "device": "cuda", "device_name": "GPU", "cpu_threads": 2, "torch": "2.x"}
+    report = {"conditions": {**conditions, "date_utc": "d", "repeats": {"framework": 2}}, "results": {"f": entry}}
+    assert "| f | 1.2 | 1.1..1.3 | <= 1.05 | **no** |" in to_markdown(report)
