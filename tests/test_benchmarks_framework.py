@@ -72,6 +72,9 @@ def test_wongs_cifar10_recipe_adds_the_aliasing_stop_on_synthetic_images(tmp_pat
 
 
 def test_the_bare_loop_runs_wongs_cifar10_recipe(monkeypatch) -> None:
+    from robustrain.data import synthetic
+
+    monkeypatch.setitem(synthetic.SHAPES, "cifar10", ((3, 32, 32), 10, 1200, 100))  # not 50000: the loop, not the data
     monkeypatch.setitem(
         framework.SETTINGS,
         "PreActResNet18-CIFAR10",
