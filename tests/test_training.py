@@ -5,7 +5,6 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.loggers import Logger
 from torch import nn
 
 from robustrain.attacks import fgsm, pgd
@@ -139,51 +138,3 @@ def test_pgd_training_counts_abnormal_examples_on_the_same_adversarial_images(mn
     torch.manual_seed(4)
     assert torch.equal(module.perturb(x, y), expected)
     assert start_loss.shape == (len(y),) and torch.isfinite(start_loss).all()
-
-
-class _SpyLogger(Logger):
-    """Keeps every (step, metrics) the trainer writes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rows: list[tuple[int, dict]] = []
-
-    name, version = "spy", 0
-
-    def log_hyperparams(self, *args, **kwargs) -> None:
-        pass
-
-    def log_metrics(self, metrics, step=None) -> None:
-        self.rows.append((step, dict(metrics)))
-
-
-def test_the_step_loss_is_logged_on_the_steps_the_logger_writes(tmp_path):
-    class Losses(L.Callback):
-        def __init__(self) -> None:
-            self.losses: list[float] = []
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            self.losses.append(float(outputs["loss"]))
-
-    spy, losses = _SpyLogger(), Losses()
-    trainer = L.Trainer(
-        max_epochs=1,
-        limit_train_batches=6,
-        limit_val_batches=0,
-        log_every_n_steps=2,
-        logger=spy,
-        callbacks=[losses],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        default_root_dir=tmp_path,
-    )
-    module = StandardTraining(net=SmallCNN(), eval_size=0)
-    calls, log = [], module.log
-    module.log = lambda name, *args, **kwargs: (calls.append(name), log(name, *args, **kwargs))
-    trainer.fit(module, MNIST5k(batch_size=20))
-    assert calls.count("train/loss_step") == 3  # logged only where written: a `self.log` call costs about 0.75 ms
-    written = [(step, m["train/loss_step"]) for step, m in spy.rows if "train/loss_step" in m]
-    assert [step for step, _ in written] == [1, 3, 5]  # Lightning's steps count from 0: the 2nd, 4th and 6th
-    assert [v for _, v in written] == pytest.approx([losses.losses[i] for i in (1, 3, 5)])
