@@ -1,16 +1,18 @@
 """The speed options (`channels_last`, `compile`, the datamodule's `pin_memory`): checked at construction, and the same
-training as without them: the same losses step by step and the same PGD accuracy, the attacks calling the compiled
-network."""
+training as without them on 3-channel images: the same losses step by step and the same PGD accuracy, the attacks
+calling the compiled network, the aliasing probes still seeing their layers, a resumed optimizer state in the
+weights' layout."""
 
 import lightning as L
 import pytest
 import torch
 
+from robustrain.aliasing.layers import capture_aliasing, measure_model_aliasing
 from robustrain.core.errors import BadInputError
-from robustrain.data import MNIST5k
+from robustrain.data import MNIST5k, SyntheticImages
 from robustrain.models import PreActResNet18, SmallCNN
 from robustrain.training import FGSMTraining
-from robustrain.training.speed import apply_speed_options, compile_options, to_channels_last
+from robustrain.training.speed import apply_speed_options, compile_options, match_state_layouts
 
 
 @pytest.mark.parametrize(
@@ -33,13 +35,18 @@ def test_compile_settings_become_torch_compile_arguments():
     assert compile_options({"mode": "max-autotune", "dynamic": False}) == {"mode": "max-autotune", "dynamic": False}
 
 
-def test_channels_last_keeps_the_values_and_changes_the_strides():
-    x = torch.rand(2, 3, 5, 7)
-    y = to_channels_last(x)
-    assert torch.equal(x, y) and y.is_contiguous(memory_format=torch.channels_last)
-    assert y.stride() == (3 * 5 * 7, 1, 7 * 3, 3)
-    flat = torch.rand(4, 6)
-    assert to_channels_last(flat) is flat
+def test_a_restored_optimizer_state_takes_the_layout_of_its_weights():
+    net = SmallCNN(in_channels=3, image_size=32)
+    optimizer = torch.optim.Adam(net.parameters())
+    net(torch.rand(2, 3, 32, 32)).sum().backward()
+    optimizer.step()
+    saved = {k: v.clone() for k, v in optimizer.state[net.conv1.weight].items()}
+    net.to(memory_format=torch.channels_last)  # a run resumed with channels_last: the state is still NCHW
+    match_state_layouts(optimizer)
+    state = optimizer.state[net.conv1.weight]
+    assert state["exp_avg"].is_contiguous(memory_format=torch.channels_last)
+    assert state["exp_avg"].stride() == net.conv1.weight.stride() and torch.equal(state["exp_avg"], saved["exp_avg"])
+    assert torch.equal(state["step"], saved["step"])  # not shaped as the weight: left alone
 
 
 def test_in_place_compilation_keeps_parameter_names_and_compiles_once():
@@ -77,18 +84,20 @@ class _StepLosses(L.Callback):
 
 
 def _fit(tmp_path, **options) -> tuple[list[float], float, FGSMTraining]:
+    """Four FGSM-RS steps and a validation on 3-channel images: channels-last strides differ from the default only
+    with more than one channel."""
     L.seed_everything(0, verbose=False)
     module = FGSMTraining(
-        net=SmallCNN(),
-        eps=0.3,
-        alpha=0.375,
+        net=SmallCNN(in_channels=3, image_size=32),
+        eps=8 / 255,
+        alpha=10 / 255,
         init="random_unclipped",
         optimizer="adam",
         lr=5e-3,
         lr_schedule="constant",
         weight_decay=0.0,
         eval_size=50,
-        eval_alpha=0.1,
+        eval_alpha=2 / 255,
         eval_steps=3,
         **options,
     )
@@ -107,20 +116,33 @@ def _fit(tmp_path, **options) -> tuple[list[float], float, FGSMTraining]:
         callbacks=[losses],
         default_root_dir=tmp_path,
     )
-    trainer.fit(module, MNIST5k(batch_size=50, eval_batch_size=50))
+    data = SyntheticImages(train_size=400, test_size=50, val_size=50, batch_size=50)
+    trainer.fit(module, data)
     return losses.losses, float(trainer.callback_metrics["val/acc_pgd"]), module
 
 
 def test_channels_last_and_compile_train_as_without_them(tmp_path):
-    plain_losses, plain_pgd, _ = _fit(tmp_path)
+    plain_losses, plain_pgd, plain = _fit(tmp_path)
     backend = _CountingBackend()
     losses, acc_pgd, module = _fit(tmp_path, channels_last=True, compile={"backend": backend})
     assert module.net.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     assert losses == pytest.approx(plain_losses, rel=1e-4)
-    assert acc_pgd == pytest.approx(plain_pgd, abs=1 / 50 + 1e-6)  # one digit may flip on rounding
+    assert acc_pgd == pytest.approx(plain_pgd, abs=1 / 50 + 1e-6)  # one image may flip on rounding
     # every forward ran the compiled code: per training step the FGSM step and the update (2); in the validation
     # batch the clean pass, PGD's 3 steps and its check, the FGSM step and its check
     assert backend.calls >= 2 * 4 + 1 + 3 + 1 + 2
+    # the aliasing probe hooks the compiled network's layers, which compiled code would skip: it runs eagerly
+    images = torch.rand(8, 3, 32, 32)
+    module.net.load_state_dict(plain.net.state_dict())
+    calls = backend.calls
+    measured = measure_model_aliasing(module.net, images)
+    assert measured == pytest.approx(measure_model_aliasing(plain.net, images), rel=1e-5)
+    assert set(measured) == {"conv1", "conv2"} and backend.calls == calls
+    with torch.no_grad():
+        module.net(images)  # compiled for these inputs, before any hook: the graph a hooked call would reuse
+    with capture_aliasing(module.net) as recorder, torch.no_grad():  # the hooked measurement too
+        module.net(images)
+    assert recorder.means() == pytest.approx(measured, rel=1e-5)
 
 
 def test_pinned_memory_follows_the_device_unless_given():

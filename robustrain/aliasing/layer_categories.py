@@ -55,8 +55,8 @@ def layer_categories(
         return hook
 
     handles = [found[name].register_forward_hook(make_hook(name)) for name in names]
-    try:
-        with eval_mode(model), torch.no_grad():
+    try:  # eagerly: a compiled network would skip hooks added after compiling
+        with eval_mode(model), torch.no_grad(), torch.compiler.set_stance("force_eager"):
             logits = model(images)
     finally:
         for handle in handles:

@@ -240,7 +240,8 @@ def capture_aliasing(model: nn.Module, layer_names: list[str] | None = None) -> 
 
     handles = [module.register_forward_hook(make_hook(name)) for name, module in layers.items()]
     try:
-        yield recorder
+        with torch.compiler.set_stance("force_eager"):  # a compiled network would skip hooks added after compiling
+            yield recorder
     finally:
         for handle in handles:
             handle.remove()
@@ -336,7 +337,8 @@ def _measuring_forwards(
     try:
         for name, module in layers.items():
             module.forward = make_forward(name, module)
-        yield measure
+        with torch.compiler.set_stance("force_eager"):  # no recompilation for the swapped forwards
+            yield measure
     finally:
         for name, module in layers.items():
             if saved[name] is None:

@@ -24,7 +24,7 @@ from robustrain.runs.monitoring import log_run_hparams, log_run_outcome, write_l
 from robustrain.signals import abnormal_examples
 from robustrain.training.safeguards import Safeguards
 from robustrain.training.schedules import LR_SCHEDULES, lr_factor
-from robustrain.training.speed import apply_speed_options, compile_options, to_channels_last
+from robustrain.training.speed import apply_speed_options, compile_options, match_state_layouts
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -145,8 +145,10 @@ class RobustClassifier(Safeguards):
             CUDA, where a sync stalls the GPU; elsewhere the classic kernels, with which every recorded CPU figure was
             made (the two differ in the last bits, enough to move a chaotic run such as a collapse by an epoch). True
             on the CPU gives the sync-free path there too.
-        channels_last: Keep the network's weights and every batch in channels-last memory format (NHWC strides):
-            faster convolutions on tensor-core GPUs, above all under bf16-mixed. Same values, other strides.
+        channels_last: Keep the network's weights in channels-last memory format (NHWC strides): its convolutions
+            then run, and hand on their outputs, in that format (faster on tensor-core GPUs, above all under
+            bf16-mixed). The batches stay as the data gives them, so the attacks draw their random starts in the same
+            order as without it: the same training up to float rounding.
         compile: torch.compile the network in place (`nn.Module.compile`): false, true (torch's defaults) or a
             mapping of torch.compile arguments, e.g. {mode: max-autotune} or {backend: aot_eager}. The training
             attacks, the evaluation attacks and the callbacks' probes all call the compiled network; parameter names
@@ -220,11 +222,12 @@ class RobustClassifier(Safeguards):
         # Lightning calls this before it moves the module to its device (which keeps the memory format)
         apply_speed_options(self.net, self.hparams.get("channels_last", False), self._compile_kwargs)
 
-    def _unpack(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(images, labels) of a batch, the images in channels-last format when `channels_last` is on. (Not in
-        `on_after_batch_transfer`, which Lightning warns about whenever a datamodule is in use.)"""
-        images, labels = batch
-        return (to_channels_last(images) if self.hparams.get("channels_last", False) else images), labels
+    def on_train_start(self) -> None:
+        # a run resumed with another `channels_last` than it was saved with: the optimizer's state (momentum, Adam's
+        # moments) comes back in the saved layout, and fused kernels need the parameters' own
+        super().on_train_start()
+        for optimizer in self.trainer.optimizers:
+            match_state_layouts(optimizer)
 
     @property
     def input_range(self) -> tuple[float, float]:
@@ -250,7 +253,7 @@ class RobustClassifier(Safeguards):
         return None
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | dict:
-        images, labels = self._unpack(batch)
+        images, labels = batch
         inputs, start_loss = self.perturb_with_start_loss(images, labels)
         logits = self.net(inputs)
         if start_loss is None:
@@ -278,7 +281,7 @@ class RobustClassifier(Safeguards):
         return rank_share(self.hparams.eval_size, self.trainer.world_size) if self._trainer else self.hparams.eval_size
 
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
-        images, labels = self._unpack(batch)
+        images, labels = batch
         logits = self.net(images)
         self._update(stage, F.cross_entropy(logits, labels), logits, labels)
         n = min(self._eval_budget() - self._eval_attacked, len(labels))
@@ -342,7 +345,7 @@ class RobustClassifier(Safeguards):
         self._eval_step(batch, "test")
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self.net(self._unpack(batch)[0]).argmax(1)
+        return self.net(batch[0]).argmax(1)
 
     # --- monitoring -----------------------------------------------------------------------------------------------
     def tensorboard_charts(self) -> dict[str, dict[str, list]]:

@@ -48,17 +48,26 @@ def compile_options(value: bool | dict[str, Any]) -> dict[str, Any] | None:
     return dict(value)
 
 
-def to_channels_last(images: torch.Tensor) -> torch.Tensor:
-    """A 4-D image batch in channels-last memory format (the same values, NHWC strides); other tensors as they are."""
-    return images.contiguous(memory_format=torch.channels_last) if images.dim() == 4 else images
+def match_state_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Give every state tensor of `optimizer` shaped as its parameter the parameter's memory layout.
+
+    A checkpoint saved without channels-last weights and resumed with them (or the reverse) restores momentum buffers
+    and Adam's moments in the old layout, which torch's fused kernels would read element by element in the new one.
+    """
+    for param, state in optimizer.state.items():
+        for key, value in state.items():
+            if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def apply_speed_options(net: nn.Module, channels_last: bool, compile_kwargs: dict[str, Any] | None) -> None:
     """Put `net`'s 4-D weights in channels-last format and / or compile it in place (`nn.Module.compile`).
 
-    Compiling in place keeps the module and its parameter names: checkpoints, hooks, the callbacks' probes and every
-    attack call the compiled network through `net(x)`, and a state dict loads into an uncompiled network (unlike the
-    `_orig_mod.` prefix of the module `torch.compile(net)` returns). Idempotent: a second call does not recompile.
+    Compiling in place keeps the module and its parameter names: every attack and the callbacks' probes call the
+    compiled network through `net(x)`, and a state dict loads into an uncompiled network (unlike the `_orig_mod.`
+    prefix of the module `torch.compile(net)` returns). Forward hooks added after compilation are not run by the
+    compiled code, so the measurements that hook layers (robustrain.aliasing) run the network eagerly. Idempotent: a
+    second call does not recompile.
     """
     if channels_last:
         net.to(memory_format=torch.channels_last)
