@@ -89,7 +89,7 @@ def inject(images: Tensor, labels: Tensor, carriers: Tensor, beta: float) -> Ten
     """
     if beta == 0:
         return images
-    pattern = carriers[labels]  # (B, H, W) or (H, W)
+    pattern = carriers.to(images.device)[labels.to(images.device)]  # (B, H, W) or (H, W); images may be on a GPU
     return images + beta * pattern.unsqueeze(-3).to(images.dtype)  # broadcast over the channel axis
 
 

@@ -22,7 +22,7 @@ CHUNK_VALUES = 2**24  # float values generated at a time (64 MB), whatever the i
 def class_cells(num_classes: int, channels: int, generator: torch.Generator) -> torch.Tensor:
     """Each class's pattern as (num_classes, C, 4, 4) random cells in [0, 1], upsampled to the image size where used
     (`class_patterns`): kept small, as 1000 ImageNet-sized patterns would take 600 MB."""
-    return torch.rand(num_classes, channels, PATTERN_CELLS, PATTERN_CELLS, generator=generator, device=generator.device)
+    return torch.rand(num_classes, channels, PATTERN_CELLS, PATTERN_CELLS, generator=generator)
 
 
 def class_patterns(cells: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -33,31 +33,31 @@ def class_patterns(cells: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def synthetic_images(
     n: int, num_classes: int, shape: tuple[int, int, int], seed: int, split: int = 0, device: str | torch.device = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """n seeded images as uint8 (n, C, H, W) and their int64 labels (balanced, in a seeded order).
+    """n seeded images as uint8 (n, C, H, W) and their int64 labels (balanced, in a seeded order), on `device`.
 
     An image is 0.6 x its class's pattern + 0.4 x uniform pixel noise, so the classes can be learned (a nearest
     class-mean rule separates them) while no two images are alike. The patterns depend on `seed` alone, the images
-    and labels on (`seed`, `split`): splits share the classes and not their images. The same seed gives the same
-    images on the same kind of device (CPU and CUDA generators draw different numbers).
+    and labels on (`seed`, `split`): splits share the classes and not their images. They are drawn by CPU generators
+    and then moved to `device`, so that a seed gives the same images on every device (CUDA's generators draw other
+    numbers), and a run resumed on another device trains on the same data.
     """
     channels, height, width = shape
-    cells = class_cells(num_classes, channels, torch.Generator(device=device).manual_seed(seed))
-    generator = torch.Generator(device=device).manual_seed(epoch_seed(seed, split, stream="data"))
-    labels = torch.arange(n, device=device) % num_classes
-    labels = labels[torch.randperm(n, generator=generator, device=device)]
-    images = torch.empty(n, *shape, dtype=torch.uint8, device=device)
+    cells = class_cells(num_classes, channels, torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(epoch_seed(seed, split, stream="data"))
+    labels = (torch.arange(n) % num_classes)[torch.randperm(n, generator=generator)]
+    images = torch.empty(n, *shape, dtype=torch.uint8)
     chunk = max(1, CHUNK_VALUES // (channels * height * width))
     for start in range(0, n, chunk):
         classes = labels[start : start + chunk]
-        noise = torch.rand(len(classes), *shape, generator=generator, device=device)
+        noise = torch.rand(len(classes), *shape, generator=generator)
         mixed = 0.6 * class_patterns(cells[classes], (height, width)) + 0.4 * noise
         images[start : start + len(classes)] = (255 * mixed).round_().to(torch.uint8)
-    return images, labels
+    return images.to(device), labels.to(device)
 
 
 class SyntheticDataset(Dataset):
     """uint8 images served as float [0, 1]; `__getitems__` serves a whole batch with one indexing operation (a
-    DataLoader calls it for each batch, and a Subset passes it on), which keeps images generated on a GPU there."""
+    DataLoader calls it for each batch, and a Subset passes it on), which keeps images held on a GPU there."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         self.images, self.labels = images, labels
@@ -95,8 +95,9 @@ class SyntheticImages(ImageDataModule):
         shape: "cifar10" or "imagenet".
         train_size: Training images, the validation split included; None: 50000 (cifar10), 2560 (imagenet).
         test_size: Test images; None: 10000 (cifar10), 512 (imagenet).
-        on_device: Generate the images on the trainer's device and keep them there: batches are indexed on the GPU,
-            with no host-to-device copy and no DataLoader workers (num_workers must be 0). On a CPU trainer, as off.
+        on_device: Keep the images on the trainer's device: batches are indexed on the GPU, with no host-to-device
+            copy and no DataLoader workers (num_workers must be 0). The images are the same either way (drawn on the
+            host, then moved). On a CPU trainer, as off.
         seed: Seed of the images, the validation split and the probe sets.
         Others: as ImageDataModule.
     """
