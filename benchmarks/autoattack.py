@@ -2,7 +2,7 @@
 component, on the same model and images.
 
     python -m benchmarks.autoattack [--ckpt NAME=CKPT ...] [--images 100] [--eps 0.3] [--repeats 3] [--device cpu]
-        [--threads N] [--json F] [--markdown F]
+        [--threads N] [--count] [--json F] [--markdown F]
 
 Without --ckpt the model is the worst-of-10 SmallCNN of benchmarks.spatial (trained on first use, cached in runs/bench)
 at eps 0.1, a model the first component does not break entirely, so every component has images to attack. A CKPT is a
@@ -13,7 +13,9 @@ benchmarks.spatial's held-out digits for the default model.
 Each repeat times the standard version (apgd-ce, apgd-t, fab-t, square; 100 iterations, 9 targets, 5000 queries,
 seed 0) and then each component alone on the model's correctly classified images, each time torchattacks' then the
 reference's, alternated. A figure is the median over repeats; a ratio (robustrain / reference) the median of the
-per-repeat ratios, with their min..max. Needs the reference: pip install -e '.[reference]'.
+per-repeat ratios, with their min..max. `--count` also counts, per implementation, the network's calls in the
+standard version and the images through it (a wrapper around the network). Needs the reference:
+pip install -e '.[reference]'.
 """
 
 import argparse
@@ -51,10 +53,38 @@ def time_part(
     return seconds, accuracy
 
 
+class CountingNetwork(torch.nn.Module):
+    """The network, counting its calls, the images through it and the calls with an input gradient."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.counts = {"calls": 0, "images": 0, "gradient_calls": 0}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.counts["calls"] += 1
+        self.counts["images"] += len(x)
+        self.counts["gradient_calls"] += int(torch.is_grad_enabled() and x.requires_grad)
+        return self.net(x)
+
+
+def count_work(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float) -> dict[str, dict]:
+    """Per implementation, the standard version's calls of the network and the images through it."""
+    work = {}
+    for impl in IMPLEMENTATIONS:
+        counting = CountingNetwork(model).eval()
+        autoattack(counting, images, labels, eps, implementation=impl)
+        work[impl] = counting.counts
+    return work
+
+
 def bench_autoattack(
     model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, repeats: int
 ) -> dict[str, dict]:
-    """Per part: the seconds and robust accuracy of each implementation over repeats, and the ratio's summary."""
+    """Per part: the seconds and robust accuracy of each implementation over repeats, and the ratio's summary (none
+    for 0 repeats)."""
+    if repeats == 0:
+        return {}
     times = {part: {impl: [] for impl in IMPLEMENTATIONS} for part in PARTS}
     accuracy: dict[str, dict[str, float]] = {part: {} for part in PARTS}
     for repeat in range(repeats):
@@ -118,6 +148,12 @@ def markdown(report: dict) -> str:
                 f"{r['seconds']['reference']:.2f} | **{r['ratio']:.2f}** ({r['min']:.2f}..{r['max']:.2f}) | "
                 f"{acc['torchattacks']:.3f} / {acc['reference']:.3f} |"
             )
+    for name, work in report.get("work", {}).items():
+        parts = [
+            f"{impl} {w['calls']} calls, {w['images']} images, {w['gradient_calls']} with input gradients"
+            for impl, w in work.items()
+        ]
+        lines += ["", f"The standard version's work on {name}: " + "; ".join(parts) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -126,9 +162,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--ckpt", nargs="*", default=[], help="NAME=CKPT pairs (default: the worst-of-10 SmallCNN)")
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--eps", type=float, default=None, help="radius (default: 0.1 for the default model, else 0.3)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="0: no timing (with --count: the counts alone)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--count", action="store_true", help="also count the network's calls of each implementation")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args(argv)
@@ -162,6 +199,9 @@ def main(argv: list[str] | None = None) -> dict:
         model, images, labels = model.to(device).eval(), images.to(device), labels.to(device)
         print(f"{name}: eps {eps}")
         report["models"][name] = bench_autoattack(model, images, labels, eps, args.repeats)
+        if args.count:
+            report.setdefault("work", {})[name] = count_work(model, images, labels, eps)
+            print(f"{name}: {report['work'][name]}")
     table = markdown(report)
     print(table)
     if args.json:

@@ -1,7 +1,7 @@
 """What the framework costs: the same FGSM-RS training step as a bare PyTorch loop and as `train.py fit`.
 
     python -m benchmarks.framework [--models SmallCNN PreActResNet18] [--repeats 3] [--json F] [--markdown F]
-    python -m benchmarks.framework --options ...    the speed options against the plain fit instead
+    python -m benchmarks.framework --options [NAME ...] ...   the speed options against the plain fit instead
 
 The step: Wong et al.'s MNIST FGSM-RS (configs/mnist5k_fgsm.yaml: eps 0.3, alpha 0.375, the unclipped random start,
 Adam with a cyclic lr, batch 100; no eps warm-up here, so that both sides run the same step from the first one) on
@@ -336,14 +336,16 @@ def measure(models: list[str], repeats: int, device: str = "cpu") -> dict:
     return results
 
 
-def measure_options(models: list[str], repeats: int, device: str = "cpu") -> dict:
+def measure_options(
+    models: list[str], repeats: int, device: str = "cpu", options: tuple[str, ...] = tuple(OPTIONS)
+) -> dict:
     """Each speed option against the plain `base` fit: per repeat the plain fit, then each option's, alternated."""
-    results = _conditions(repeats, device)
+    results = {**_conditions(repeats, device), "options": list(options)}
     with tempfile.TemporaryDirectory(prefix="robustrain_options_") as folder:
         root = Path(folder)
         for model in models:
             warmup, steps = SETTINGS[model].warmup, SETTINGS[model].steps
-            runs: dict[str, list[dict]] = {name: [] for name in ("plain", *OPTIONS)}
+            runs: dict[str, list[dict]] = {name: [] for name in ("plain", *options)}
             for repeat in range(repeats):
                 for option in runs:
                     chosen = None if option == "plain" else option
@@ -354,7 +356,7 @@ def measure_options(models: list[str], repeats: int, device: str = "cpu") -> dic
                 )
             plain = runs["plain"]
             rows = {"plain": _option_row(plain, plain)}
-            rows.update({option: _option_row(runs[option], plain) for option in OPTIONS})
+            rows.update({option: _option_row(runs[option], plain) for option in options})
             results[model] = {"window": [warmup, warmup + steps], "rows": rows}
     return results
 
@@ -393,7 +395,7 @@ def markdown_options(results: dict, command: str) -> str:
     for model in (m for m in SETTINGS if m in results):
         rows = results[model]["rows"]
         lines.append(f"| {model} | plain (`base`) | {rows['plain']['ms_per_step']:.1f} | 1 | 0 |")
-        for option in OPTIONS:
+        for option in (o for o in OPTIONS if o in rows):
             row = rows[option]
             lines.append(
                 f"| {model} | `{OPTIONS[option]}` | {row['ms_per_step']:.1f} | "
@@ -438,7 +440,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--options", action="store_true", help="time the speed options (channels_last, compile, bf16-mixed) instead"
+        "--options",
+        nargs="*",
+        choices=list(OPTIONS),
+        default=None,
+        help="time the speed options instead: all (no names) or the ones named",
     )
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--markdown", type=Path, help="write the table here")
@@ -448,9 +454,12 @@ def main(argv: list[str] | None = None) -> int:
     if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: no CUDA device is visible; use --device cpu")
     models = args.models or (["PreActResNet18-CIFAR10"] if torch.device(args.device).type == "cuda" else CPU_MODELS)
-    results = (measure_options if args.options else measure)(list(models), args.repeats, args.device)
+    if args.options is None:
+        results = measure(list(models), args.repeats, args.device)
+    else:
+        results = measure_options(list(models), args.repeats, args.device, tuple(args.options or OPTIONS))
     command = "python -m benchmarks.framework " + " ".join(argv if argv is not None else sys.argv[1:])
-    table = (markdown_options if args.options else markdown)(results, command.strip())
+    table = (markdown if args.options is None else markdown_options)(results, command.strip())
     print(table)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

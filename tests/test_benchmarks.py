@@ -97,3 +97,14 @@ def test_every_part_runs_by_name_and_a_report_without_the_spatial_part_reads() -
     conditions = {"command": "c", "device": "cuda", "device_name": "GPU", "cpu_threads": 2, "torch": "2.x"}
     report = {"conditions": {**conditions, "date_utc": "d", "repeats": {"framework": 2}}, "results": {"f": entry}}
     assert "| f | 1.2 | 1.1..1.3 | <= 1.05 | **no** |" in to_markdown(report)
+
+
+def test_the_autoattack_benchmark_counts_the_networks_calls_and_images() -> None:
+    from benchmarks.autoattack import CountingNetwork
+
+    net = CountingNetwork(torch.nn.Flatten())
+    x = torch.rand(3, 1, 2, 2, requires_grad=True)
+    net(x)
+    with torch.no_grad():
+        net(x[:2])
+    assert net.counts == {"calls": 2, "images": 5, "gradient_calls": 1}
