@@ -127,7 +127,7 @@ PLANS: dict[str, list[Arm]] = {
         Arm("smallcnn_injected", "blurpool", REPORT_SEEDS[:5]),
     ],
     # the ceiling a single-step method aims at (6x an FGSM step)
-    "ceiling": [Arm("smallcnn_injected", "pgd10", REPORT_SEEDS[:3])],
+    "ceiling": [Arm("smallcnn_injected", "pgd10", REPORT_SEEDS[:5])],
     # where N-FGSM stops collapsing: the injected feature's amplitude swept down to the clean digits (FGSM on them:
     # the CO lab's smallcnn_clean runs)
     "beta": [
@@ -136,8 +136,8 @@ PLANS: dict[str, list[Arm]] = {
     ],
     # a setting without injected features where plain FGSM collapses (configs/co_lab/smallcnn_natural.yaml)
     "natural": [
-        Arm("smallcnn_natural", "fgsm", REPORT_SEEDS[:5]),
-        Arm("smallcnn_natural", "nfgsm", REPORT_SEEDS[:5]),
+        Arm("smallcnn_natural", "fgsm", REPORT_SEEDS),
+        Arm("smallcnn_natural", "nfgsm", REPORT_SEEDS),
     ],
     "handback": [Arm("smallcnn_injected", "fgsm", HANDBACK_SEEDS)],
     "resnet": [
