@@ -136,10 +136,14 @@ def markdown(report: dict) -> str:
         f"`{c['command']}`: {c['device_name']}, {c['cpu_threads']} CPU threads, torch {c['torch']}, {c['images']} "
         f"images, {c['repeats']} repeats. Seconds: the median over repeats; robustrain / reference: the median of the "
         "per-repeat ratios (min..max). Each component alone attacks every correctly classified image.",
-        "",
-        "| model | part | robustrain s | reference s | robustrain / reference | robust acc. robustrain / reference |",
-        "|---|---|---|---|---|---|",
     ]
+    if any(report["models"].values()):
+        lines += [
+            "",
+            "| model | part | robustrain s | reference s | robustrain / reference "
+            "| robust acc. robustrain / reference |",
+            "|---|---|---|---|---|---|",
+        ]
     for name, parts in report["models"].items():
         for part, r in parts.items():
             acc = r["robust_accuracy"]
