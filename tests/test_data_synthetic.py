@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from robustrain.data import SyntheticImages
-from robustrain.data.synthetic import synthetic_images
+from robustrain.data.synthetic import Batch, synthetic_images
 
 
 def _data(**kwargs) -> SyntheticImages:
@@ -50,6 +50,7 @@ def test_a_nearest_class_mean_rule_learned_on_training_images_classifies_the_tes
 
 def test_the_loaders_serve_whole_batches_equal_to_the_single_images():
     data = _data()
+    assert isinstance(data.val_set.__getitems__([0, 1]), Batch)  # one indexing operation a batch, through the Subset
     images, labels = next(iter(data.val_dataloader()))
     assert images.shape == (32, 3, 32, 32) and labels.shape == (32,)
     singles = [data.val_set[i] for i in range(32)]

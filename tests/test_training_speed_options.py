@@ -3,6 +3,8 @@ training as without them on 3-channel images: the same losses step by step and t
 calling the compiled network, the aliasing probes still seeing their layers, a resumed optimizer state in the
 weights' layout."""
 
+from types import SimpleNamespace
+
 import lightning as L
 import pytest
 import torch
@@ -22,6 +24,8 @@ from robustrain.training.speed import apply_speed_options, compile_options, matc
         ({"backend": "inductor", "modes": "default"}, r"\['modes'\] that torch.compile does not take"),
         ({"mode": "fastest"}, "compile.mode='fastest' is not valid: it must be one of"),
         ({"backend": "tensorrt_now"}, "compile.backend='tensorrt_now' is not valid"),
+        ({"mode": "max-autotune", "options": {"trace.enabled": True}}, "`mode` or `options`, not both"),
+        ({"mode": "max-autotune", "backend": "aot_eager"}, "is an inductor setting; backend 'aot_eager' takes none"),
     ],
 )
 def test_bad_compile_settings_are_refused_at_construction(value, match):
@@ -149,7 +153,12 @@ def test_pinned_memory_follows_the_device_unless_given():
     data = MNIST5k(batch_size=50)
     data.setup()
     assert data.test_dataloader().pin_memory is False  # no trainer: not on CUDA
-    data.pin_memory = True
+    data.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cuda", 0)))
+    assert data.test_dataloader().pin_memory is True  # a trainer on CUDA
+    synthetic = SyntheticImages(train_size=20, test_size=4, val_size=4, on_device=True)
+    synthetic.trainer = data.trainer
+    assert synthetic._pinned() is False  # images held on the GPU: nothing on the host to pin
+    data.trainer, data.pin_memory = None, True
     assert data.test_dataloader().pin_memory is True
     with pytest.raises(ValueError, match="pin_memory"):
         MNIST5k(pin_memory="sometimes")

@@ -40,7 +40,11 @@ def compile_options(value: bool | dict[str, Any]) -> dict[str, Any] | None:
         raise BadInputError(
             f"compile.mode={value['mode']!r} is not valid: it must be one of {[m for m in COMPILE_MODES if m]}"
         )
+    if value.get("mode") is not None and value.get("options") is not None:
+        raise BadInputError("compile takes `mode` or `options`, not both (torch.compile refuses the pair)")
     backend = value.get("backend", "inductor")
+    if value.get("mode") is not None and backend != "inductor":
+        raise BadInputError(f"compile.mode={value['mode']!r} is an inductor setting; backend {backend!r} takes none")
     if isinstance(backend, str):
         backends = torch._dynamo.list_backends(exclude_tags=())  # the registry torch.compile looks names up in
         if backend not in backends:
