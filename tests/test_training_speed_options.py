@@ -9,6 +9,7 @@ import lightning as L
 import pytest
 import torch
 
+from robustrain.aliasing.layer_categories import layer_categories
 from robustrain.aliasing.layers import capture_aliasing, measure_model_aliasing
 from robustrain.core.errors import BadInputError
 from robustrain.data import MNIST5k, SyntheticImages
@@ -162,3 +163,16 @@ def test_pinned_memory_follows_the_device_unless_given():
     assert data.test_dataloader().pin_memory is True
     with pytest.raises(ValueError, match="pin_memory"):
         MNIST5k(pin_memory="sometimes")
+
+
+def test_the_aliasing_categories_of_a_compiled_network_are_the_eager_ones():
+    net = SmallCNN(in_channels=3, image_size=32).eval()
+    images = torch.rand(4, 3, 32, 32)
+    eager_logits, eager = layer_categories(net, images)
+    apply_speed_options(net, channels_last=False, compile_kwargs={"backend": "eager"})
+    with torch.no_grad():
+        net(images)  # compiled for these inputs before any hook: the graph a hooked call would reuse
+    logits, categories = layer_categories(net, images)
+    assert torch.allclose(logits, eager_logits) and set(categories) == set(eager) == {"conv1", "conv2"}
+    for layer, fractions in eager.items():
+        assert all(torch.allclose(categories[layer][name], value) for name, value in fractions.items())
