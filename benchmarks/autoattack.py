@@ -22,21 +22,15 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.timing import timed
 from robustrain.attacks import AUTOATTACK_STANDARD, autoattack
 
 PARTS = ("standard", *AUTOATTACK_STANDARD)
 IMPLEMENTATIONS = ("torchattacks", "reference")
-
-
-def _now(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
 
 
 def time_part(
@@ -44,12 +38,14 @@ def time_part(
 ) -> tuple[float, float]:
     """(seconds, robust accuracy) of one AutoAttack run: the standard version (`part` "standard") or one component."""
     components = AUTOATTACK_STANDARD if part == "standard" else (part,)
-    device = images.device
-    start = _now(device)
-    adv = autoattack(model, images, labels, eps, components=components, implementation=implementation)
-    seconds = _now(device) - start
+    out = {}
+
+    def attack() -> None:
+        out["adv"] = autoattack(model, images, labels, eps, components=components, implementation=implementation)
+
+    seconds = timed(attack, images.device)
     with torch.no_grad():
-        accuracy = (model(adv).argmax(1) == labels).float().mean().item()
+        accuracy = (model(out["adv"]).argmax(1) == labels).float().mean().item()
     return seconds, accuracy
 
 

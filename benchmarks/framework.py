@@ -33,7 +33,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +41,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from benchmarks.timing import now
 from robustrain.attacks import fgsm_with_start_loss
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,23 +123,18 @@ class StepTimer(L.Callback):
         self.out, self.warmup, self.steps = out, warmup, steps
         self._start: float | None = None
 
-    def _now(self, pl_module: L.LightningModule) -> float:
-        if pl_module.device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
     def on_train_start(self, trainer, pl_module) -> None:
-        self._fit_start = self._now(pl_module)
+        self._fit_start = now(pl_module.device)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == self.warmup and self._start is None:
-            self._start = self._now(pl_module)
+            self._start = now(pl_module.device)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step == 1:  # the first step holds torch.compile's compilation, when it is on
-            self._first_step = self._now(pl_module) - self._fit_start
+            self._first_step = now(pl_module.device) - self._fit_start
         if trainer.global_step == self.warmup + self.steps and self._start is not None:
-            seconds = (self._now(pl_module) - self._start) / self.steps
+            seconds = (now(pl_module.device) - self._start) / self.steps
             Path(self.out).write_text(json.dumps({"seconds_per_step": seconds, "first_step": self._first_step}))
             trainer.should_stop = True
 
@@ -189,7 +184,7 @@ def bare(model: str, warmup: int, steps: int, seed: int = 0, device: str = "cpu"
         order = torch.randperm(len(images), device=device)[: None if per_epoch is None else per_epoch * batch]
         for first in range(0, len(order) - batch + 1, batch):
             if step == warmup:
-                start = _now(device)
+                start = now(device)
             index = order[first : first + batch]
             x, y = images[index], labels[index]
             adv, _ = fgsm_with_start_loss(net, x, y, eps, alpha, init=init)
@@ -201,13 +196,7 @@ def bare(model: str, warmup: int, steps: int, seed: int = 0, device: str = "cpu"
             step += 1
             if step == total:
                 break
-    return (_now(device) - start) / steps
-
-
-def _now(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
+    return (now(device) - start) / steps
 
 
 def fit_command(

@@ -132,16 +132,19 @@ def _spatial(device: torch.device, repeats: int, results: dict) -> None:
     )
 
 
+def _summary_of(row: dict) -> dict[str, float]:
+    """A benchmark's ratio row ({"ratio", "min", "max", ...}) as ratio_summary gives it ({"median", "min", "max"})."""
+    return {"median": row["ratio"], "min": row["min"], "max": row["max"]}
+
+
 def _framework(device: torch.device, repeats: int, results: dict) -> None:
     """fit against the bare loop (benchmarks.framework): SmallCNN's MNIST recipe on a CPU, Wong et al.'s CIFAR-10
     recipe on synthetic CIFAR-10-shaped images on a GPU."""
     model = "PreActResNet18-CIFAR10" if device.type == "cuda" else "SmallCNN"
     rows = framework.measure([model], repeats, str(device))[model]["rows"]
     for config, target in (("base", 1.05), ("stops", 1.10)):
-        row = rows[config]
         what = f"{model} FGSM-RS step, `train.py fit` with {config} callbacks / a bare PyTorch loop"
-        summary = {"median": row["ratio"], "min": row["min"], "max": row["max"]}
-        results[f"fit ({config}) / bare loop ({model})"] = _entry(summary, target, "<=", what)
+        results[f"fit ({config}) / bare loop ({model})"] = _entry(_summary_of(rows[config]), target, "<=", what)
 
 
 def _autoattack(device: torch.device, repeats: int, results: dict) -> None:
@@ -155,8 +158,8 @@ def _autoattack(device: torch.device, repeats: int, results: dict) -> None:
     parts = autoattack_bench.bench_autoattack(model.to(device).eval(), x.to(device), y.to(device), 0.1, repeats)
     for part, row in parts.items():
         what = f"AutoAttack {part} on the worst-of-10 SmallCNN, 100 digits, eps 0.1: robustrain / reference seconds"
-        summary = {"median": row["ratio"], "min": row["min"], "max": row["max"]}
-        results[f"autoattack {part} / reference"] = _entry(summary, 1.0 if part == "standard" else None, "<=", what)
+        target = 1.0 if part == "standard" else None
+        results[f"autoattack {part} / reference"] = _entry(_summary_of(row), target, "<=", what)
 
 
 PART_RUNNERS = {

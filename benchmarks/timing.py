@@ -6,12 +6,15 @@ from collections.abc import Callable
 import torch
 
 
+def now(device: torch.device) -> float:
+    """perf_counter once the work queued on `device` has finished (CUDA synchronised; a CPU has no queue)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
 def timed(fn: Callable[[], object], device: torch.device) -> float:
     """Seconds `fn()` takes on `device` (CUDA synchronised on both sides, so queued kernels are counted)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
+    start = now(device)
     fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return now(device) - start
