@@ -150,6 +150,11 @@ def measure(out: Path, parallel: int) -> None:
 
 
 # --- report ---------------------------------------------------------------------------------------------------------
+def network_of(run: Run) -> str:
+    """ "preact18" or "smallcnn": the settings' network, scored apart (their collapses differ in speed and depth)."""
+    return "preact18" if run.setting.startswith("preact18") else "smallcnn"
+
+
 def run_record(run: Run) -> dict[str, Any]:
     """A run's compact record: class, per-epoch val/acc_pgd, probe and test PGD-50-10, and each detector's stop."""
     outcome = classify(run.val["acc_pgd"], run.val["acc_fgsm"])
@@ -159,6 +164,7 @@ def run_record(run: Run) -> dict[str, Any]:
     stops = would_stop(run)
     return {
         "run": run.name,
+        "network": network_of(run),
         "class": outcome.kind,
         "val_acc_pgd": [round(v, 4) for v in run.val["acc_pgd"]],
         "probe": [probe.get(e) for e in range(run.epochs)],
@@ -299,16 +305,46 @@ def markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]], 
     return "\n".join(lines) + "\n"
 
 
+def resnet_markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]]) -> str:
+    """The PreActResNet18 runs' table (the prevention study's `resnet` plan), scored apart from SmallCNN's."""
+    if not records:
+        return ""
+    classes = {k: sum(r["class"] == k for r in records) for k in ("catastrophic", "partial_collapse", "healthy")}
+    lines = [
+        "",
+        f"PreActResNet18 (`preact18_injected`, report seeds {min(int(r['run'].rsplit('seed', 1)[1]) for r in records)}"
+        f"-{max(int(r['run'].rsplit('seed', 1)[1]) for r in records)}): {len(records)} runs, "
+        f"{classes['catastrophic']} catastrophic and {classes['partial_collapse']} partial collapses, "
+        f"{classes['healthy']} healthy:",
+        "",
+        "| detector | policy | hits / collapses | hit interval | false stops / healthy | false-stop interval | "
+        "median test PGD-50-10 kept (collapses) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        if row["policy"] not in ("last_check", f"best_probe_{ONLINE_WINDOW}", "best_val_all"):
+            continue
+        lines.append(
+            f"| {row['detector']} | {row['policy']} | {row['hits']} / {row['collapses']} | "
+            f"{_pct(row['hit_interval'])} | {row['false_stops']} / {row['healthy']} | "
+            f"{_pct(row['false_interval'])} | {100 * row['median_test_pgd']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def report(out: Path, docs: Path, command: str) -> list[dict[str, Any]]:
     records = [run_record(run) for run in selected(out)]
     missing = [r["run"] for r in records if r["class"] in COLLAPSES and None in r["test_pgd"]]
     if missing:
         raise SystemExit(f"runs not measured yet (run the measure step): {', '.join(missing)}")
-    rows = score(records)
+    small = [r for r in records if r["network"] == "smallcnn"]
+    resnet = [r for r in records if r["network"] == "preact18"]
+    rows, resnet_rows = score(small), score(resnet)
     docs.mkdir(parents=True, exist_ok=True)
-    online = agreement(records)
-    atomic_write_text(docs / "handback.json", json.dumps({"rows": rows, "online": online, "runs": records}, indent=1))
-    atomic_write_text(docs / "handback.md", markdown(rows, records, command))
+    online = agreement(small)
+    tables = {"rows": rows, "resnet_rows": resnet_rows, "online": online, "runs": records}
+    atomic_write_text(docs / "handback.json", json.dumps(tables, indent=1))
+    atomic_write_text(docs / "handback.md", markdown(rows, small, command) + resnet_markdown(resnet_rows, resnet))
     return rows
 
 
