@@ -2,6 +2,8 @@
 
 import json
 
+import torch
+
 from experiments.co_lab import prevention
 from experiments.co_lab import runs as lab_runs
 
@@ -21,7 +23,7 @@ def test_every_plan_names_existing_configs_and_distinct_runs():
     assert not set(prevention.HANDBACK_SEEDS) & (set(prevention.REPORT_SEEDS) | set(prevention.TUNING_SEEDS))
 
 
-def test_a_tiny_study_trains_evaluates_and_reports(tmp_path):
+def test_a_tiny_study_trains_evaluates_and_reports(tmp_path, monkeypatch):
     out, docs = tmp_path / "out", tmp_path / "docs"
     tiny = ("trainer.max_epochs=2", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1")
     arms = [
@@ -32,8 +34,8 @@ def test_a_tiny_study_trains_evaluates_and_reports(tmp_path):
     # a run that fails (a config value refused at construction) is recorded, and the others go on
     jobs += prevention.Arm("smallcnn_injected", "flc", (21,), (*tiny, "model.init_args.eps=7")).jobs()
     lab_runs.train(jobs, out, parallel=2, keep_going=True)
-    prevention.evaluate(out, images=8, autoattack_images=4, parallel=2)
-    result = prevention.report(out, docs, "the command")
+    prevention.evaluate(out, images=["8"], autoattack_images=["4"], parallel=2)
+    result = prevention.report(out, docs, "the command", ["8"], ["4"])
     rows = {(r["setting"], r["method"]): r for r in result["summary"]}
     assert rows[("smallcnn_injected", "nfgsm")]["runs"] == 1  # the report seed; the tuning seed is reported apart
     assert result["tuning_summary"][0]["seeds"] == [100]
@@ -46,7 +48,16 @@ def test_a_tiny_study_trains_evaluates_and_reports(tmp_path):
     assert "aliasing" in fgsm["would_stop"]
     text = (docs / "prevention.md").read_text()
     assert "| smallcnn_injected | N-FGSM | 1 |" in text and "the command" in text
+    assert "PGD-50-10 on the first 8, AutoAttack on 4" in text
     assert json.loads((docs / "prevention.json").read_text())["command"] == "the command"
+    # the image counts are per network: a named network's count wins over the bare default
+    asked = {}
+    monkeypatch.setattr(prevention.test_eval, "evaluate_epochs", lambda *args: asked.update(counts=args[3:]))
+    threads = torch.get_num_threads()
+    fgsm_folder = out / "runs" / "smallcnn_injected@fgsm" / "seed20"
+    prevention._evaluate_run(fgsm_folder, ["8", "SmallCNN=3"], ["5", "PreActResNet18=1"])
+    torch.set_num_threads(threads)
+    assert asked["counts"] == (3, 5)
 
 
 def test_a_model_far_stronger_against_pgd_than_autoattack_is_masked():

@@ -57,7 +57,7 @@ def test_the_study_runs_the_cifar10_configs_from_training_to_figures(tmp_path):
 def test_image_counts_per_network():
     import pytest
 
-    from experiments.co_lab.report import images_for
+    from experiments.co_lab.evaluate import images_for
 
     assert images_for(["500"], "PreActResNet18") == 500
     assert images_for(["500", "PreActResNet18=100"], "PreActResNet18") == 100

@@ -10,6 +10,7 @@ what is missing.
 
 import importlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,23 @@ def instantiate(config: dict[str, Any]) -> Any:
         for key, value in (config.get("init_args") or {}).items()
     }
     return getattr(importlib.import_module(module), name)(**args)
+
+
+def images_for(counts: Sequence[str], network: str) -> int:
+    """The image count for a network from ["500"] or ["SmallCNN=500", "PreActResNet18=100"] (the bare number is the
+    default for networks not named)."""
+    default, named = None, {}
+    for item in counts:
+        key, sep, value = item.partition("=")
+        if sep:
+            named[key] = int(value)
+        else:
+            default = int(key)
+    if network in named:
+        return named[network]
+    if default is None:
+        raise ValueError(f"no image count for {network}: give {network}=N or a bare N for every network")
+    return default
 
 
 def test_images(run: Run, count: int) -> tuple[torch.Tensor, torch.Tensor, tuple[float, float]]:

@@ -98,23 +98,6 @@ def epochs_to_test(run: Run, detectors: dict[str, Detector]) -> set[int]:
     return epochs
 
 
-def images_for(counts: Sequence[str], network: str) -> int:
-    """The image count for a network from ["500"] or ["SmallCNN=500", "PreActResNet18=100"] (the bare number is the
-    default for networks not named)."""
-    default, named = None, {}
-    for item in counts:
-        key, sep, value = item.partition("=")
-        if sep:
-            named[key] = int(value)
-        else:
-            default = int(key)
-    if network in named:
-        return named[network]
-    if default is None:
-        raise ValueError(f"no image count for {network}: give {network}=N or a bare N for every network")
-    return default
-
-
 def evaluate(out: Path, images: Sequence[str], autoattack_images: Sequence[str]) -> None:
     """Test PGD-50-10 and AutoAttack of the oracle's and the handed-back models of the reporting CO runs (healthy runs
     are scored by their false stops alone)."""
@@ -124,7 +107,8 @@ def evaluate(out: Path, images: Sequence[str], autoattack_images: Sequence[str])
             continue
         print(f"evaluating {run.name}", flush=True)
         attacks = ("clean", "pgd_50x10", "autoattack")
-        n, n_autoattack = images_for(images, run.network), images_for(autoattack_images, run.network)
+        n = test_eval.images_for(images, run.network)
+        n_autoattack = test_eval.images_for(autoattack_images, run.network)
         test_eval.evaluate_epochs(run, epochs_to_test(run, detectors), attacks, n, n_autoattack)
 
 
