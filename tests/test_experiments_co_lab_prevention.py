@@ -48,7 +48,7 @@ def test_a_tiny_study_trains_evaluates_and_reports(tmp_path, monkeypatch):
     assert "aliasing" in fgsm["would_stop"]
     text = (docs / "prevention.md").read_text()
     assert "| smallcnn_injected | N-FGSM | 1 |" in text and "the command" in text
-    assert "PGD-50-10 on the first 8, AutoAttack on 4" in text
+    assert "PGD-50-10 on the first 8, AutoAttack on the first 4 test images" in text
     assert json.loads((docs / "prevention.json").read_text())["command"] == "the command"
     # the image counts are per network: a named network's count wins over the bare default
     asked = {}

@@ -300,7 +300,8 @@ def markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]], 
         "failed: training stopped with an error); masked: final models whose test PGD-50-10 accuracy is more than 20 "
         "points above their AutoAttack accuracy (gradient masking, whatever the class says); "
         "test accuracy of the final model and of the best epoch by held-out PGD: clean, PGD-50-10 (step eps/10) and "
-        f"AutoAttack (standard, 100 iterations), median (min..max) in % ({counts}; NETWORK=N: that network's count).",
+        f"AutoAttack (standard, 100 iterations), median (min..max) in % ({counts}; the two attacks' subsets differ, "
+        "so AutoAttack can come out above PGD).",
         "",
         "| setting | method | runs | CO | partial | healthy | never robust | failed | masked | clean, final | "
         "PGD-50-10 final | PGD-50-10 best | AutoAttack final | AutoAttack best |",
@@ -385,6 +386,13 @@ def study_runs(out: Path) -> list[Run]:
     return [run for run in lab_runs.load_runs(out) if run.seed not in HANDBACK_SEEDS]
 
 
+def _counts(items: Sequence[str]) -> str:
+    """["250", "PreActResNet18=100"] -> "250 (PreActResNet18: 100)"."""
+    named = [item.replace("=", ": ") for item in items if "=" in item]
+    default = " ".join(item for item in items if "=" not in item)
+    return f"{default} ({', '.join(named)})" if named else default
+
+
 def report(
     out: Path,
     docs: Path,
@@ -401,7 +409,8 @@ def report(
     tuning = summarize([r for r in records if r["half"] == "tune"])
     result = {"summary": rows, "tuning_summary": tuning, "runs": records, "command": command}
     atomic_write_text(docs / "prevention.json", json.dumps(result, indent=1))
-    counts = f"test images: PGD-50-10 on the first {' '.join(images)}, AutoAttack on {' '.join(autoattack_images)}"
+    first, first_aa = _counts(images), _counts(autoattack_images)
+    counts = f"PGD-50-10 on the first {first}, AutoAttack on the first {first_aa} test images"
     atomic_write_text(docs / "prevention.md", markdown(rows, records, command, counts))
     return result
 
