@@ -12,7 +12,7 @@ def test_wilson_matches_the_published_intervals():
     assert wilson(0, 0) == (0.0, 1.0)
 
 
-def _record(kind: str, test: list[float], stop: int | None, network: str = "smallcnn") -> dict:
+def _record(kind: str, test: list[float], stop: int | None, network: str = "SmallCNN") -> dict:
     return {
         "run": f"x@fgsm/seed{20 + len(test)}",
         "network": network,
@@ -40,7 +40,7 @@ def test_a_stop_after_a_two_epoch_fall_hits_only_with_a_best_recent_hand_back():
 
 def test_the_resnet_table_lists_its_own_runs_and_is_absent_without_them():
     assert resnet_markdown([], []) == ""
-    records = [_record("partial_collapse", [0.3, 0.6, 0.2], stop=2, network="preact18")]
+    records = [_record("partial_collapse", [0.3, 0.6, 0.2], stop=2, network="PreActResNet18")]
     text = resnet_markdown(score(records), records)
     assert "1 runs, 0 catastrophic and 1 partial collapses" in text
     assert "| pgd_es | best_val_all | 1 / 1 |" in text and "best_val_3" not in text

@@ -150,11 +150,6 @@ def measure(out: Path, parallel: int) -> None:
 
 
 # --- report ---------------------------------------------------------------------------------------------------------
-def network_of(run: Run) -> str:
-    """ "preact18" or "smallcnn": the settings' network, scored apart (their collapses differ in speed and depth)."""
-    return "preact18" if run.setting.startswith("preact18") else "smallcnn"
-
-
 def run_record(run: Run) -> dict[str, Any]:
     """A run's compact record: class, per-epoch val/acc_pgd, probe and test PGD-50-10, and each detector's stop."""
     outcome = classify(run.val["acc_pgd"], run.val["acc_fgsm"])
@@ -164,7 +159,7 @@ def run_record(run: Run) -> dict[str, Any]:
     stops = would_stop(run)
     return {
         "run": run.name,
-        "network": network_of(run),
+        "network": run.network,  # SmallCNN's and PreActResNet18's runs are scored apart
         "class": outcome.kind,
         "val_acc_pgd": [round(v, 4) for v in run.val["acc_pgd"]],
         "probe": [probe.get(e) for e in range(run.epochs)],
@@ -247,6 +242,15 @@ def _pct(low_high: tuple[float, float]) -> str:
     return f"{100 * low_high[0]:.0f}-{100 * low_high[1]:.0f}%"
 
 
+def _scored(row: dict[str, Any]) -> str:
+    """A score row's table cells: detector, policy, hits and false stops with their intervals, the kept accuracy."""
+    return (
+        f"| {row['detector']} | {row['policy']} | {row['hits']} / {row['collapses']} | "
+        f"{_pct(row['hit_interval'])} | {row['false_stops']} / {row['healthy']} | "
+        f"{_pct(row['false_interval'])} | {100 * row['median_test_pgd']:.1f} |"
+    )
+
+
 def markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]], command: str) -> str:
     classes = {k: sum(r["class"] == k for r in records) for k in ("catastrophic", "partial_collapse", "healthy")}
     lines = [
@@ -264,11 +268,7 @@ def markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]], 
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        lines.append(
-            f"| {row['detector']} | {row['policy']} | {row['hits']} / {row['collapses']} | "
-            f"{_pct(row['hit_interval'])} | {row['false_stops']} / {row['healthy']} | "
-            f"{_pct(row['false_interval'])} | {100 * row['median_test_pgd']:.1f} | {100 * row['cost']:.0f}% |"
-        )
+        lines.append(f"{_scored(row)} {100 * row['cost']:.0f}% |")
     fresh = [r for r in records if int(r["run"].rsplit("seed", 1)[1]) in HANDBACK_SEEDS]
     if fresh:
         lines += [
@@ -322,13 +322,8 @@ def resnet_markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, 
         "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        if row["policy"] not in ("last_check", f"best_probe_{ONLINE_WINDOW}", "best_val_all"):
-            continue
-        lines.append(
-            f"| {row['detector']} | {row['policy']} | {row['hits']} / {row['collapses']} | "
-            f"{_pct(row['hit_interval'])} | {row['false_stops']} / {row['healthy']} | "
-            f"{_pct(row['false_interval'])} | {100 * row['median_test_pgd']:.1f} |"
-        )
+        if row["policy"] in ("last_check", f"best_probe_{ONLINE_WINDOW}", "best_val_all"):
+            lines.append(_scored(row))
     return "\n".join(lines) + "\n"
 
 
@@ -337,8 +332,8 @@ def report(out: Path, docs: Path, command: str) -> list[dict[str, Any]]:
     missing = [r["run"] for r in records if r["class"] in COLLAPSES and None in r["test_pgd"]]
     if missing:
         raise SystemExit(f"runs not measured yet (run the measure step): {', '.join(missing)}")
-    small = [r for r in records if r["network"] == "smallcnn"]
-    resnet = [r for r in records if r["network"] == "preact18"]
+    small = [r for r in records if r["network"] == "SmallCNN"]
+    resnet = [r for r in records if r["network"] == "PreActResNet18"]
     rows, resnet_rows = score(small), score(resnet)
     docs.mkdir(parents=True, exist_ok=True)
     online = agreement(small)
