@@ -64,3 +64,16 @@ def test_image_counts_per_network():
     assert images_for(["500", "PreActResNet18=100"], "SmallCNN") == 500
     with pytest.raises(ValueError, match="no image count for SmallCNN"):
         images_for(["PreActResNet18=100"], "SmallCNN")
+    for bad in ("PreActResNet18=x", "=100", "0", "-5", "ten"):
+        with pytest.raises(ValueError, match=f"image count '{bad}': give N or NETWORK=N"):
+            images_for([bad], "PreActResNet18")
+
+
+def test_malformed_image_count_refused_by_the_cli_before_any_work(tmp_path, capsys):
+    import pytest
+
+    from experiments.co_lab import prevention
+
+    with pytest.raises(SystemExit):
+        prevention.main(["evaluate", "--out", str(tmp_path), "--test-images", "250", "PreActResNet18=x"])
+    assert "image count 'PreActResNet18=x': give N or NETWORK=N" in capsys.readouterr().err

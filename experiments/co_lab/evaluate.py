@@ -8,6 +8,7 @@ in the data's range. Results go to `<run>/test_accuracy.json` ({epoch: {attack: 
 what is missing.
 """
 
+import argparse
 import importlib
 import json
 from collections.abc import Sequence
@@ -33,11 +34,31 @@ def instantiate(config: dict[str, Any]) -> Any:
     return getattr(importlib.import_module(module), name)(**args)
 
 
+def image_count(item: str) -> str:
+    """One image-count item, "N" or "NETWORK=N" with N a positive integer, checked (an argparse `type`, so a
+    malformed count is refused before any run is attacked)."""
+    key, sep, value = item.partition("=")
+    number = value if sep else key
+    if (sep and not key) or not number.isdigit() or int(number) < 1:
+        raise ValueError(
+            f"image count {item!r}: give N or NETWORK=N with N a positive integer, e.g. 250 or PreActResNet18=100"
+        )
+    return item
+
+
+def image_count_arg(item: str) -> str:
+    """`image_count` as an argparse `type`: its message, not argparse's generic one, on a malformed count."""
+    try:
+        return image_count(item)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def images_for(counts: Sequence[str], network: str) -> int:
     """The image count for a network from ["500"] or ["SmallCNN=500", "PreActResNet18=100"] (the bare number is the
     default for networks not named)."""
     default, named = None, {}
-    for item in counts:
+    for item in map(image_count, counts):
         key, sep, value = item.partition("=")
         if sep:
             named[key] = int(value)
