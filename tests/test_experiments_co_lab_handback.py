@@ -2,7 +2,7 @@
 
 import pytest
 
-from experiments.co_lab.handback import DETECTORS, resnet_markdown, score, wilson
+from experiments.co_lab.handback import DETECTORS, replayed, resnet_markdown, score, wilson
 
 
 def test_wilson_matches_the_published_intervals():
@@ -43,4 +43,12 @@ def test_the_resnet_table_lists_its_own_runs_and_is_absent_without_them():
     records = [_record("partial_collapse", [0.3, 0.6, 0.2], stop=2, network="PreActResNet18")]
     text = resnet_markdown(score(records), records)
     assert "1 runs, 0 catastrophic and 1 partial collapses" in text
+    assert "best epochs, test PGD-50-10 on 100 digits: x@fgsm/seed23 60%." in text
     assert "| pgd_es | best_val_all | 1 / 1 |" in text and "best_val_3" not in text
+
+
+def test_the_replayed_arms_are_chosen_per_network():
+    assert replayed("PreActResNet18", "preact18_injected@flc") and replayed("PreActResNet18", "preact18_injected@pgd10")
+    assert replayed("SmallCNN", "smallcnn_natural@fgsm") and replayed("SmallCNN", "smallcnn_injected_beta0.05@nfgsm")
+    assert not replayed("SmallCNN", "smallcnn_injected@flc") and not replayed("SmallCNN", "smallcnn_injected@gradalign")
+    assert not replayed("WideResNet", "x@fgsm")
