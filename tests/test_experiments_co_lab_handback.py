@@ -36,6 +36,10 @@ def test_a_stop_after_a_two_epoch_fall_hits_only_with_a_best_recent_hand_back():
     assert rows["pgd_es", "best_probe_3"]["hits"] == 1
     assert rows["pgd_es", "last_check"]["false_stops"] == 1 and rows["pgd_es", "last_check"]["healthy"] == 2
     assert rows["pgd_es", "last_check"]["median_test_pgd"] == pytest.approx(0.45)
+    # unstable training (a collapse that climbed back) is neither a collapse to hit nor a healthy run to spare
+    unstable = _record("unstable", [0.30, 0.50, 0.0, 0.55, 0.60], stop=2)
+    row = next(r for r in score([collapse, healthy, stopped, unstable]) if r["policy"] == "last_check")
+    assert (row["collapses"], row["healthy"]) == (1, 2)
 
 
 def test_the_resnet_table_lists_its_own_runs_and_is_absent_without_them():

@@ -64,3 +64,18 @@ def test_a_model_far_stronger_against_pgd_than_autoattack_is_masked():
     assert prevention.is_masked({"pgd_50x10": 0.95, "autoattack": 0.05})
     assert not prevention.is_masked({"pgd_50x10": 0.45, "autoattack": 0.40})
     assert not prevention.is_masked({"pgd_50x10": 0.45})
+
+
+def test_unstable_training_gets_its_own_column_and_is_not_a_collapse():
+    def record(seed: int, kind: str) -> dict:
+        result = {"clean": 0.9, "pgd_50x10": 0.5, "autoattack": 0.45}
+        return {"setting": "s", "method": "fgsm", "seed": seed, "class": kind, "would_stop": {"pgd_es": None},
+                "test_final": result, "test_best": result}  # fmt: skip
+
+    rows = prevention.summarize([record(20, "catastrophic"), record(21, "unstable"), record(22, "healthy")])
+    assert (rows[0]["catastrophic"], rows[0]["unstable"], rows[0]["healthy"], rows[0]["calm_runs"]) == (1, 1, 1, 1)
+    text = prevention.markdown(rows, [], "cmd", "250 images")
+    assert (
+        "| never robust | unstable | failed |" in text
+        and "| s | FGSM (zero start) | 3 | 1 | 0 | 1 | 0 | 1 | 0 |" in text
+    )

@@ -41,7 +41,7 @@ import torch
 
 from experiments.co_lab import evaluate as test_eval
 from experiments.co_lab import runs as lab_runs
-from experiments.co_lab.outcomes import WITHIN, classify, within_oracle
+from experiments.co_lab.outcomes import WITHIN, classify, run_class, within_oracle
 from experiments.co_lab.prevention import HANDBACK_SEEDS, REPORT_SEEDS, TEST_IMAGES, would_stop
 from experiments.co_lab.runs import Run
 from experiments.steps import refuse_missing_out
@@ -165,7 +165,6 @@ def measure(out: Path, parallel: int) -> None:
 # --- report ---------------------------------------------------------------------------------------------------------
 def run_record(run: Run) -> dict[str, Any]:
     """A run's compact record: class, per-epoch val/acc_pgd, probe and test PGD-50-10, and each detector's stop."""
-    outcome = classify(run.val["acc_pgd"], run.val["acc_fgsm"])
     probe = probe_accuracy(run) if (run.folder / PROBE).is_file() else {}
     cache = test_eval.cache_of(run)
     test = [cache.get(e, {}).get("pgd_50x10") for e in range(run.epochs)]
@@ -173,7 +172,7 @@ def run_record(run: Run) -> dict[str, Any]:
     return {
         "run": run.name,
         "network": run.network,  # SmallCNN's and PreActResNet18's runs are scored apart
-        "class": outcome.kind,
+        "class": run_class(run.val["acc_pgd"], run.val["acc_fgsm"]),  # "unstable": neither collapse nor healthy
         "val_acc_pgd": [round(v, 4) for v in run.val["acc_pgd"]],
         "probe": [probe.get(e) for e in range(run.epochs)],
         "test_pgd": test,
@@ -265,7 +264,7 @@ def _scored(row: dict[str, Any]) -> str:
 
 
 def markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]], command: str) -> str:
-    classes = {k: sum(r["class"] == k for r in records) for k in ("catastrophic", "partial_collapse", "healthy")}
+    classes = {k: sum(r["class"] == k for r in records) for k in (*COLLAPSES, "healthy", "unstable")}
     lines = [
         "# Hand-back policies replayed on the prevention study's runs",
         "",
@@ -273,7 +272,9 @@ def markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]], 
         f"{', '.join(METHODS['SmallCNN'])}, and 30-39 "
         "of plain FGSM (trained once the stops' hand-back was settled): "
         f"{len(records)} runs, {classes['catastrophic']} catastrophic and {classes['partial_collapse']} partial "
-        f"collapses, {classes['healthy']} healthy (the rest never became robust). A hit: a collapse whose "
+        f"collapses, {classes['healthy']} healthy, {classes['unstable']} unstable (collapses that climbed back "
+        "within 3 epochs, outcomes.recovers: neither hit nor false stop; the rest never became robust). A hit: a "
+        "collapse whose "
         f"handed-back model holds test PGD-50-10 within {100 * WITHIN:.0f} points of its best epoch's. Intervals: "
         "Wilson 95%. Cost: passes per epoch as a share of an FGSM epoch's.",
         "",
@@ -324,7 +325,7 @@ def resnet_markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, 
     collapse's best-epoch robustness (whether the collapses lose real robustness)."""
     if not records:
         return ""
-    classes = {k: sum(r["class"] == k for r in records) for k in ("catastrophic", "partial_collapse", "healthy")}
+    classes = {k: sum(r["class"] == k for r in records) for k in (*COLLAPSES, "healthy", "unstable")}
     seeds = [int(r["run"].rsplit("seed", 1)[1]) for r in records]
     best = "; ".join(
         f"{r['run']} {100 * max(t for t in r['test_pgd'] if t is not None):.0f}%"
@@ -335,7 +336,8 @@ def resnet_markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, 
         "",
         f"PreActResNet18 (`preact18_injected`, the runs of {', '.join(METHODS['PreActResNet18'])} at report seeds "
         f"{min(seeds)}-{max(seeds)}): {len(records)} runs, {classes['catastrophic']} catastrophic and "
-        f"{classes['partial_collapse']} partial collapses, {classes['healthy']} healthy (the rest never became "
+        f"{classes['partial_collapse']} partial collapses, {classes['healthy']} healthy, "
+        f"{classes['unstable']} unstable (the rest never became "
         f"robust). The collapses' best epochs, test PGD-50-10 on 100 digits: {best or 'none'}.",
         "",
         "| detector | policy | hits / collapses | hit interval | false stops / healthy | false-stop interval | "

@@ -15,6 +15,9 @@ e + 1 epochs completed, a check at global step g at g / steps_per_epoch).
 - It is *healthy* otherwise; a healthy run that ends more than GRADUAL_DROP (0.1) below its best has overfitted
   *gradually* (robust overfitting, Rice et al.), which a CO detector should not mistake for a collapse.
 - The *oracle* epoch is the one with the best held-out PGD accuracy: the model a perfect stop would hand back.
+- A collapse (catastrophic or partial) whose held-out PGD accuracy climbs back, within RECOVERY_EPOCHS (3) epochs of
+  the fall, to within GRADUAL_DROP of its best before the fall is *unstable training*, not CO (`recovers`): e.g. a
+  ResNet run at 0.52, 0.0, 0.10, 0.60. The hand-back scores count such runs apart, neither hit nor false stop.
 """
 
 import math
@@ -27,6 +30,7 @@ COLLAPSE_EPOCHS = 2
 FGSM_HIGH = 0.5
 GRADUAL_DROP = 0.10
 PARTIAL = 1 / 3
+RECOVERY_EPOCHS = 3
 WITHIN = 0.03  # "within 3 points of the oracle"
 
 
@@ -67,6 +71,39 @@ def classify(acc_pgd: Sequence[float], acc_fgsm: Sequence[float]) -> RunOutcome:
             return RunOutcome("partial_collapse", None, oracle)
         best = max(best, value)
     return RunOutcome("healthy", None, oracle, gradual=max(acc_pgd) - acc_pgd[-1] > GRADUAL_DROP)
+
+
+def fall_epoch(acc_pgd: Sequence[float], acc_fgsm: Sequence[float]) -> int | None:
+    """The first fallen epoch of a collapse: a catastrophic run's collapse epoch, or the first epoch of a partial
+    collapse below PARTIAL of its best so far with FGSM accuracy high; None for a run that did not collapse."""
+    outcome = classify(acc_pgd, acc_fgsm)
+    if outcome.kind == "catastrophic":
+        return outcome.collapse_epoch
+    if outcome.kind != "partial_collapse":
+        return None
+    best = 0.0
+    for epoch, (value, fgsm) in enumerate(zip(acc_pgd, acc_fgsm, strict=True)):
+        if best >= ROBUST - 1e-6 and value < PARTIAL * best and fgsm >= FGSM_HIGH - 1e-6:
+            return epoch
+        best = max(best, value)
+    raise AssertionError("classify found a partial collapse that fall_epoch does not")  # pragma: no cover
+
+
+def recovers(acc_pgd: Sequence[float], acc_fgsm: Sequence[float]) -> bool:
+    """Whether a collapse is unstable training: within RECOVERY_EPOCHS epochs after its fall, held-out PGD accuracy
+    is back to within GRADUAL_DROP of its best before the fall (False for a run that did not collapse)."""
+    fall = fall_epoch(acc_pgd, acc_fgsm)
+    if fall is None:
+        return False
+    before = max(acc_pgd[:fall])
+    after = acc_pgd[fall + 1 : fall + 1 + RECOVERY_EPOCHS]
+    return bool(after) and max(after) >= before - GRADUAL_DROP - 1e-6
+
+
+def run_class(acc_pgd: Sequence[float], acc_fgsm: Sequence[float]) -> str:
+    """classify's kind, with a collapse that `recovers` named "unstable"."""
+    kind = classify(acc_pgd, acc_fgsm).kind
+    return "unstable" if kind in ("catastrophic", "partial_collapse") and recovers(acc_pgd, acc_fgsm) else kind
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import torch
 
 from experiments.co_lab import evaluate as test_eval
 from experiments.co_lab import runs as lab_runs
-from experiments.co_lab.outcomes import classify
+from experiments.co_lab.outcomes import classify, run_class
 from experiments.co_lab.runs import Run
 from experiments.steps import refuse_missing_out
 from robustrain.runs.atomic import atomic_write_text
@@ -224,7 +224,7 @@ def run_record(run: Run) -> dict[str, Any]:
         "method": method,
         "seed": run.seed,
         "half": "tune" if is_tuning(run) else "report",
-        "class": outcome.kind,
+        "class": run_class(run.val["acc_pgd"], run.val["acc_fgsm"]),
         "gradual": outcome.gradual,
         "collapse_epoch": outcome.collapse_epoch,
         "final_epoch": final,
@@ -275,6 +275,7 @@ def summarize(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "partial_collapse": classes.count("partial_collapse"),
                 "healthy": classes.count("healthy"),
                 "never_robust": classes.count("never_robust"),
+                "unstable": classes.count("unstable"),
                 "failed": classes.count("failed"),
                 "masked": sum(is_masked(r["test_final"]) for r in group),
                 "clean_final": _median_range(results("test_final", "clean")),
@@ -297,21 +298,23 @@ def markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]], 
         "",
         "Per setting and method, on the report seeds (tuning seeds below): the lab's classes of the runs "
         "(catastrophic / partial collapse / healthy / never robust, from held-out PGD and FGSM accuracy per epoch; "
-        "failed: training stopped with an error); masked: final models whose test PGD-50-10 accuracy is more than 20 "
-        "points above their AutoAttack accuracy (gradient masking, whatever the class says); "
+        "unstable: a collapse whose held-out PGD climbed back within 3 epochs to within 10 points of its best before "
+        "the fall, unstable training rather than CO; failed: training stopped with an error); masked: final models "
+        "whose test PGD-50-10 accuracy is more than 20 points above their AutoAttack accuracy (gradient masking, "
+        "whatever the class says); "
         "test accuracy of the final model and of the best epoch by held-out PGD: clean, PGD-50-10 (step eps/10) and "
         f"AutoAttack (standard, 100 iterations), median (min..max) in % ({counts}; the two attacks' subsets differ, "
         "so AutoAttack can come out above PGD).",
         "",
-        "| setting | method | runs | CO | partial | healthy | never robust | failed | masked | clean, final | "
-        "PGD-50-10 final | PGD-50-10 best | AutoAttack final | AutoAttack best |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| setting | method | runs | CO | partial | healthy | never robust | unstable | failed | masked | "
+        "clean, final | PGD-50-10 final | PGD-50-10 best | AutoAttack final | AutoAttack best |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['setting']} | {METHOD_NAMES.get(r['method'], r['method'])} | {r['runs']} | {r['catastrophic']} | "
-            f"{r['partial_collapse']} | {r['healthy']} | {r['never_robust']} | {r['failed']} | {r['masked']} | "
-            f"{r['clean_final']} | "
+            f"{r['partial_collapse']} | {r['healthy']} | {r['never_robust']} | {r.get('unstable', 0)} | "
+            f"{r['failed']} | {r['masked']} | {r['clean_final']} | "
             f"{r['pgd_final']} | {r['pgd_best']} | {r['aa_final']} | {r['aa_best']} |"
         )
     lines += [
