@@ -10,6 +10,8 @@ from experiments.co_lab.outcomes import (
     classify,
     handed_back_epoch,
     lag,
+    recovers,
+    run_class,
     stop_of,
     within_oracle,
 )
@@ -73,3 +75,35 @@ def test_hand_back_accuracy_and_the_oracle_margin():
 def test_float32_metrics_on_the_thresholds_count():
     assert classify([0.1, 0.48, 0.0500000007], [0.2, 0.8, 0.97]).collapse_epoch == 2
     assert classify([0.1, 0.2999999821, 0.29], [0.2, 0.8, 0.8]).kind == "healthy"
+
+
+HIGH = [0.9] * 10
+
+
+@pytest.mark.parametrize(
+    "pgd,fall,unstable",
+    [
+        # the ResNet run: 0.52, then 0.0, back to 0.60 two epochs later: unstable training, not CO
+        ([0.06, 0.24, 0.52, 0.0, 0.1, 0.6, 0.03, 0.67, 0.7, 0.62], 3, True),
+        # the same fall staying down: CO
+        ([0.06, 0.24, 0.52, 0.0, 0.1, 0.1, 0.03, 0.0, 0.0, 0.0], 3, False),
+        # back to 0.42 = 0.52 - 0.10 exactly, on the third epoch after the fall: unstable (the edge)
+        ([0.06, 0.24, 0.52, 0.0, 0.1, 0.2, 0.42], 3, True),
+        # back to 0.41: short of the best minus 0.10, still a collapse
+        ([0.06, 0.24, 0.52, 0.0, 0.1, 0.2, 0.41], 3, False),
+        # recovered on the fourth epoch after the fall: too late, a collapse
+        ([0.06, 0.24, 0.52, 0.0, 0.1, 0.2, 0.3, 0.6], 3, False),
+        # a partial collapse (0.66 -> 0.06) that climbs back to 0.64: unstable
+        ([0.14, 0.56, 0.64, 0.66, 0.06, 0.16, 0.64, 0.56], 4, True),
+        # a fall in the last epoch: nothing after it, a collapse
+        ([0.1, 0.5, 0.6, 0.0], 3, False),
+        # healthy and never robust runs do not fall
+        ([0.1, 0.4, 0.45, 0.44], None, False),
+        ([0.0, 0.1, 0.2, 0.0], None, False),
+    ],
+)
+def test_a_collapse_that_climbs_back_within_three_epochs_is_unstable_training(pgd, fall, unstable):
+    outcome = classify(pgd, HIGH[: len(pgd)])
+    assert outcome.fall_epoch == fall
+    assert recovers(outcome, pgd) is unstable
+    assert run_class(outcome, pgd) == ("unstable" if unstable else outcome.kind)

@@ -41,7 +41,7 @@ import torch
 
 from experiments.co_lab import evaluate as test_eval
 from experiments.co_lab import runs as lab_runs
-from experiments.co_lab.outcomes import WITHIN, classify, run_class, within_oracle
+from experiments.co_lab.outcomes import COLLAPSES, WITHIN, classify, run_class, within_oracle
 from experiments.co_lab.prevention import HANDBACK_SEEDS, REPORT_SEEDS, TEST_IMAGES, would_stop
 from experiments.co_lab.runs import Run
 from experiments.steps import refuse_missing_out
@@ -58,7 +58,6 @@ METHODS = {
     "SmallCNN": ("fgsm", "nfgsm", "fgsm_rs", "elle_a", "pgd10"),
     "PreActResNet18": ("fgsm", "nfgsm", "flc", "pgd10", "gradalign", "elle_a"),
 }
-COLLAPSES = ("catastrophic", "partial_collapse")
 WINDOWS = (3, 5)
 DETECTORS = ("grad_align", "pgd_es", "pgd_es_probe", "aliasing", "abnormal", "masking_gap")
 ONLINE_WINDOW = 5  # hand_back_window of the detectors that record their best_probe choice (HANDBACK_SEEDS' runs)
@@ -172,7 +171,8 @@ def run_record(run: Run) -> dict[str, Any]:
     return {
         "run": run.name,
         "network": run.network,  # SmallCNN's and PreActResNet18's runs are scored apart
-        "class": run_class(run.val["acc_pgd"], run.val["acc_fgsm"]),  # "unstable": neither collapse nor healthy
+        # "unstable" (a collapse that climbed back): neither a collapse nor healthy
+        "class": run_class(classify(run.val["acc_pgd"], run.val["acc_fgsm"]), run.val["acc_pgd"]),
         "val_acc_pgd": [round(v, 4) for v in run.val["acc_pgd"]],
         "probe": [probe.get(e) for e in range(run.epochs)],
         "test_pgd": test,

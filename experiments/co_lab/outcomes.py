@@ -32,6 +32,7 @@ GRADUAL_DROP = 0.10
 PARTIAL = 1 / 3
 RECOVERY_EPOCHS = 3
 WITHIN = 0.03  # "within 3 points of the oracle"
+COLLAPSES = ("catastrophic", "partial_collapse")
 
 
 @dataclass(frozen=True)
@@ -43,12 +44,15 @@ class RunOutcome:
         collapse_epoch: The first collapsed epoch of a catastrophic run, else None.
         oracle_epoch: The epoch with the best held-out PGD accuracy (the first of ties).
         gradual: A healthy run that ended more than GRADUAL_DROP below its best.
+        fall_epoch: The first fallen epoch of a collapse: the collapse epoch of a catastrophic run, the first epoch
+            below PARTIAL of the best so far (FGSM accuracy high) of a partial collapse, else None.
     """
 
     kind: str
     collapse_epoch: int | None
     oracle_epoch: int
     gradual: bool = False
+    fall_epoch: int | None = None
 
 
 def classify(acc_pgd: Sequence[float], acc_fgsm: Sequence[float]) -> RunOutcome:
@@ -62,37 +66,21 @@ def classify(acc_pgd: Sequence[float], acc_fgsm: Sequence[float]) -> RunOutcome:
         for epoch in range(start + 1, min(start + COLLAPSE_EPOCHS, len(acc_pgd) - 1) + 1):
             # float32 metrics: 25 of 500 images logged as 0.0500000007 is still 5%
             if acc_pgd[epoch] <= COLLAPSED + 1e-6 and max(acc_fgsm[epoch : epoch + 2]) >= FGSM_HIGH - 1e-6:
-                return RunOutcome("catastrophic", epoch, oracle)
+                return RunOutcome("catastrophic", epoch, oracle, fall_epoch=epoch)
     if max(acc_pgd) < ROBUST - 1e-6:
         return RunOutcome("never_robust", None, oracle)
     best = 0.0
-    for value, fgsm in zip(acc_pgd, acc_fgsm, strict=True):
+    for epoch, (value, fgsm) in enumerate(zip(acc_pgd, acc_fgsm, strict=True)):
         if best >= ROBUST - 1e-6 and value < PARTIAL * best and fgsm >= FGSM_HIGH - 1e-6:
-            return RunOutcome("partial_collapse", None, oracle)
+            return RunOutcome("partial_collapse", None, oracle, fall_epoch=epoch)
         best = max(best, value)
     return RunOutcome("healthy", None, oracle, gradual=max(acc_pgd) - acc_pgd[-1] > GRADUAL_DROP)
 
 
-def fall_epoch(acc_pgd: Sequence[float], acc_fgsm: Sequence[float]) -> int | None:
-    """The first fallen epoch of a collapse: a catastrophic run's collapse epoch, or the first epoch of a partial
-    collapse below PARTIAL of its best so far with FGSM accuracy high; None for a run that did not collapse."""
-    outcome = classify(acc_pgd, acc_fgsm)
-    if outcome.kind == "catastrophic":
-        return outcome.collapse_epoch
-    if outcome.kind != "partial_collapse":
-        return None
-    best = 0.0
-    for epoch, (value, fgsm) in enumerate(zip(acc_pgd, acc_fgsm, strict=True)):
-        if best >= ROBUST - 1e-6 and value < PARTIAL * best and fgsm >= FGSM_HIGH - 1e-6:
-            return epoch
-        best = max(best, value)
-    raise AssertionError("classify found a partial collapse that fall_epoch does not")  # pragma: no cover
-
-
-def recovers(acc_pgd: Sequence[float], acc_fgsm: Sequence[float]) -> bool:
-    """Whether a collapse is unstable training: within RECOVERY_EPOCHS epochs after its fall, held-out PGD accuracy
-    is back to within GRADUAL_DROP of its best before the fall (False for a run that did not collapse)."""
-    fall = fall_epoch(acc_pgd, acc_fgsm)
+def recovers(outcome: RunOutcome, acc_pgd: Sequence[float]) -> bool:
+    """Whether a run's collapse (its classify outcome) is unstable training: within RECOVERY_EPOCHS epochs after its
+    fall, held-out PGD accuracy is back to within GRADUAL_DROP of its best before the fall (False without a fall)."""
+    fall = outcome.fall_epoch
     if fall is None:
         return False
     before = max(acc_pgd[:fall])
@@ -100,10 +88,9 @@ def recovers(acc_pgd: Sequence[float], acc_fgsm: Sequence[float]) -> bool:
     return bool(after) and max(after) >= before - GRADUAL_DROP - 1e-6
 
 
-def run_class(acc_pgd: Sequence[float], acc_fgsm: Sequence[float]) -> str:
-    """classify's kind, with a collapse that `recovers` named "unstable"."""
-    kind = classify(acc_pgd, acc_fgsm).kind
-    return "unstable" if kind in ("catastrophic", "partial_collapse") and recovers(acc_pgd, acc_fgsm) else kind
+def run_class(outcome: RunOutcome, acc_pgd: Sequence[float]) -> str:
+    """The outcome's kind, with a collapse that `recovers` named "unstable"."""
+    return "unstable" if recovers(outcome, acc_pgd) else outcome.kind
 
 
 @dataclass(frozen=True)

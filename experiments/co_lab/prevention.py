@@ -224,7 +224,7 @@ def run_record(run: Run) -> dict[str, Any]:
         "method": method,
         "seed": run.seed,
         "half": "tune" if is_tuning(run) else "report",
-        "class": run_class(run.val["acc_pgd"], run.val["acc_fgsm"]),
+        "class": run_class(outcome, run.val["acc_pgd"]),
         "gradual": outcome.gradual,
         "collapse_epoch": outcome.collapse_epoch,
         "final_epoch": final,
