@@ -72,8 +72,11 @@ def test_image_counts_per_network():
 def test_malformed_image_count_refused_by_the_cli_before_any_work(tmp_path, capsys):
     import pytest
 
-    from experiments.co_lab import prevention
+    from experiments.co_lab import prevention, report
 
     with pytest.raises(SystemExit):
         prevention.main(["evaluate", "--out", str(tmp_path), "--test-images", "250", "PreActResNet18=x"])
     assert "image count 'PreActResNet18=x': give N or NETWORK=N" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        report.main(["report", "--out", str(tmp_path), "--autoattack-images", "=100"])
+    assert "image count '=100': give N or NETWORK=N" in capsys.readouterr().err

@@ -46,12 +46,32 @@ def image_count(item: str) -> str:
     return item
 
 
-def image_count_arg(item: str) -> str:
+def _image_count_arg(item: str) -> str:
     """`image_count` as an argparse `type`: its message, not argparse's generic one, on a malformed count."""
     try:
         return image_count(item)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_image_count_arguments(
+    parser: argparse.ArgumentParser, test_images: Sequence[str], autoattack_images: Sequence[str]
+) -> None:
+    """The CO lab CLIs' `--test-images` and `--autoattack-images` (N or NETWORK=N items, checked at parsing)."""
+    parser.add_argument(
+        "--test-images",
+        nargs="+",
+        type=_image_count_arg,
+        default=list(test_images),
+        help="test images attacked with PGD-50-10: N, or NETWORK=N pairs (e.g. SmallCNN=500 PreActResNet18=100)",
+    )
+    parser.add_argument(
+        "--autoattack-images",
+        nargs="+",
+        type=_image_count_arg,
+        default=list(autoattack_images),
+        help="as --test-images, for AutoAttack",
+    )
 
 
 def images_for(counts: Sequence[str], network: str) -> int:

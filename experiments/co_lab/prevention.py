@@ -431,20 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", type=Path, default=Path("docs/results/co_lab"))
     parser.add_argument("--parallel", type=int, default=2, help="training / evaluation processes at a time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per training process")
-    parser.add_argument(
-        "--test-images",
-        nargs="+",
-        type=test_eval.image_count_arg,
-        default=list(TEST_IMAGES),
-        help="images attacked with PGD-50-10: N or NETWORK=N",
-    )
-    parser.add_argument(
-        "--autoattack-images",
-        nargs="+",
-        type=test_eval.image_count_arg,
-        default=list(AUTOATTACK_IMAGES),
-        help="test images attacked with AutoAttack: N or NETWORK=N",
-    )
+    test_eval.add_image_count_arguments(parser, TEST_IMAGES, AUTOATTACK_IMAGES)
     args = parser.parse_args(argv)
     if args.step not in ("train", "all") and refuse_missing_out("experiments.co_lab.prevention", args.out):
         return 2

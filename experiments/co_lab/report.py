@@ -373,20 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", action="append", type=int, nargs="+", help="the seeds of the preceding --setting")
     parser.add_argument("--parallel", type=int, default=1, help="training processes at a time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per training process")
-    parser.add_argument(
-        "--test-images",
-        nargs="+",
-        type=test_eval.image_count_arg,
-        default=["500"],
-        help="N, or NETWORK=N pairs (e.g. SmallCNN=500 PreActResNet18=100)",
-    )
-    parser.add_argument(
-        "--autoattack-images",
-        nargs="+",
-        type=test_eval.image_count_arg,
-        default=["200"],
-        help="as --test-images, for AutoAttack",
-    )
+    test_eval.add_image_count_arguments(parser, ["500"], ["200"])
     parser.add_argument("--costs", type=Path, default=Path("docs/results/benchmarks_detectors.json"))
     args = parser.parse_args(argv)
     if args.step not in ("train", "all") and refuse_missing_out("experiments.co_lab.report", args.out):
