@@ -274,9 +274,8 @@ def markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]], 
         f"{len(records)} runs, {classes['catastrophic']} catastrophic and {classes['partial_collapse']} partial "
         f"collapses, {classes['healthy']} healthy, {classes['unstable']} unstable (collapses that climbed back "
         "within 3 epochs, outcomes.recovers: neither hit nor false stop; the rest never became robust). A hit: a "
-        "collapse whose "
-        f"handed-back model holds test PGD-50-10 within {100 * WITHIN:.0f} points of its best epoch's. Intervals: "
-        "Wilson 95%. Cost: passes per epoch as a share of an FGSM epoch's.",
+        f"collapse whose handed-back model holds test PGD-50-10 within {100 * WITHIN:.0f} points of its best "
+        "epoch's. Intervals: Wilson 95%. Cost: passes per epoch as a share of an FGSM epoch's.",
         "",
         "| detector | policy | hits / collapses | hit interval | false stops / healthy | false-stop interval | "
         "median test PGD-50-10 kept (collapses) | cost per epoch |",
@@ -338,7 +337,8 @@ def resnet_markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, 
         f"{min(seeds)}-{max(seeds)}): {len(records)} runs, {classes['catastrophic']} catastrophic and "
         f"{classes['partial_collapse']} partial collapses, {classes['healthy']} healthy, "
         f"{classes['unstable']} unstable (the rest never became "
-        f"robust). The collapses' best epochs, test PGD-50-10 on 100 digits: {best or 'none'}.",
+        f"robust). The collapses' best epochs, test PGD-50-10 on {test_eval.images_for(TEST_IMAGES, 'PreActResNet18')} "
+        f"digits: {best or 'none'}.",
         "",
         "| detector | policy | hits / collapses | hit interval | false stops / healthy | false-stop interval | "
         "median test PGD-50-10 kept (collapses) |",

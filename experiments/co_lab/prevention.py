@@ -313,7 +313,7 @@ def markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]], 
     for r in rows:
         lines.append(
             f"| {r['setting']} | {METHOD_NAMES.get(r['method'], r['method'])} | {r['runs']} | {r['catastrophic']} | "
-            f"{r['partial_collapse']} | {r['healthy']} | {r['never_robust']} | {r.get('unstable', 0)} | "
+            f"{r['partial_collapse']} | {r['healthy']} | {r['never_robust']} | {r['unstable']} | "
             f"{r['failed']} | {r['masked']} | {r['clean_final']} | "
             f"{r['pgd_final']} | {r['pgd_best']} | {r['aa_final']} | {r['aa_best']} |"
         )
