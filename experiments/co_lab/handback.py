@@ -61,6 +61,9 @@ METHODS = {
 WINDOWS = (3, 5)
 DETECTORS = ("grad_align", "pgd_es", "pgd_es_probe", "aliasing", "abnormal", "masking_gap")
 ONLINE_WINDOW = 5  # hand_back_window of the detectors that record their best_probe choice (HANDBACK_SEEDS' runs)
+# a collapse from "real" robustness on the ResNet: its best epoch holds at least this test PGD-50-10 (the ResNet
+# trained on the clean digits holds 81%; the CO lab's earlier ResNet collapses fell from 28-42%)
+REAL_ROBUSTNESS = 0.25
 FGSM_EPOCH_PASSES = 4000 * 2  # an FGSM epoch: one attack step and one training step per digit
 
 
@@ -319,26 +322,39 @@ def markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]], 
     return "\n".join(lines) + "\n"
 
 
+def _seed_ranges(seeds: Sequence[int]) -> str:
+    """[20, 21, 22, 30, 31] -> "20-22, 30-31"."""
+    ordered = sorted(seeds)
+    spans: list[list[int]] = []
+    for seed in ordered:
+        if spans and seed == spans[-1][1] + 1:
+            spans[-1][1] = seed
+        else:
+            spans.append([seed, seed])
+    return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in spans)
+
+
 def resnet_markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]]) -> str:
     """The PreActResNet18 runs' table (the prevention study's `resnet` plan), scored apart from SmallCNN's, with each
     collapse's best-epoch robustness (whether the collapses lose real robustness)."""
     if not records:
         return ""
     classes = {k: sum(r["class"] == k for r in records) for k in (*COLLAPSES, "healthy", "unstable")}
-    seeds = [int(r["run"].rsplit("seed", 1)[1]) for r in records]
-    best = "; ".join(
-        f"{r['run']} {100 * max(t for t in r['test_pgd'] if t is not None):.0f}%"
-        for r in records
-        if r["class"] in COLLAPSES
-    )
+    seeds: dict[str, list[int]] = {}
+    for r in records:
+        method = r["run"].split("@")[1].split("/")[0]
+        seeds.setdefault(method, []).append(int(r["run"].rsplit("seed", 1)[1]))
+    arms = ", ".join(f"{method} at seeds {_seed_ranges(found)}" for method, found in seeds.items())
+    bests = {r["run"]: max(t for t in r["test_pgd"] if t is not None) for r in records if r["class"] in COLLAPSES}
+    best = "; ".join(f"{run} {100 * value:.0f}%" for run, value in bests.items())
+    robust = sum(value >= REAL_ROBUSTNESS for value in bests.values())
     lines = [
         "",
-        f"PreActResNet18 (`preact18_injected`, the runs of {', '.join(METHODS['PreActResNet18'])} at report seeds "
-        f"{min(seeds)}-{max(seeds)}): {len(records)} runs, {classes['catastrophic']} catastrophic and "
-        f"{classes['partial_collapse']} partial collapses, {classes['healthy']} healthy, "
+        f"PreActResNet18 (`preact18_injected`; {arms}): {len(records)} runs, {classes['catastrophic']} catastrophic "
+        f"and {classes['partial_collapse']} partial collapses, {classes['healthy']} healthy, "
         f"{classes['unstable']} unstable (the rest never became "
         f"robust). The collapses' best epochs, test PGD-50-10 on {test_eval.images_for(TEST_IMAGES, 'PreActResNet18')} "
-        f"digits: {best or 'none'}.",
+        f"digits: {best or 'none'} ({robust} of {len(bests)} from {100 * REAL_ROBUSTNESS:.0f}% or more).",
         "",
         "| detector | policy | hits / collapses | hit interval | false stops / healthy | false-stop interval | "
         "median test PGD-50-10 kept (collapses) |",

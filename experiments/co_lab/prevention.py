@@ -147,6 +147,12 @@ PLANS: dict[str, list[Arm]] = {
         Arm("smallcnn_natural", "nfgsm", REPORT_SEEDS),
     ],
     "handback": [Arm("smallcnn_injected", "fgsm", HANDBACK_SEEDS)],
+    # ResNet collapses for the hand-back study, from FGSM on FLC networks (the ResNet's most robust collapses at the
+    # report seeds: best epochs at 33-42% test PGD-50-10) and plain FGSM, at seeds the prevention report never reads
+    "handback_resnet": [
+        Arm("preact18_injected", "flc", HANDBACK_SEEDS[:5]),
+        Arm("preact18_injected", "fgsm", HANDBACK_SEEDS[:5]),
+    ],
     # the arms the goal compares first (FGSM, N-FGSM, FLC, the PGD-10 ceiling), the 3x-cost regularizers last
     "resnet": [
         Arm("preact18_injected", method, REPORT_SEEDS[:count])
