@@ -52,11 +52,12 @@ from robustrain.runs.atomic import atomic_write_text
 PROBE = "handback_probe.json"  # per run: {epoch: probe accuracy}
 PROBE_SIZE, PROBE_STEPS = 128, 5
 # the prevention study's arms whose runs are replayed, per network: on SmallCNN those chosen before its runs; on
-# PreActResNet18 every arm of the `resnet` plan (FGSM on FLC networks included: its collapses are the ResNet's most
-# robust ones). The SmallCNN gradalign, flc and blurpool arms are not replayed: their collapses are not measured.
+# PreActResNet18 every arm of the `resnet` and `handback_resnet` plans (FGSM on FLC networks included: its collapses
+# are the ResNet's most robust ones). The SmallCNN gradalign, flc and blurpool arms are not replayed: their
+# collapses are not measured.
 METHODS = {
     "SmallCNN": ("fgsm", "nfgsm", "fgsm_rs", "elle_a", "pgd10"),
-    "PreActResNet18": ("fgsm", "nfgsm", "flc", "pgd10", "gradalign", "elle_a"),
+    "PreActResNet18": ("fgsm", "fgsm_rs", "nfgsm", "flc", "pgd10", "gradalign", "elle_a"),
 }
 WINDOWS = (3, 5)
 DETECTORS = ("grad_align", "pgd_es", "pgd_es_probe", "aliasing", "abnormal", "masking_gap")
