@@ -146,6 +146,13 @@ PLANS: dict[str, list[Arm]] = {
         Arm("smallcnn_natural", "fgsm", REPORT_SEEDS),
         Arm("smallcnn_natural", "nfgsm", REPORT_SEEDS),
     ],
+    # the other single-step arms on the natural setting, cheapest first (the regularizers' weights as chosen on the
+    # injected setting's tuning seed, not re-tuned)
+    "natural_others": [
+        # Wong et al.'s step of 1.25 eps at the natural setting's eps 0.25 (fgsm_rs.yaml's 0.25 is 1.25 x 0.2)
+        Arm("smallcnn_natural", "fgsm_rs", REPORT_SEEDS[:5], ("model.init_args.alpha=0.3125",)),
+        *(Arm("smallcnn_natural", method, REPORT_SEEDS[:5]) for method in ("flc", "elle_a", "gradalign", "blurpool")),
+    ],
     "handback": [Arm("smallcnn_injected", "fgsm", HANDBACK_SEEDS)],
     # ResNet collapses for the hand-back study, at seeds the prevention report never reads. FGSM on FLC networks came
     # first (the ResNet's most robust collapses at the report seeds, from 33-42% test PGD-50-10), but at these seeds
@@ -434,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--plan",
         nargs="+",
-        default=["tune", "smallcnn", "beta", "natural", "ceiling"],
+        default=["tune", "smallcnn", "beta", "natural", "ceiling", "natural_others"],
         help=f"plans to train, in order: {sorted(PLANS)}",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/prevention"))
