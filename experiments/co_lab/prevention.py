@@ -169,6 +169,8 @@ PLANS: dict[str, list[Arm]] = {
         Arm("preact18_injected", method, REPORT_SEEDS[:count])
         for method, count in (("fgsm", 5), ("nfgsm", 5), ("flc", 5), ("pgd10", 3), ("gradalign", 3), ("elle_a", 3))
     ],
+    # the ResNet's other single-step arms (FGSM-RS at 1.25 eps, as fgsm_rs.yaml has it at eps 0.2; BlurPool)
+    "resnet_others": [Arm("preact18_injected", method, REPORT_SEEDS[:3]) for method in ("fgsm_rs", "blurpool")],
 }
 
 
