@@ -49,9 +49,11 @@ def test_the_resnet_table_lists_its_own_runs_and_is_absent_without_them():
         _record("catastrophic", [0.1, 0.2, 0.0, 0.0], stop=3, network="PreActResNet18"),
         _record("healthy", [0.3, 0.5, 0.6, 0.6, 0.7], stop=None, network="PreActResNet18"),
         _record("healthy", [0.3, 0.5] + [0.7] * 9, stop=None, network="PreActResNet18"),
+        _record("healthy", [0.3, 0.5, 0.6], stop=None, network="PreActResNet18"),
     ]
+    records[-1]["run"] = "preact18_injected_beta0.03@fgsm/seed30"
     text = resnet_markdown(score(records), records)
-    assert "fgsm at seeds 23-25, 31): 4 runs, 1 catastrophic and 1 partial collapses" in text
+    assert "fgsm at seeds 23-25, 31, fgsm (beta0.03) at seed 30): 5 runs, 1 catastrophic and 1 partial" in text
     # a collapse from 20% is listed, and not counted among those from real robustness (25% or more)
     assert "test PGD-50-10 on 100 digits: x@fgsm/seed23 60%; x@fgsm/seed24 20% (1 of 2 from 25% or more)." in text
     assert "| pgd_es | best_val_all | 2 / 2 |" in text and "best_val_3" not in text

@@ -342,10 +342,12 @@ def resnet_markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, 
         return ""
     classes = {k: sum(r["class"] == k for r in records) for k in (*COLLAPSES, "healthy", "unstable")}
     seeds: dict[str, list[int]] = {}
-    for r in records:
-        method = r["run"].split("@")[1].split("/")[0]
-        seeds.setdefault(method, []).append(int(r["run"].rsplit("seed", 1)[1]))
-    arms = ", ".join(f"{method} at seeds {_seed_ranges(found)}" for method, found in seeds.items())
+    for r in records:  # "preact18_injected_beta0.03@fgsm/seed31" -> arm "fgsm (beta0.03)", seed 31
+        setting, _, rest = r["run"].partition("@")
+        label = setting.partition("preact18_injected")[2].lstrip("_")
+        arm = f"{rest.split('/')[0]} ({label})" if label else rest.split("/")[0]
+        seeds.setdefault(arm, []).append(int(r["run"].rsplit("seed", 1)[1]))
+    arms = ", ".join(f"{arm} at seed{'s' * (len(found) > 1)} {_seed_ranges(found)}" for arm, found in seeds.items())
     bests = {r["run"]: max(t for t in r["test_pgd"] if t is not None) for r in records if r["class"] in COLLAPSES}
     best = "; ".join(f"{run} {100 * value:.0f}%" for run, value in bests.items())
     robust = sum(value >= REAL_ROBUSTNESS for value in bests.values())
