@@ -287,7 +287,7 @@ def markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]], 
     ]
     for row in rows:
         lines.append(f"{_scored(row)} {100 * row['cost']:.0f}% |")
-    fresh = [r for r in records if int(r["run"].rsplit("seed", 1)[1]) in HANDBACK_SEEDS]
+    fresh = [r for r in records if _tag_and_seed(r)[1] in HANDBACK_SEEDS]
     if fresh:
         lines += [
             "",
@@ -323,6 +323,12 @@ def markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]], 
     return "\n".join(lines) + "\n"
 
 
+def _tag_and_seed(record: dict[str, Any]) -> tuple[str, int]:
+    """A record's run "setting@method/seedN" as ("setting@method", N)."""
+    tag, _, seed = record["run"].rpartition("/seed")
+    return tag, int(seed)
+
+
 def _seed_ranges(seeds: Sequence[int]) -> str:
     """[20, 21, 22, 30, 31] -> "20-22, 30-31"."""
     ordered = sorted(seeds)
@@ -343,10 +349,10 @@ def resnet_markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, 
     classes = {k: sum(r["class"] == k for r in records) for k in (*COLLAPSES, "healthy", "unstable")}
     seeds: dict[str, list[int]] = {}
     for r in records:  # "preact18_injected_beta0.03@fgsm/seed31" -> arm "fgsm (beta0.03)", seed 31
-        setting, _, rest = r["run"].partition("@")
+        tag, seed = _tag_and_seed(r)
+        setting, _, method = tag.partition("@")
         label = setting.partition("preact18_injected")[2].lstrip("_")
-        arm = f"{rest.split('/')[0]} ({label})" if label else rest.split("/")[0]
-        seeds.setdefault(arm, []).append(int(r["run"].rsplit("seed", 1)[1]))
+        seeds.setdefault(f"{method} ({label})" if label else method, []).append(seed)
     arms = ", ".join(f"{arm} at seed{'s' * (len(found) > 1)} {_seed_ranges(found)}" for arm, found in seeds.items())
     bests = {r["run"]: max(t for t in r["test_pgd"] if t is not None) for r in records if r["class"] in COLLAPSES}
     best = "; ".join(f"{run} {100 * value:.0f}%" for run, value in bests.items())
