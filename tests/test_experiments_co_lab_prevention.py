@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from experiments.co_lab import prevention
@@ -21,6 +22,11 @@ def test_every_plan_names_existing_configs_and_distinct_runs():
     report_seeds = {job.seed for job in jobs if job.seed not in prevention.TUNING_SEEDS}
     assert report_seeds <= set(prevention.REPORT_SEEDS) | set(prevention.HANDBACK_SEEDS)
     assert not set(prevention.HANDBACK_SEEDS) & (set(prevention.REPORT_SEEDS) | set(prevention.TUNING_SEEDS))
+
+
+def test_an_unknown_plan_is_refused_with_the_plans_there_are():
+    with pytest.raises(ValueError, match=r"unknown plan\(s\) \['resnet_other'\]; choose from \[.*'resnet_others'"):
+        prevention.plan_jobs(["resnet", "resnet_other"])
 
 
 def test_a_tiny_study_trains_evaluates_and_reports(tmp_path, monkeypatch):
