@@ -102,6 +102,29 @@ def test_best_probe_hands_back_the_best_scored_of_the_last_checks(tmp_path, wind
         assert kept == set(range(-1, 5)[-window:]) | set(range(-1, 4)[-window:])
 
 
+class DippingStop(ScriptedStop):
+    """A PGD stop whose check dips at epoch 3, climbs back, and falls for good from epoch 5."""
+
+    ACCURACIES = [0.5, 0.5, 0.5, 0.1, 0.5, 0.1, 0.0]
+
+
+@pytest.mark.parametrize(("patience", "stopped", "chosen"), [(1, 3, 2), (2, 6, 4)])
+def test_patience_waits_out_a_dip_and_hands_back_a_model_from_before_the_fall(
+    tmp_path, patience, stopped, chosen
+) -> None:
+    L.seed_everything(0)
+    stop = DippingStop(patience=patience)
+    trainer, module, weights = _fit(tmp_path, stop, max_epochs=7)
+    assert stop.stopped_epoch == stopped and stop.restored_epoch == chosen
+    assert_same_weights(module.state_dict(), weights.states[chosen])
+    rows = read_history_csv(Path(trainer.log_dir) / "pgd_es_history.csv")
+    assert [r["pending"] for r in rows] == [False, False, False, patience > 1, False, patience > 1, False][
+        : stopped + 1
+    ]
+    assert [c[0] for c in stop.candidates] == [-1, 0, 1, 2, 4][: chosen + 2 if patience == 1 else None]
+    assert stop.settings()["patience"] == patience
+
+
 def test_a_monitor_only_stop_reports_what_its_policy_would_hand_back(tmp_path) -> None:
     L.seed_everything(0)
     stop = ScriptedStop(hand_back="best_probe", hand_back_window=5, monitor_only=True)

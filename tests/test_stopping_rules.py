@@ -1,7 +1,10 @@
 """The stop rules (robustrain.stopping.rules) on scripted values: Algorithm 1 (the aliasing stop's median filter),
 Wong et al.'s PGD drop, and the rise / fall, relative / absolute limits that every detector decides with."""
 
+import dataclasses
 import math
+import random
+import statistics
 
 import pytest
 
@@ -135,6 +138,7 @@ def test_in_warmup_counts_epochs_and_optionally_the_lr_ramp() -> None:
         ({"reference": "last"}, "reference"),
         ({"direction": "up"}, "direction"),
         ({"scale": "log"}, "scale"),
+        ({"patience": 0}, "patience"),
     ],
 )
 def test_invalid_rule_raises_naming_the_parameter(kwargs: dict, name: str) -> None:
@@ -202,3 +206,60 @@ def test_a_falling_signal_never_stops_a_rising_rule_and_the_reason_says_which_wa
     assert not _decide([1.0, 1.0, 1.0], 0.1, rise).should_stop
     decision = _decide([1.0, 1.0, 1.0], 0.1, fall)
     assert decision.should_stop and "falls below the median 1 of the last 3 measurements by -90.0%" in decision.reason
+
+
+# --- patience: a fall that lasts -------------------------------------------------------------------------------------
+def _pgd_es(patience: int) -> dict:
+    return dataclasses.asdict(pgd_es_rule(0.2)) | {"patience": patience}
+
+
+def test_patience_2_waits_for_the_fall_to_last_and_ignores_a_dip_that_climbs_back() -> None:
+    fall = [0.57, 0.62, 0.23, 0.06, 0.78]  # a ResNet run's held-out PGD: 0.62 -> 0.23 -> 0.06
+    assert _stop_epoch(fall, **_pgd_es(1)) == 2
+    assert _stop_epoch(fall, **_pgd_es(2)) == 3  # both 0.23 and 0.06 lie below 0.62 - 0.2
+    assert _stop_epoch(fall, **_pgd_es(3)) is None  # 0.78 climbs back
+    dip = [0.55, 0.79, 0.86, 0.91, 0.58, 0.90, 0.96]  # a healthy run's dip
+    assert _stop_epoch(dip, **_pgd_es(1)) == 4
+    assert _stop_epoch(dip, **_pgd_es(2)) is None
+
+
+def test_a_pending_fall_is_past_its_limit_without_stopping_and_the_stop_names_its_length() -> None:
+    rule = Rule(**_pgd_es(2))
+    pending = _decide([0.91], 0.58, rule)
+    assert (pending.should_stop, pending.past, pending.median) == (False, True, 0.91)
+    stop = _decide([0.62, 0.23], 0.06, rule)
+    assert stop.should_stop and stop.past and stop.median == 0.62  # the limit of the check before the fall
+    assert stop.limit == pytest.approx(0.42) and "for 2 checks in a row" in stop.reason
+    calm = _decide([0.62], 0.61, rule)
+    assert not calm.past and not calm.should_stop
+
+
+def _brute_force_stop(values: list[float], patience: int, window: int, threshold: float) -> int | None:
+    """The first index n where values[n - p + 1 .. n] all fell more than `threshold` below the median of the
+    `window` values before the first of them (an absolute fall; no warm-up)."""
+    for n in range(len(values)):
+        first = n - patience + 1
+        if first < 1:
+            continue
+        median = statistics.median(values[max(0, first - window) : first])
+        if all(v - median < -threshold for v in values[first : n + 1]):
+            return n
+    return None
+
+
+@pytest.mark.parametrize("patience", [1, 2, 3])
+@pytest.mark.parametrize("window", [1, 3])
+def test_patience_matches_a_brute_force_search_on_random_walks(patience: int, window: int) -> None:
+    rng = random.Random(patience * 10 + window)
+    for _ in range(200):
+        values = [rng.choice([0.0, 0.25, 0.5, 0.75, 1.0]) for _ in range(rng.randint(1, 9))]
+        expected = _brute_force_stop(values, patience, window, 0.3)
+        rule = {"threshold": 0.3, "window": window, "warmup_epochs": 0, "wait_for_lr_peak": False}
+        assert _stop_epoch(values, direction="fall", scale="absolute", patience=patience, **rule) == expected, values
+
+
+def test_a_fall_that_begins_in_the_warm_up_does_not_count_towards_patience() -> None:
+    values = [0.9, 0.9, 0.1, 0.1, 0.1]
+    rule = {"threshold": 0.2, "window": 1, "wait_for_lr_peak": False, "direction": "fall", "scale": "absolute"}
+    assert _stop_epoch(values, warmup_epochs=3, patience=2, **rule) is None  # 0.1 at 2 is a warm-up value
+    assert _stop_epoch(values, warmup_epochs=2, patience=2, **rule) == 3

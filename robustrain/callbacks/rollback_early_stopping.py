@@ -58,7 +58,7 @@ from robustrain.stopping.history import check_history_path
 
 PROGRESS_BAR_KEYS = ("value", "limit")  # shown on the progress bar as <name>/value and <name>/limit
 HAND_BACK = ("last_check", "best_probe", "best_val")
-RULE_ARGS = ("threshold", "window", "warmup_epochs", "wait_for_lr_peak", "reference", "direction", "scale")
+RULE_ARGS = ("threshold", "window", "warmup_epochs", "wait_for_lr_peak", "reference", "direction", "scale", "patience")
 # arguments that change neither what a stop decides nor what it hands back: not compared on resume
 NOT_COMPARED = ("name", "verbose", "save_checkpoint")
 SCORE = "hand_back_score"  # the record key of a check's hand-back score (probe accuracy or val/acc_pgd)
@@ -110,8 +110,10 @@ class RollbackEarlyStopping(L.Callback):
         batch_images: Whether that measurement uses the batch's images (so `batch_probe_size` applies).
 
     Args:
-        threshold, window, warmup_epochs, wait_for_lr_peak, reference, direction, scale: The rule
-            (robustrain.stopping.Rule); None takes the signal's default (`default_rule`, in each class's docs).
+        threshold, window, warmup_epochs, wait_for_lr_peak, reference, direction, scale, patience: The rule
+            (robustrain.stopping.Rule); None takes the signal's default (`default_rule`, in each class's docs). With
+            patience p > 1 a check past the limit is pending until p in a row stop the run; a pending check's
+            weights never join the hand-back window, so every policy hands back a model from before the fall.
         every_n_epochs: Check at the end of every n-th epoch; 0 = never (then decide_on="batch").
         every_n_train_steps: Batch signals: also check after every n-th optimizer step; 0 = never.
         batch_probe_size: Images of the training batch that a step check measures (its first ones); None = all.
@@ -155,6 +157,7 @@ class RollbackEarlyStopping(L.Callback):
         reference: Literal["window", "restart"] | None = None,
         direction: Literal["rise", "fall"] | None = None,
         scale: Literal["relative", "absolute"] | None = None,
+        patience: int | None = None,
         every_n_epochs: int = 1,
         every_n_train_steps: int = 0,
         batch_probe_size: int | None = None,
@@ -168,7 +171,8 @@ class RollbackEarlyStopping(L.Callback):
         verbose: bool = False,
     ) -> None:
         super().__init__()
-        given = dict(zip(RULE_ARGS, (threshold, window, warmup_epochs, wait_for_lr_peak, reference, direction, scale)))
+        rule_args = (threshold, window, warmup_epochs, wait_for_lr_peak, reference, direction, scale, patience)
+        given = dict(zip(RULE_ARGS, rule_args))
         # the signal's default rule with the given arguments; raises naming a bad one
         self.rule = dataclasses.replace(self.default_rule, **{k: v for k, v in given.items() if v is not None})
         self.name = type(self).name if name is None else name
@@ -372,10 +376,11 @@ class RollbackEarlyStopping(L.Callback):
         values = self.measure_epoch(trainer, pl_module) if n and (trainer.current_epoch + 1) % n == 0 else None
         if values is not None:
             decides = self.decide_on == self.epoch_kind
-            if not self._run_check(trainer, pl_module, self.epoch_kind, values, decide=decides):
+            stopped = self._run_check(trainer, pl_module, self.epoch_kind, values, decide=decides)
+            if not stopped and not self._pending():
                 self._keep(trainer, pl_module, self.history[-1])
             self._write_history(trainer)  # once, with the check's hand-back score (or after its stop's model)
-        elif self.decide_on == "batch":
+        elif self.decide_on == "batch" and not self._pending():
             self._keep(trainer, pl_module, None)
 
     def on_fit_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
@@ -423,6 +428,8 @@ class RollbackEarlyStopping(L.Callback):
         should_stop = trainer.strategy.reduce_boolean_decision(bool(should_stop), all=False)
         record["should_stop"] = should_stop
         record["reason"] = reason or ""
+        # past the limit but not (yet) for `patience` checks: these weights are not handed back
+        record["pending"] = bool(decide and decision.past and not should_stop)
         if kind != "batch":  # the epoch a stop at this check hands back (or would): charted beside the decision
             chosen = choose_hand_back(self._window(before=record["epoch"]), self.hand_back)
             record["hand_back_epoch"] = -1 if chosen is None else chosen
@@ -459,6 +466,12 @@ class RollbackEarlyStopping(L.Callback):
             record[SCORE] = score
         self.candidates.append((epoch, score))
         self._take_snapshot(pl_module, epoch)
+
+    def _pending(self) -> bool:
+        """Whether the latest deciding check lies past the limit without having stopped yet (patience)."""
+        kind = "batch" if self.decide_on == "batch" else self.epoch_kind
+        latest = next((r for r in reversed(self.history) if r["kind"] == kind), None)
+        return bool(latest is not None and latest.get("pending"))
 
     def _val_acc_pgd(self, trainer: "L.Trainer") -> float:
         acc = trainer.callback_metrics.get("val/acc_pgd")

@@ -1,10 +1,11 @@
 """Run histories of the early-stopping callbacks: one record (dict) per check, written to and read from CSV.
 
 A record holds `epoch`, `step`, `kind` ("probe", "batch" or "first_batch"), the measured values and the decision
-(`value`, `median`, `limit`, `should_stop`, `reason`; robustrain.stopping.rules.Decision). The CSV is rewritten whole
-at every check (a history is a few hundred rows at most), atomically (robustrain.runs.atomic), so it is always
-complete and readable while training runs, and never replaced by a shorter one: a file holding more rows than the
-history to be written (a run resumed from an earlier checkpoint) is first set aside as `<stem>.before-resume-<k>.csv`.
+(`value`, `median`, `limit`, `should_stop`, `pending`, `reason`; robustrain.stopping.rules.Decision). The CSV is
+rewritten whole at every check (a history is a few hundred rows at most), atomically (robustrain.runs.atomic), so it
+is always complete and readable while training runs, and never replaced by a shorter one: a file holding more rows
+than the history to be written (a run resumed from an earlier checkpoint) is first set aside as
+`<stem>.before-resume-<k>.csv`.
 Histories written before the rename of `filtered` to `median` and `threshold` to `limit` are read with the new names.
 """
 
@@ -19,7 +20,7 @@ from robustrain.core.errors import BadInputError
 from robustrain.runs.atomic import atomic_write_text
 
 _INT_COLUMNS = ("epoch", "step")
-_BOOL_COLUMNS = ("should_stop", "warmup", "lr_rising")
+_BOOL_COLUMNS = ("should_stop", "pending", "warmup", "lr_rising")
 _TEXT_COLUMNS = ("kind", "reason")
 RENAMED = {"filtered": "median", "threshold": "limit"}  # old name -> name of the decision's keys since the rename
 

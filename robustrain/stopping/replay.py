@@ -2,6 +2,9 @@
 
     python -m robustrain.stopping.replay runs/mnist5k_fgsm_aliasing/version_0/aliasing_history.csv \\
         --threshold 0.3 --window 5 --warmup-epochs 2
+    python -m robustrain.stopping.replay runs/<run>/version_0/pgd_es_probe_history.csv --kind probe \
+        --threshold 0.2 --window 1 --warmup-epochs 0 --no-wait-for-lr-peak --direction fall --scale absolute \
+        --patience 2
 
 Replaying a history with the settings it was recorded with gives the decisions the callback logged (as if it were
 monitor-only: a run that stopped has no records after its stop, so other settings can only move the stop earlier
@@ -43,7 +46,8 @@ def replay(
             (AbnormalExamplesMonitor's per-epoch fraction) or "val" (MaskingGapMonitor).
 
     Returns:
-        One dict per record: epoch, step, value, median, limit, warmup, should_stop, reason.
+        One dict per record: epoch, step, value, median, limit, warmup, past (past the limit: stopping, or pending
+        under patience), should_stop, reason.
     """
     series = [r for r in records if r["kind"] == kind]
     if not series:
@@ -66,6 +70,7 @@ def replay(
                 "median": decision.median,
                 "limit": decision.limit,
                 "warmup": warmup,
+                "past": decision.past,
                 "should_stop": decision.should_stop,
                 "reason": decision.reason or "",
             }
@@ -90,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", default="window", choices=REFERENCES)
     parser.add_argument("--direction", default="rise", choices=DIRECTIONS)
     parser.add_argument("--scale", default="relative", choices=SCALES)
+    parser.add_argument("--patience", type=int, default=1, help="checks in a row past the limit that stop")
     parser.add_argument("--column", default="value", help="series to decide on: value, mean, a layer or a group")
     parser.add_argument(
         "--kind",
@@ -108,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             reference=args.reference,
             direction=args.direction,
             scale=args.scale,
+            patience=args.patience,
         )
         records = read_history_csv(args.history)
         if not records:
@@ -117,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(EXIT_BAD_INPUT, f"{parser.prog}: error: {error}\n")
     print(f"{'epoch':>5} {'step':>7} {'value':>10} {'median':>10} {'limit':>10}  decision")
     for d in decisions:
-        verdict = "STOP" if d["should_stop"] else ("warm-up" if d["warmup"] else "go on")
+        verdict = "STOP" if d["should_stop"] else ("warm-up" if d["warmup"] else "pending" if d["past"] else "go on")
         print(f"{d['epoch']:>5} {d['step']:>7} {d['value']:>10.4g} {d['median']:>10.4g} {d['limit']:>10.4g}  {verdict}")
     stop = first_stop(decisions)
     if stop is None:

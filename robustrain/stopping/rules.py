@@ -10,6 +10,10 @@ A rule compares each new value v_n of a monitored signal with a reference, the m
 4. Limit and stop: with direction="rise" the rule stops when v_n rises above the limit, with "fall" when it falls
    below it. scale="relative": limit = m * (1 + threshold) (rise) or m * (1 - threshold) (fall); scale="absolute":
    limit = m + threshold or m - threshold.
+5. Patience: with patience = p > 1 the rule stops only when the last p values (v_n and the p - 1 before it, none of
+   them measured in the warm-up) all lie past the limit set by the median of the values before the first of them: a
+   fall that lasts p checks, not a dip that climbs back. A value past a limit that has not lasted p checks yet is
+   `Decision.past` (pending). patience = 1 is steps 1-4 alone.
 
 The aliasing stop (Grabinski et al. 2022, Algorithm 1) is the default `Rule()`: a relative rise of t = 0.33 (any t in
 [0.30, 0.35] matched the PGD stopping point in the paper's five FGSM runs; it gives no window and no warm-up). With
@@ -19,7 +23,9 @@ the last w values lags (w + 1) // 2 values behind, so the rule stops once g ** (
 t = 0.33, at +16% per epoch (1.16 ** 2 = 1.35).
 
 Wong, Rice & Kolter (2020)'s PGD early stop is `pgd_es_rule(max_drop)`: an absolute fall of more than max_drop
-against the previous check (window 1, no warm-up; the first check never stops).
+against the previous check (window 1, no warm-up; the first check never stops). With patience 2 the fall is measured
+against the check before the first fallen one, so 0.62, 0.23, 0.06 stops at 0.06 (both lie below 0.62 - 0.2), while
+0.91, 0.58, 0.90 never stops.
 
 Everything here is plain Python on floats, so a recorded history can be replayed with other settings
 (robustrain.stopping.replay) and give the decisions the callbacks took.
@@ -54,6 +60,8 @@ class Rule:
         reference: "window" (every value before the new one) or "restart" (only those from the last warm-up one on).
         direction: "rise" (stop when the value rises above the limit) or "fall" (when it falls below it).
         scale: "relative" (limit = median * (1 +- threshold)) or "absolute" (limit = median +- threshold).
+        patience: How many checks in a row must lie past the limit (set by the median before the first of them) to
+            stop; 1 stops at the first.
     """
 
     threshold: float = DEFAULT_THRESHOLD
@@ -63,6 +71,7 @@ class Rule:
     reference: Literal["window", "restart"] = "window"
     direction: Literal["rise", "fall"] = "rise"
     scale: Literal["relative", "absolute"] = "relative"
+    patience: int = 1
 
     def __post_init__(self) -> None:
         check_in_range("threshold", self.threshold, 0.0, low_open=True, note="(the aliasing stop's rise: 0.33)")
@@ -71,10 +80,20 @@ class Rule:
         check_choice("reference", self.reference, REFERENCES)
         check_choice("direction", self.direction, DIRECTIONS)
         check_choice("scale", self.scale, SCALES)
+        check_int("patience", self.patience, 1)  # checks in a row past the limit
 
     def in_warmup(self, epoch: int, lr_rising: bool = False) -> bool:
         """Whether no decision is taken at this (0-based) epoch: before warmup_epochs, or while the lr still rises."""
         return epoch < self.warmup_epochs or (self.wait_for_lr_peak and lr_rising)
+
+    def is_past(self, value: float, median: float) -> bool:
+        """Whether a value lies past the limit the median sets, in the rule's direction (absolute: its change from
+        the median against the threshold, so that a change of exactly the threshold never stops)."""
+        if self.scale == "relative":
+            limit = self.limit(median)
+            return value > limit if self.direction == "rise" else value < limit
+        change = value - median
+        return change > self.threshold if self.direction == "rise" else change < -self.threshold
 
     def limit(self, median: float) -> float:
         """The value past which the rule stops, given the median of the reference values."""
@@ -105,12 +124,15 @@ class Decision:
         reason: Why it stops (or, for a value that is not finite, why it must), None when nothing happened.
         median: Median of the reference values (nan when there are none).
         limit: The value past which the rule stops (nan when there is no median).
+        past: Whether the value lies past the limit (for patience > 1: past the limit of the fall it continues,
+            whose median and limit these are), stopping or not.
     """
 
     should_stop: bool
     reason: str | None
     median: float
     limit: float
+    past: bool = False
 
 
 def median_reference(history: Sequence[float], window: int) -> float:
@@ -163,31 +185,44 @@ def decide(
     Returns:
         The Decision, with the median of the reference values and the limit it implies.
     """
+    n = len(values)
     reference = reference_history(values, warmups, rule.reference)
     median = median_reference(reference, rule.window)
     limit = rule.limit(median)
     if not math.isfinite(current):
-        return Decision(True, f"{name} = {current} is not finite", median, limit)
-    if warmup or math.isnan(median):
+        return Decision(True, f"{name} = {current} is not finite", median, limit, past=True)
+    if warmup:
         return Decision(False, None, median, limit)
+    # the longest run of checks ending here, each past the limit of the median before its first one (patience)
+    streak = 0
+    for k in range(min(rule.patience - 1, n) + 1):  # k earlier values join the current one
+        if k and warmups[n - k]:
+            break
+        before = reference_history(values[: n - k], warmups[: n - k], rule.reference)
+        m = median_reference(before, rule.window)
+        if math.isnan(m):
+            continue
+        if all(rule.is_past(v, m) for v in [*values[n - k :], current]):
+            streak, median, limit, reference = k + 1, m, rule.limit(m), before
+    if streak == 0:
+        return Decision(False, None, median, limit)
+    if streak < rule.patience:
+        return Decision(False, None, median, limit, past=True)
     count = min(rule.window, len(reference))
+    lasted = f", for {streak} checks in a row" if rule.patience > 1 else ""
     if rule.scale == "relative":
-        past = current > limit if rule.direction == "rise" else current < limit
-        if not past:
-            return Decision(False, None, median, limit)
         change = f"{current / median - 1.0:+.1%}" if median > 0 else "an infinite factor"
         verb, op = ("exceeds", ">") if rule.direction == "rise" else ("falls below", "<")
         sign = "" if rule.direction == "rise" else "-"
         reason = (
             f"{name} = {current:.4g} {verb} the median {median:.4g} of the last {count} measurements by {change} "
-            f"{op} {sign}{rule.threshold:.0%} (limit {limit:.4g})"
+            f"{op} {sign}{rule.threshold:.0%} (limit {limit:.4g}){lasted}"
         )
-        return Decision(True, reason, median, limit)
+        return Decision(True, reason, median, limit, past=True)
     change = current - median
-    past = change > rule.threshold if rule.direction == "rise" else change < -rule.threshold
-    if not past:
-        return Decision(False, None, median, limit)
     verb, op, sign = ("rose", ">", "+") if rule.direction == "rise" else ("fell", "<", "-")
     since = "" if count == 1 else f" (the median of the last {count} measurements)"
-    reason = f"{name} {verb} from {median:.3f}{since} to {current:.3f} ({change:+.3f} {op} {sign}{rule.threshold})"
-    return Decision(True, reason, median, limit)
+    reason = (
+        f"{name} {verb} from {median:.3f}{since} to {current:.3f} ({change:+.3f} {op} {sign}{rule.threshold}){lasted}"
+    )
+    return Decision(True, reason, median, limit, past=True)
