@@ -1,8 +1,20 @@
 """The hand-back replay's scoring: Wilson intervals, policies on a recorded collapse, and the ResNet runs apart."""
 
+from pathlib import Path
+
 import pytest
 
-from experiments.co_lab.handback import DETECTORS, replayed, resnet_markdown, score, wilson
+from experiments.co_lab.handback import (
+    DETECTORS,
+    choose_patience,
+    fall_replays,
+    replayed,
+    resnet_markdown,
+    score,
+    stop_and_candidates,
+    wilson,
+)
+from experiments.co_lab.runs import Run
 
 
 def test_wilson_matches_the_published_intervals():
@@ -64,3 +76,39 @@ def test_the_replayed_arms_are_chosen_per_network():
     assert replayed("SmallCNN", "smallcnn_natural@fgsm") and replayed("SmallCNN", "smallcnn_injected_beta0.05@nfgsm")
     assert not replayed("SmallCNN", "smallcnn_injected@flc") and not replayed("SmallCNN", "smallcnn_injected@gradalign")
     assert not replayed("WideResNet", "x@fgsm")
+
+
+def _run_with_probe_pgd(values: list[float], recorded_stop: int | None) -> Run:
+    """A run whose only history is PGD-ES on a probe, with the stop it recorded (monitor-only)."""
+    history = [
+        {"epoch": e, "step": e + 1, "kind": "probe", "lr_rising": False, "value": v, "should_stop": e == recorded_stop}
+        for e, v in enumerate(values)
+    ]
+    return Run("x@fgsm", 20, Path("."), {}, {"acc_pgd": values}, {"pgd_es_probe": history})
+
+
+def test_patience_replays_wait_out_a_dip_and_leave_its_epochs_out_of_the_hand_back():
+    run = _run_with_probe_pgd([0.5, 0.91, 0.58, 0.90, 0.2, 0.1], recorded_stop=2)
+    falls = fall_replays(run)["pgd_es_probe"]
+    assert falls["1"] == {"stop": 2, "candidates": [-1, 0, 1]}
+    assert falls["2"] == {"stop": 5, "candidates": [-1, 0, 1, 3]}  # the dip (2) and the fall's first check (4) left out
+    assert falls["3"]["stop"] is None
+    record = {"run": run.name, "falls": {"pgd_es_probe": falls}}
+    assert stop_and_candidates(record, "pgd_es_probe", 2) == (5, [-1, 0, 1, 3])
+    # a replay that disagrees with the recorded decision is refused, not scored
+    with pytest.raises(ValueError, match="replayed stops at 2, recorded at 3"):
+        fall_replays(_run_with_probe_pgd([0.5, 0.91, 0.58, 0.90, 0.2, 0.1], recorded_stop=3))
+
+
+def _tuning_record(kind: str, values: list[float], recorded_stop: int | None) -> dict:
+    run = _run_with_probe_pgd(values, recorded_stop)
+    return _record(kind, values, recorded_stop) | {"falls": fall_replays(run)}
+
+
+def test_the_patience_is_chosen_by_hits_minus_false_stops_on_held_out_accuracy_the_smallest_of_ties():
+    collapse = _tuning_record("catastrophic", [0.3, 0.6, 0.1, 0.0, 0.0, 0.0], recorded_stop=2)
+    dip = _tuning_record("healthy", [0.3, 0.8, 0.5, 0.85, 0.9, 0.9], recorded_stop=2)
+    chosen, rows = choose_patience([collapse, dip])
+    assert [(r["patience"], r["hits"], r["false_stops"]) for r in rows] == [(1, 1, 1), (2, 1, 0), (3, 1, 0)]
+    assert chosen == 2
+    assert choose_patience([collapse])[0] == 1  # no dip to wait out: every patience ties

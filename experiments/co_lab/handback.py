@@ -28,6 +28,7 @@ digits x 2 passes): nothing is timed here.
 """
 
 import argparse
+import dataclasses
 import json
 import math
 import multiprocessing
@@ -42,26 +43,49 @@ import torch
 from experiments.co_lab import evaluate as test_eval
 from experiments.co_lab import runs as lab_runs
 from experiments.co_lab.outcomes import COLLAPSES, WITHIN, classify, run_class, within_oracle
-from experiments.co_lab.prevention import HANDBACK_SEEDS, REPORT_SEEDS, TEST_IMAGES, would_stop
+from experiments.co_lab.prevention import HANDBACK_SEEDS, REPORT_SEEDS, TEST_IMAGES, TUNING_SEEDS, would_stop
 from experiments.co_lab.runs import Run
 from experiments.steps import refuse_missing_out
+from robustrain.callbacks import (
+    AbnormalExamplesMonitor,
+    AliasingMonitor,
+    GradientAlignmentMonitor,
+    MaskingGapMonitor,
+    PGDEarlyStopping,
+)
 from robustrain.callbacks.rollback_early_stopping import SCORE, choose_hand_back
 from robustrain.evaluation import AttackSpec, robust_accuracy
 from robustrain.runs.atomic import atomic_write_text
+from robustrain.stopping.replay import replay
 
 PROBE = "handback_probe.json"  # per run: {epoch: probe accuracy}
 PROBE_SIZE, PROBE_STEPS = 128, 5
 # the prevention study's arms whose runs are replayed, per network: on SmallCNN those chosen before its runs; on
-# PreActResNet18 every arm of the `resnet` and `handback_resnet` plans (FGSM on FLC networks included: its collapses
-# are the ResNet's most robust ones). The SmallCNN gradalign, flc and blurpool arms are not replayed: their
-# collapses are not measured.
+# PreActResNet18 every arm of the `resnet`, `resnet_others` and `handback_resnet` plans (FGSM on FLC networks
+# included: its collapses are the ResNet's most robust ones). The SmallCNN gradalign, flc and blurpool arms are not
+# replayed: their collapses are not measured.
 METHODS = {
     "SmallCNN": ("fgsm", "nfgsm", "fgsm_rs", "elle_a", "pgd10"),
-    "PreActResNet18": ("fgsm", "fgsm_rs", "nfgsm", "flc", "pgd10", "gradalign", "elle_a"),
+    "PreActResNet18": ("fgsm", "fgsm_rs", "nfgsm", "flc", "blurpool", "pgd10", "gradalign", "elle_a"),
 }
 WINDOWS = (3, 5)
 DETECTORS = ("grad_align", "pgd_es", "pgd_es_probe", "aliasing", "abnormal", "masking_gap")
+# each detector's rule as the runs recorded it: its class's default (detectors_*.yaml set no rule argument), replayed
+# at every patience (checks in a row a fall must last); patience 1 must give the recorded stop
+RULES = {
+    "grad_align": GradientAlignmentMonitor.default_rule,
+    "pgd_es": PGDEarlyStopping.default_rule,
+    "pgd_es_probe": PGDEarlyStopping.default_rule,
+    "aliasing": AliasingMonitor.default_rule,
+    "abnormal": AbnormalExamplesMonitor.default_rule,
+    "masking_gap": MaskingGapMonitor.default_rule,
+}
+PATIENCES = (1, 2, 3)
 ONLINE_WINDOW = 5  # hand_back_window of the detectors that record their best_probe choice (HANDBACK_SEEDS' runs)
+# the patience is chosen on the tuning runs (TUNING_SEEDS, every arm trained there; hits scored on held-out PGD-10,
+# never on the test set) for this detector and policy: the most hits minus false stops, the smallest of ties. Fixed
+# before the ResNet tuning runs were trained.
+PATIENCE_DETECTOR, PATIENCE_POLICY = "pgd_es_probe", f"best_probe_{ONLINE_WINDOW}"
 # a collapse from "real" robustness on the ResNet: its best epoch holds at least this test PGD-50-10 (the ResNet
 # trained on the clean digits holds 81%; the CO lab's earlier ResNet collapses fell from 28-42%)
 REAL_ROBUSTNESS = 0.25
@@ -79,19 +103,20 @@ def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def policies() -> dict[str, Any]:
-    """Policy name -> chooser(stop epoch, run record) -> handed-back epoch (-1: the start of training)."""
+    """Policy name -> chooser(candidates, run record) -> handed-back epoch (-1: the start of training). The candidates
+    are the epochs a stop could hand back, oldest first, as the callback keeps them: -1 and every epoch before the
+    stop whose check lay within the limit (with patience, the checks of a fall not yet long enough never join)."""
 
-    def last_check(stop: int, _: dict) -> int:
-        return stop - 1
+    def last_check(candidates: Sequence[int], _: dict) -> int:
+        return candidates[-1]
 
     def best_of(series: str, window: int | None):
-        def choose(stop: int, record: dict) -> int:
-            first = 0 if window is None else max(stop - window, 0)
-            candidates = range(first, stop)
-            if not candidates:
+        def choose(candidates: Sequence[int], record: dict) -> int:
+            kept = [e for e in (candidates if window is None else candidates[-window:]) if e >= 0]
+            if not kept:
                 return -1
             values = record[series]
-            return max(candidates, key=lambda e: (values[e], e))  # the latest of ties: the freshest model
+            return max(kept, key=lambda e: (values[e], e))  # the latest of ties: the freshest model
 
         return choose
 
@@ -121,6 +146,11 @@ def selected(out: Path) -> list[Run]:
     return [r for r in runs if r.seed in seeds and replayed(r.network, r.setting)]
 
 
+def tuning(out: Path) -> list[Run]:
+    """The tuning-seed runs of every arm (the patience is chosen on them)."""
+    return [r for r in lab_runs.load_runs(out) if r.seed in TUNING_SEEDS]
+
+
 def replayed(network: str, setting: str) -> bool:
     """Whether the runs of an arm ("setting@method") on a network are replayed (METHODS)."""
     return setting.partition("@")[2] in METHODS.get(network, ())
@@ -148,7 +178,8 @@ def _measure_run(folder: Path) -> str:
     torch.set_num_threads(1)
     run = lab_runs.load_run(folder)
     probe_accuracy(run)
-    if classify(run.val["acc_pgd"], run.val["acc_fgsm"]).kind in COLLAPSES:  # the oracle needs every epoch
+    tuned_on = run.seed in TUNING_SEEDS  # scored on held-out PGD: the test set is never attacked
+    if not tuned_on and classify(run.val["acc_pgd"], run.val["acc_fgsm"]).kind in COLLAPSES:  # the oracle: all epochs
         # as many test images as the prevention study attacks the run's final and best epochs with, whose cached
         # results the oracle shares
         images = test_eval.images_for(TEST_IMAGES, run.network)
@@ -157,8 +188,9 @@ def _measure_run(folder: Path) -> str:
 
 
 def measure(out: Path, parallel: int) -> None:
-    """Probe accuracy of every epoch of every selected run, and test PGD-50-10 of every epoch of the collapses."""
-    folders = [run.folder for run in selected(out)]
+    """Probe accuracy of every epoch of every selected and tuning run, and test PGD-50-10 of every epoch of the
+    selected collapses."""
+    folders = [run.folder for run in [*selected(out), *tuning(out)]]
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=max(parallel, 1), mp_context=context) as pool:
         for name in pool.map(_measure_run, folders):
@@ -181,8 +213,42 @@ def run_record(run: Run) -> dict[str, Any]:
         "probe": [probe.get(e) for e in range(run.epochs)],
         "test_pgd": test,
         "stops": {d: stops.get(d) for d in DETECTORS},
+        "falls": fall_replays(run),
         "online": online_choices(run, stops),
     }
+
+
+def fall_replays(run: Run) -> dict[str, dict[str, dict[str, Any]]]:
+    """Detector -> patience -> {"stop": the epoch it stops at (None), "candidates": the epochs it could hand back},
+    each detector's recorded history replayed with its rule at every patience (robustrain.stopping.replay)."""
+    recorded = would_stop(run)
+    falls: dict[str, dict[str, dict[str, Any]]] = {}
+    for detector, rule in RULES.items():
+        records = run.histories.get(detector)
+        if not records:
+            continue
+        (kind,) = {r["kind"] for r in records} - {"batch"}  # the epoch-end series that decides
+        falls[detector] = {}
+        for patience in PATIENCES:
+            decisions = replay(records, dataclasses.replace(rule, patience=patience), kind=kind)
+            at = next((i for i, d in enumerate(decisions) if d["should_stop"]), len(decisions))
+            stop = int(decisions[at]["epoch"]) if at < len(decisions) else None
+            if patience == 1 and stop != recorded.get(detector):
+                raise ValueError(f"{run.name}: {detector} replayed stops at {stop}, recorded at {recorded[detector]}")
+            candidates = [-1] + [int(d["epoch"]) for d in decisions[:at] if not d["past"]]
+            falls[detector][str(patience)] = {"stop": stop, "candidates": candidates}
+    return falls
+
+
+def stop_and_candidates(record: dict[str, Any], detector: str, patience: int = 1) -> tuple[int | None, list[int]]:
+    """The epoch a detector stops a run at with this patience (None), and the epochs it could hand back."""
+    if "falls" in record:
+        fall = record["falls"].get(detector, {}).get(str(patience), {"stop": None, "candidates": []})  # not recorded
+        return fall["stop"], fall["candidates"]
+    if patience != 1:
+        raise ValueError(f"{record['run']} has no replays: only patience 1 (its recorded stops) can be scored")
+    stop = record["stops"][detector]  # a record without replays: every epoch before the stop is a candidate
+    return stop, [] if stop is None else list(range(-1, stop))
 
 
 def online_choices(run: Run, stops: dict[str, int | None]) -> dict[str, int]:
@@ -208,7 +274,7 @@ def agreement(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for record in records:
         for detector, online in record.get("online", {}).items():
             row = rows.setdefault(detector, {"detector": detector, "runs": 0, "same": 0, "collapses": 0})
-            replayed = choose(record["stops"][detector], record)
+            replayed = choose(stop_and_candidates(record, detector)[1], record)
             row["runs"] += 1
             row["same"] += online == replayed
             if record["class"] in COLLAPSES:
@@ -220,8 +286,14 @@ def agreement(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
-def score(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (detector, policy): hits on collapses and false stops on healthy runs, with Wilson intervals."""
+def score(records: Sequence[dict[str, Any]], patience: int = 1, truth: str = "test_pgd") -> list[dict[str, Any]]:
+    """One row per (detector, policy): hits on collapses and false stops on healthy runs, with Wilson intervals.
+
+    Args:
+        records: run_record()s.
+        patience: The checks in a row a fall must last (the records' replays at that patience).
+        truth: The accuracy a hit is judged on: "test_pgd" (test PGD-50-10) or, on tuning runs, "val_acc_pgd".
+    """
     collapses = [r for r in records if r["class"] in COLLAPSES]
     healthy = [r for r in records if r["class"] == "healthy"]
     rows = []
@@ -229,18 +301,19 @@ def score(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         for name, choose in policies().items():
             hits, kept = 0, []
             for record in collapses:
-                stop = record["stops"][detector]
-                test = record["test_pgd"]
+                stop, candidates = stop_and_candidates(record, detector, patience)
+                test = record[truth]
                 oracle = max(t for t in test if t is not None)
-                epoch = choose(stop, record) if stop is not None else len(test) - 1
+                epoch = choose(candidates, record) if stop is not None else len(test) - 1
                 accuracy = 0.0 if epoch < 0 else test[epoch]
                 kept.append(accuracy)
                 hits += stop is not None and within_oracle(accuracy, oracle)
-            false = sum(r["stops"][detector] is not None for r in healthy)
+            false = sum(stop_and_candidates(r, detector, patience)[0] is not None for r in healthy)
             rows.append(
                 {
                     "detector": detector,
                     "policy": name,
+                    "patience": patience,
                     "hits": hits,
                     "collapses": len(collapses),
                     "hit_interval": wilson(hits, len(collapses)),
@@ -375,6 +448,69 @@ def resnet_markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, 
     return "\n".join(lines) + "\n"
 
 
+PATIENCE_DETECTORS = ("pgd_es", "pgd_es_probe", "grad_align", "masking_gap")  # those that hit at all
+PATIENCE_POLICIES = (f"best_probe_{ONLINE_WINDOW}", "best_val_all")
+
+
+def choose_patience(records: Sequence[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
+    """The patience of PATIENCE_DETECTOR with PATIENCE_POLICY with the most hits minus false stops on the tuning
+    runs (hits judged on held-out PGD-10), the smallest of ties; and its score row at every patience."""
+    rows = []
+    for patience in PATIENCES:
+        rows += [
+            r
+            for r in score(records, patience, truth="val_acc_pgd")
+            if (r["detector"], r["policy"]) == (PATIENCE_DETECTOR, PATIENCE_POLICY)
+        ]
+    best = max(rows, key=lambda r: (r["hits"] - r["false_stops"], -r["patience"]))
+    return best["patience"], rows
+
+
+def patience_markdown(
+    chosen: int, tuning_rows: Sequence[dict[str, Any]], tuned: Sequence[dict[str, Any]], networks: dict[str, list]
+) -> str:
+    """The patience section: the tuning runs' choice, then every patience on each network's report runs."""
+    arms = sorted({_tag_and_seed(r)[0] for r in tuned})
+    lines = [
+        "",
+        "## Patience: a fall that lasts",
+        "",
+        f"A stop with patience p stops when p checks in a row lie past the limit set before the first of them "
+        "(robustrain.stopping.Rule); the checks of a fall not yet long enough never join the hand-back window. "
+        f"Chosen for {PATIENCE_DETECTOR} with {PATIENCE_POLICY} on the tuning runs ({len(tuned)} runs at seeds "
+        f"{_seed_ranges(sorted({_tag_and_seed(r)[1] for r in tuned}))}: {', '.join(arms)}; "
+        f"{sum(r['class'] in COLLAPSES for r in tuned)} collapses, {sum(r['class'] == 'healthy' for r in tuned)} "
+        "healthy; hits judged on held-out PGD-10, the test set untouched): the most hits minus false stops, the "
+        f"smallest of ties. **Chosen: patience {chosen}.**",
+        "",
+        "| patience | hits / collapses | false stops / healthy |",
+        "|---|---|---|",
+    ]
+    for row in tuning_rows:
+        lines.append(
+            f"| {row['patience']} | {row['hits']} / {row['collapses']} | {row['false_stops']} / {row['healthy']} |"
+        )
+    for network, rows in networks.items():
+        lines += [
+            "",
+            f"{network}, report runs (as above), every patience:",
+            "",
+            "| detector | policy | patience | hits / collapses | hit interval | false stops / healthy | "
+            "false-stop interval | median test PGD-50-10 kept (collapses) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in rows:
+            cells = _scored(row).split(" | ")
+            lines.append(" | ".join([*cells[:2], str(row["patience"]), *cells[2:]]))
+    return "\n".join(lines) + "\n"
+
+
+def _patience_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = [r for p in PATIENCES for r in score(records, p)]
+    rows = [r for r in rows if r["detector"] in PATIENCE_DETECTORS and r["policy"] in PATIENCE_POLICIES]
+    return sorted(rows, key=lambda r: (PATIENCE_DETECTORS.index(r["detector"]), r["policy"], r["patience"]))
+
+
 def report(out: Path, docs: Path, command: str) -> list[dict[str, Any]]:
     records = [run_record(run) for run in selected(out)]
     missing = [r["run"] for r in records if r["class"] in COLLAPSES and None in r["test_pgd"]]
@@ -385,9 +521,19 @@ def report(out: Path, docs: Path, command: str) -> list[dict[str, Any]]:
     rows, resnet_rows = score(small), score(resnet)
     docs.mkdir(parents=True, exist_ok=True)
     online = agreement(small)
-    tables = {"rows": rows, "resnet_rows": resnet_rows, "online": online, "runs": records}
+    tuned = [run_record(run) for run in tuning(out)]
+    chosen, tuning_rows = choose_patience(tuned)
+    networks = {"SmallCNN": _patience_rows(small), "PreActResNet18": _patience_rows(resnet)}
+    tables = {
+        "rows": rows,
+        "resnet_rows": resnet_rows,
+        "online": online,
+        "patience": {"chosen": chosen, "tuning_rows": tuning_rows, "rows": networks, "tuning_runs": tuned},
+        "runs": records,
+    }
     atomic_write_text(docs / "handback.json", json.dumps(tables, indent=1))
-    atomic_write_text(docs / "handback.md", markdown(rows, small, command) + resnet_markdown(resnet_rows, resnet))
+    text = markdown(rows, small, command) + resnet_markdown(resnet_rows, resnet)
+    atomic_write_text(docs / "handback.md", text + patience_markdown(chosen, tuning_rows, tuned, networks))
     return rows
 
 

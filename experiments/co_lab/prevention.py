@@ -171,6 +171,13 @@ PLANS: dict[str, list[Arm]] = {
     ],
     # the ResNet's other single-step arms (FGSM-RS at 1.25 eps, as fgsm_rs.yaml has it at eps 0.2; BlurPool)
     "resnet_others": [Arm("preact18_injected", method, REPORT_SEEDS[:3]) for method in ("fgsm_rs", "blurpool")],
+    # tuning runs for the stops' patience (how many checks a fall must last), on seeds no report reads: the arms whose
+    # report-seed runs collapsed from real robustness (FGSM at beta 0.03) or dipped and recovered (GradAlign, ELLE-A,
+    # FGSM-RS)
+    "handback_tuning": [
+        Arm("preact18_injected", "fgsm", TUNING_SEEDS, _beta(0.03), "beta0.03"),
+        *(Arm("preact18_injected", method, TUNING_SEEDS[:1]) for method in ("fgsm_rs", "gradalign", "elle_a")),
+    ],
 }
 
 
