@@ -410,9 +410,10 @@ def failed_records(out: Path) -> list[dict[str, Any]]:
 
 
 def study_runs(out: Path) -> list[Run]:
-    """The runs this study reports: all but the "handback" plan's, which the hand-back study scores
-    (experiments.co_lab.handback)."""
-    return [run for run in lab_runs.load_runs(out) if run.seed not in HANDBACK_SEEDS]
+    """The runs this study reports: all but those of the "handback" and "handback_tuning" plans, which the hand-back
+    study scores (experiments.co_lab.handback)."""
+    theirs = {(arm.tag, seed) for arm in PLANS["handback_tuning"] for seed in arm.seeds}
+    return [r for r in lab_runs.load_runs(out) if r.seed not in HANDBACK_SEEDS and (r.setting, r.seed) not in theirs]
 
 
 def _counts(items: Sequence[str]) -> str:
