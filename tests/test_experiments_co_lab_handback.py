@@ -90,11 +90,12 @@ def _run_with_probe_pgd(values: list[float], recorded_stop: int | None) -> Run:
 def test_patience_replays_wait_out_a_dip_and_leave_its_epochs_out_of_the_hand_back():
     run = _run_with_probe_pgd([0.5, 0.91, 0.58, 0.90, 0.2, 0.1], recorded_stop=2)
     falls = fall_replays(run)["pgd_es_probe"]
-    assert falls["1"] == {"stop": 2, "candidates": [-1, 0, 1]}
-    assert falls["2"] == {"stop": 5, "candidates": [-1, 0, 1, 3]}  # the dip (2) and the fall's first check (4) left out
+    assert falls["1"] == {"stop": 2, "pending": []}
+    assert falls["2"] == {"stop": 5, "pending": [2, 4]}  # the dip and the fall's first check
     assert falls["3"]["stop"] is None
     record = {"run": run.name, "falls": {"pgd_es_probe": falls}}
-    assert stop_and_candidates(record, "pgd_es_probe", 2) == (5, [-1, 0, 1, 3])
+    assert stop_and_candidates(record, "pgd_es_probe", 1) == (2, [-1, 0, 1])
+    assert stop_and_candidates(record, "pgd_es_probe", 2) == (5, [-1, 0, 1, 3])  # the pending epochs left out
     # a replay that disagrees with the recorded decision is refused, not scored
     with pytest.raises(ValueError, match="replayed stops at 2, recorded at 3"):
         fall_replays(_run_with_probe_pgd([0.5, 0.91, 0.58, 0.90, 0.2, 0.1], recorded_stop=3))

@@ -219,8 +219,9 @@ def run_record(run: Run) -> dict[str, Any]:
 
 
 def fall_replays(run: Run) -> dict[str, dict[str, dict[str, Any]]]:
-    """Detector -> patience -> {"stop": the epoch it stops at (None), "candidates": the epochs it could hand back},
-    each detector's recorded history replayed with its rule at every patience (robustrain.stopping.replay)."""
+    """Detector -> patience -> {"stop": the epoch it stops at (None), "pending": the epochs before it whose check lay
+    past a limit without stopping (their weights are never handed back)}, each detector's recorded history replayed
+    with its rule at every patience (robustrain.stopping.replay)."""
     recorded = would_stop(run)
     falls: dict[str, dict[str, dict[str, Any]]] = {}
     for detector, rule in RULES.items():
@@ -235,20 +236,22 @@ def fall_replays(run: Run) -> dict[str, dict[str, dict[str, Any]]]:
             stop = int(decisions[at]["epoch"]) if at < len(decisions) else None
             if patience == 1 and stop != recorded.get(detector):
                 raise ValueError(f"{run.name}: {detector} replayed stops at {stop}, recorded at {recorded[detector]}")
-            candidates = [-1] + [int(d["epoch"]) for d in decisions[:at] if not d["past"]]
-            falls[detector][str(patience)] = {"stop": stop, "candidates": candidates}
+            pending = [int(d["epoch"]) for d in decisions[:at] if d["past"]]
+            falls[detector][str(patience)] = {"stop": stop, "pending": pending}
     return falls
 
 
 def stop_and_candidates(record: dict[str, Any], detector: str, patience: int = 1) -> tuple[int | None, list[int]]:
-    """The epoch a detector stops a run at with this patience (None), and the epochs it could hand back."""
+    """The epoch a detector stops a run at with this patience (None), and the epochs it could hand back: the start
+    of training and every epoch before the stop but the pending ones (each epoch is checked once)."""
     if "falls" in record:
-        fall = record["falls"].get(detector, {}).get(str(patience), {"stop": None, "candidates": []})  # not recorded
-        return fall["stop"], fall["candidates"]
-    if patience != 1:
+        fall = record["falls"].get(detector, {}).get(str(patience), {"stop": None, "pending": []})  # not recorded
+    elif patience == 1:  # a record without replays: its recorded stop, no check pending before it
+        fall = {"stop": record["stops"][detector], "pending": []}
+    else:
         raise ValueError(f"{record['run']} has no replays: only patience 1 (its recorded stops) can be scored")
-    stop = record["stops"][detector]  # a record without replays: every epoch before the stop is a candidate
-    return stop, [] if stop is None else list(range(-1, stop))
+    stop = fall["stop"]
+    return stop, [] if stop is None else [e for e in range(-1, stop) if e not in fall["pending"]]
 
 
 def online_choices(run: Run, stops: dict[str, int | None]) -> dict[str, int]:
