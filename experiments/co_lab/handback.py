@@ -43,7 +43,7 @@ import torch
 from experiments.co_lab import evaluate as test_eval
 from experiments.co_lab import runs as lab_runs
 from experiments.co_lab.outcomes import COLLAPSES, WITHIN, classify, run_class, within_oracle
-from experiments.co_lab.prevention import HANDBACK_SEEDS, REPORT_SEEDS, TEST_IMAGES, TUNING_SEEDS, would_stop
+from experiments.co_lab.prevention import HANDBACK_SEEDS, REPORT_SEEDS, TEST_IMAGES, is_tuning, would_stop
 from experiments.co_lab.runs import Run
 from experiments.steps import refuse_missing_out
 from robustrain.callbacks import (
@@ -82,9 +82,9 @@ RULES = {
 }
 PATIENCES = (1, 2, 3)
 ONLINE_WINDOW = 5  # hand_back_window of the detectors that record their best_probe choice (HANDBACK_SEEDS' runs)
-# the patience is chosen on the tuning runs (TUNING_SEEDS, every arm trained there; hits scored on held-out PGD-10,
-# never on the test set) for this detector and policy: the most hits minus false stops, the smallest of ties. Fixed
-# before the ResNet tuning runs were trained.
+# the patience is chosen on the tuning runs (prevention.TUNING_SEEDS, every arm trained there; hits scored on
+# held-out PGD-10, never on the test set) for this detector and policy: the most hits minus false stops, the smallest
+# of ties. Fixed before the ResNet tuning runs were trained.
 PATIENCE_DETECTOR, PATIENCE_POLICY = "pgd_es_probe", f"best_probe_{ONLINE_WINDOW}"
 # a collapse from "real" robustness on the ResNet: its best epoch holds at least this test PGD-50-10 (the ResNet
 # trained on the clean digits holds 81%; the CO lab's earlier ResNet collapses fell from 28-42%)
@@ -139,16 +139,15 @@ def policy_cost(name: str) -> float:
 
 
 # --- measure --------------------------------------------------------------------------------------------------------
-def selected(out: Path) -> list[Run]:
+def selected(runs: Sequence[Run]) -> list[Run]:
     """The report-seed runs of the replayed methods."""
-    runs = lab_runs.load_runs(out)
     seeds = set(REPORT_SEEDS) | set(HANDBACK_SEEDS)
     return [r for r in runs if r.seed in seeds and replayed(r.network, r.setting)]
 
 
-def tuning(out: Path) -> list[Run]:
+def tuning(runs: Sequence[Run]) -> list[Run]:
     """The tuning-seed runs of every arm (the patience is chosen on them)."""
-    return [r for r in lab_runs.load_runs(out) if r.seed in TUNING_SEEDS]
+    return [r for r in runs if is_tuning(r)]
 
 
 def replayed(network: str, setting: str) -> bool:
@@ -178,8 +177,8 @@ def _measure_run(folder: Path) -> str:
     torch.set_num_threads(1)
     run = lab_runs.load_run(folder)
     probe_accuracy(run)
-    tuned_on = run.seed in TUNING_SEEDS  # scored on held-out PGD: the test set is never attacked
-    if not tuned_on and classify(run.val["acc_pgd"], run.val["acc_fgsm"]).kind in COLLAPSES:  # the oracle: all epochs
+    # the oracle needs every epoch of a collapse; a tuning run is scored on held-out PGD, its test set never attacked
+    if not is_tuning(run) and classify(run.val["acc_pgd"], run.val["acc_fgsm"]).kind in COLLAPSES:
         # as many test images as the prevention study attacks the run's final and best epochs with, whose cached
         # results the oracle shares
         images = test_eval.images_for(TEST_IMAGES, run.network)
@@ -190,7 +189,8 @@ def _measure_run(folder: Path) -> str:
 def measure(out: Path, parallel: int) -> None:
     """Probe accuracy of every epoch of every selected and tuning run, and test PGD-50-10 of every epoch of the
     selected collapses."""
-    folders = [run.folder for run in [*selected(out), *tuning(out)]]
+    runs = lab_runs.load_runs(out)
+    folders = [run.folder for run in [*selected(runs), *tuning(runs)]]
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=max(parallel, 1), mp_context=context) as pool:
         for name in pool.map(_measure_run, folders):
@@ -334,10 +334,12 @@ def _pct(low_high: tuple[float, float]) -> str:
     return f"{100 * low_high[0]:.0f}-{100 * low_high[1]:.0f}%"
 
 
-def _scored(row: dict[str, Any]) -> str:
-    """A score row's table cells: detector, policy, hits and false stops with their intervals, the kept accuracy."""
+def _scored(row: dict[str, Any], patience: bool = False) -> str:
+    """A score row's table cells: detector, policy (and patience), hits and false stops with their intervals, the
+    kept accuracy."""
+    policy = f"{row['policy']} | {row['patience']}" if patience else row["policy"]
     return (
-        f"| {row['detector']} | {row['policy']} | {row['hits']} / {row['collapses']} | "
+        f"| {row['detector']} | {policy} | {row['hits']} / {row['collapses']} | "
         f"{_pct(row['hit_interval'])} | {row['false_stops']} / {row['healthy']} | "
         f"{_pct(row['false_interval'])} | {100 * row['median_test_pgd']:.1f} |"
     )
@@ -502,9 +504,7 @@ def patience_markdown(
             "false-stop interval | median test PGD-50-10 kept (collapses) |",
             "|---|---|---|---|---|---|---|---|",
         ]
-        for row in rows:
-            cells = _scored(row).split(" | ")
-            lines.append(" | ".join([*cells[:2], str(row["patience"]), *cells[2:]]))
+        lines += [_scored(row, patience=True) for row in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -515,7 +515,8 @@ def _patience_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def report(out: Path, docs: Path, command: str) -> list[dict[str, Any]]:
-    records = [run_record(run) for run in selected(out)]
+    runs = lab_runs.load_runs(out)
+    records = [run_record(run) for run in selected(runs)]
     missing = [r["run"] for r in records if r["class"] in COLLAPSES and None in r["test_pgd"]]
     if missing:
         raise SystemExit(f"runs not measured yet (run the measure step): {', '.join(missing)}")
@@ -524,7 +525,7 @@ def report(out: Path, docs: Path, command: str) -> list[dict[str, Any]]:
     rows, resnet_rows = score(small), score(resnet)
     docs.mkdir(parents=True, exist_ok=True)
     online = agreement(small)
-    tuned = [run_record(run) for run in tuning(out)]
+    tuned = [run_record(run) for run in tuning(runs)]
     chosen, tuning_rows = choose_patience(tuned)
     networks = {"SmallCNN": _patience_rows(small), "PreActResNet18": _patience_rows(resnet)}
     tables = {

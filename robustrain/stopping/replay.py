@@ -2,8 +2,8 @@
 
     python -m robustrain.stopping.replay runs/mnist5k_fgsm_aliasing/version_0/aliasing_history.csv \\
         --threshold 0.3 --window 5 --warmup-epochs 2
-    python -m robustrain.stopping.replay runs/<run>/version_0/pgd_es_probe_history.csv --kind probe \
-        --threshold 0.2 --window 1 --warmup-epochs 0 --no-wait-for-lr-peak --direction fall --scale absolute \
+    python -m robustrain.stopping.replay runs/<run>/version_0/pgd_es_probe_history.csv --kind probe \\
+        --threshold 0.2 --window 1 --warmup-epochs 0 --no-wait-for-lr-peak --direction fall --scale absolute \\
         --patience 2
 
 Replaying a history with the settings it was recorded with gives the decisions the callback logged (as if it were
