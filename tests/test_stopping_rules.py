@@ -139,6 +139,7 @@ def test_in_warmup_counts_epochs_and_optionally_the_lr_ramp() -> None:
         ({"direction": "up"}, "direction"),
         ({"scale": "log"}, "scale"),
         ({"patience": 0}, "patience"),
+        ({"statistic": "mean"}, "statistic"),
     ],
 )
 def test_invalid_rule_raises_naming_the_parameter(kwargs: dict, name: str) -> None:
@@ -234,28 +235,46 @@ def test_a_pending_fall_is_past_its_limit_without_stopping_and_the_stop_names_it
     assert not calm.past and not calm.should_stop
 
 
-def _brute_force_stop(values: list[float], patience: int, window: int, threshold: float) -> int | None:
-    """The first index n where values[n - p + 1 .. n] all fell more than `threshold` below the median of the
-    `window` values before the first of them (an absolute fall; no warm-up)."""
+def _brute_force_stop(
+    values: list[float], patience: int, window: int, threshold: float, statistic: str = "median"
+) -> int | None:
+    """The first index n where values[n - p + 1 .. n] all fell more than `threshold` below the median (or the
+    highest) of the `window` values before the first of them (an absolute fall; no warm-up)."""
+    reference = statistics.median if statistic == "median" else max
     for n in range(len(values)):
         first = n - patience + 1
         if first < 1:
             continue
-        median = statistics.median(values[max(0, first - window) : first])
-        if all(v - median < -threshold for v in values[first : n + 1]):
+        top = reference(values[max(0, first - window) : first])
+        if all(v - top < -threshold for v in values[first : n + 1]):
             return n
     return None
 
 
+@pytest.mark.parametrize("statistic", ["median", "best"])
 @pytest.mark.parametrize("patience", [1, 2, 3])
-@pytest.mark.parametrize("window", [1, 3])
-def test_patience_matches_a_brute_force_search_on_random_walks(patience: int, window: int) -> None:
+@pytest.mark.parametrize("window", [1, 3, 5])
+def test_patience_matches_a_brute_force_search_on_random_walks(patience: int, window: int, statistic: str) -> None:
     rng = random.Random(patience * 10 + window)
     for _ in range(200):
         values = [rng.choice([0.0, 0.25, 0.5, 0.75, 1.0]) for _ in range(rng.randint(1, 9))]
-        expected = _brute_force_stop(values, patience, window, 0.3)
+        expected = _brute_force_stop(values, patience, window, 0.3, statistic)
         rule = {"threshold": 0.3, "window": window, "warmup_epochs": 0, "wait_for_lr_peak": False}
-        assert _stop_epoch(values, direction="fall", scale="absolute", patience=patience, **rule) == expected, values
+        rule |= {"direction": "fall", "scale": "absolute", "patience": patience, "statistic": statistic}
+        assert _stop_epoch(values, **rule) == expected, values
+
+
+def test_the_best_of_the_window_catches_a_slow_fall_that_the_median_and_wong_miss() -> None:
+    slow = [0.79, 0.79, 0.73, 0.68, 0.42, 0.38, 0.20]  # an N-FGSM run's test PGD, losing 0-26 points a check
+    rule = {"threshold": 0.2, "warmup_epochs": 0, "wait_for_lr_peak": False, "direction": "fall", "scale": "absolute"}
+    assert _stop_epoch(slow, window=1, **rule) == 4  # 0.68 -> 0.42: Wong's rule sees the one big step
+    assert _stop_epoch(slow[:4] + [0.55, 0.45, 0.36], window=1, **rule) is None  # spread over three checks: never
+    assert _stop_epoch(slow[:4] + [0.55, 0.45, 0.36], window=3, **rule) == 5  # 0.45 < median 0.68 - 0.2
+    assert _stop_epoch(slow[:4] + [0.55, 0.45, 0.36], window=3, statistic="best", **rule) == 4  # 0.55 < 0.79 - 0.2
+    decision = _decide([0.79, 0.73, 0.68], 0.55, Rule(window=3, statistic="best", **rule))
+    assert decision.median == 0.79 and "fell from 0.790 (the highest of the last 3 measurements)" in decision.reason
+    rise = Rule(threshold=0.5, window=3, warmup_epochs=0, statistic="best")  # a rise from the lowest: 1.0 * 1.5
+    assert _decide([1.0, 2.0, 3.0], 1.6, rise).should_stop and not _decide([1.0, 2.0, 3.0], 1.5, rise).past
 
 
 def test_a_fall_that_begins_in_the_warm_up_does_not_count_towards_patience() -> None:

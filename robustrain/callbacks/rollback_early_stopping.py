@@ -58,7 +58,17 @@ from robustrain.stopping.history import check_history_path
 
 PROGRESS_BAR_KEYS = ("value", "limit")  # shown on the progress bar as <name>/value and <name>/limit
 HAND_BACK = ("last_check", "best_probe", "best_val")
-RULE_ARGS = ("threshold", "window", "warmup_epochs", "wait_for_lr_peak", "reference", "direction", "scale", "patience")
+RULE_ARGS = (
+    "threshold",
+    "window",
+    "warmup_epochs",
+    "wait_for_lr_peak",
+    "reference",
+    "direction",
+    "scale",
+    "patience",
+    "statistic",
+)
 # arguments that change neither what a stop decides nor what it hands back: not compared on resume
 NOT_COMPARED = ("name", "verbose", "save_checkpoint")
 SCORE = "hand_back_score"  # the record key of a check's hand-back score (probe accuracy or val/acc_pgd)
@@ -110,10 +120,11 @@ class RollbackEarlyStopping(L.Callback):
         batch_images: Whether that measurement uses the batch's images (so `batch_probe_size` applies).
 
     Args:
-        threshold, window, warmup_epochs, wait_for_lr_peak, reference, direction, scale, patience: The rule
-            (robustrain.stopping.Rule); None takes the signal's default (`default_rule`, in each class's docs). With
-            patience p > 1 a check past the limit is pending until p in a row stop the run; a pending check's
+        threshold, window, warmup_epochs, wait_for_lr_peak, reference, direction, scale, patience, statistic: The
+            rule (robustrain.stopping.Rule); None takes the signal's default (`default_rule`, in each class's docs).
+            With patience p > 1 a check past the limit is pending until p in a row stop the run; a pending check's
             weights never join the hand-back window, so every policy hands back a model from before the fall.
+            statistic="best" sets the limit from the best of the window instead of its median.
         every_n_epochs: Check at the end of every n-th epoch; 0 = never (then decide_on="batch").
         every_n_train_steps: Batch signals: also check after every n-th optimizer step; 0 = never.
         batch_probe_size: Images of the training batch that a step check measures (its first ones); None = all.
@@ -158,6 +169,7 @@ class RollbackEarlyStopping(L.Callback):
         direction: Literal["rise", "fall"] | None = None,
         scale: Literal["relative", "absolute"] | None = None,
         patience: int | None = None,
+        statistic: Literal["median", "best"] | None = None,
         every_n_epochs: int = 1,
         every_n_train_steps: int = 0,
         batch_probe_size: int | None = None,
@@ -172,7 +184,7 @@ class RollbackEarlyStopping(L.Callback):
     ) -> None:
         super().__init__()
         rule_args = (threshold, window, warmup_epochs, wait_for_lr_peak, reference, direction, scale, patience)
-        given = dict(zip(RULE_ARGS, rule_args))
+        given = dict(zip(RULE_ARGS, (*rule_args, statistic), strict=True))
         # the signal's default rule with the given arguments; raises naming a bad one
         self.rule = dataclasses.replace(self.default_rule, **{k: v for k, v in given.items() if v is not None})
         self.name = type(self).name if name is None else name

@@ -26,6 +26,7 @@ from robustrain.stopping.rules import (
     DIRECTIONS,
     REFERENCES,
     SCALES,
+    STATISTICS,
     Rule,
     decide,
 )
@@ -96,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--direction", default="rise", choices=DIRECTIONS)
     parser.add_argument("--scale", default="relative", choices=SCALES)
     parser.add_argument("--patience", type=int, default=1, help="checks in a row past the limit that stop")
+    parser.add_argument(
+        "--statistic", default="median", choices=STATISTICS, help="the limit from the window's median or its best"
+    )
     parser.add_argument("--column", default="value", help="series to decide on: value, mean, a layer or a group")
     parser.add_argument(
         "--kind",
@@ -115,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             direction=args.direction,
             scale=args.scale,
             patience=args.patience,
+            statistic=args.statistic,
         )
         records = read_history_csv(args.history)
         if not records:

@@ -6,7 +6,9 @@ A rule compares each new value v_n of a monitored signal with a reference, the m
 2. Reference values R (`reference_history`): with reference="window" (the default) all values measured before v_n,
    warm-up ones included; with reference="restart", only those from the last warm-up measurement on.
 3. m = median of the last `window` finite values of R (`median_reference`; fewer if there are fewer; no decision
-   while there is none).
+   while there is none); with statistic="best", their best instead: the highest for direction="fall", the lowest
+   for "rise" (`Rule.reference_value`), so that a fall is measured from the top of the window, and one spread over
+   several checks adds up.
 4. Limit and stop: with direction="rise" the rule stops when v_n rises above the limit, with "fall" when it falls
    below it. scale="relative": limit = m * (1 + threshold) (rise) or m * (1 - threshold) (fall); scale="absolute":
    limit = m + threshold or m - threshold.
@@ -45,6 +47,7 @@ DEFAULT_WARMUP_EPOCHS = 5
 REFERENCES = ("window", "restart")
 DIRECTIONS = ("rise", "fall")
 SCALES = ("relative", "absolute")
+STATISTICS = ("median", "best")
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,9 @@ class Rule:
         scale: "relative" (limit = median * (1 +- threshold)) or "absolute" (limit = median +- threshold).
         patience: How many checks in a row must lie past the limit (set by the median before the first of them) to
             stop; 1 stops at the first.
+        statistic: What the limit is set from: "median" of the last `window` values, or their "best" (the highest
+            for direction="fall", the lowest for "rise"): a fall from the best recent value, however many checks it
+            took.
     """
 
     threshold: float = DEFAULT_THRESHOLD
@@ -72,6 +78,7 @@ class Rule:
     direction: Literal["rise", "fall"] = "rise"
     scale: Literal["relative", "absolute"] = "relative"
     patience: int = 1
+    statistic: Literal["median", "best"] = "median"
 
     def __post_init__(self) -> None:
         check_in_range("threshold", self.threshold, 0.0, low_open=True, note="(the aliasing stop's rise: 0.33)")
@@ -81,6 +88,7 @@ class Rule:
         check_choice("direction", self.direction, DIRECTIONS)
         check_choice("scale", self.scale, SCALES)
         check_int("patience", self.patience, 1)  # checks in a row past the limit
+        check_choice("statistic", self.statistic, STATISTICS)
 
     def in_warmup(self, epoch: int, lr_rising: bool = False) -> bool:
         """Whether no decision is taken at this (0-based) epoch: before warmup_epochs, or while the lr still rises."""
@@ -94,6 +102,16 @@ class Rule:
             return value > limit if self.direction == "rise" else value < limit
         change = value - median
         return change > self.threshold if self.direction == "rise" else change < -self.threshold
+
+    def reference_value(self, history: Sequence[float]) -> float:
+        """The value the limit is set from: the median (or, with statistic="best", the best) of the last `window`
+        finite values of the reference history; nan if there are none."""
+        if self.statistic == "median":
+            return median_reference(history, self.window)
+        finite = [v for v in history if math.isfinite(v)][-self.window :]
+        if not finite:
+            return math.nan
+        return max(finite) if self.direction == "fall" else min(finite)
 
     def limit(self, median: float) -> float:
         """The value past which the rule stops, given the median of the reference values."""
@@ -122,7 +140,7 @@ class Decision:
     Attributes:
         should_stop: Whether the rule stops here.
         reason: Why it stops (or, for a value that is not finite, why it must), None when nothing happened.
-        median: Median of the reference values (nan when there are none).
+        median: Median of the reference values, or their best with statistic="best" (nan when there are none).
         limit: The value past which the rule stops (nan when there is no median).
         past: Whether the value lies past the limit (for patience > 1: past the limit of the fall it continues,
             whose median and limit these are), stopping or not.
@@ -187,7 +205,7 @@ def decide(
     """
     n = len(values)
     reference = reference_history(values, warmups, rule.reference)
-    median = median_reference(reference, rule.window)
+    median = rule.reference_value(reference)
     limit = rule.limit(median)
     if not math.isfinite(current):
         return Decision(True, f"{name} = {current} is not finite", median, limit, past=True)
@@ -199,7 +217,7 @@ def decide(
         if k and warmups[n - k]:
             break
         before = reference_history(values[: n - k], warmups[: n - k], rule.reference)
-        m = median_reference(before, rule.window)
+        m = rule.reference_value(before)
         if math.isnan(m):
             continue
         if all(rule.is_past(v, m) for v in [*values[n - k :], current]):
@@ -210,18 +228,19 @@ def decide(
         return Decision(False, None, median, limit, past=True)
     count = min(rule.window, len(reference))
     lasted = f", for {streak} checks in a row" if rule.patience > 1 else ""
+    statistic = "median" if rule.statistic == "median" else ("highest" if rule.direction == "fall" else "lowest")
     if rule.scale == "relative":
         change = f"{current / median - 1.0:+.1%}" if median > 0 else "an infinite factor"
         verb, op = ("exceeds", ">") if rule.direction == "rise" else ("falls below", "<")
         sign = "" if rule.direction == "rise" else "-"
         reason = (
-            f"{name} = {current:.4g} {verb} the median {median:.4g} of the last {count} measurements by {change} "
+            f"{name} = {current:.4g} {verb} the {statistic} {median:.4g} of the last {count} measurements by {change} "
             f"{op} {sign}{rule.threshold:.0%} (limit {limit:.4g}){lasted}"
         )
         return Decision(True, reason, median, limit, past=True)
     change = current - median
     verb, op, sign = ("rose", ">", "+") if rule.direction == "rise" else ("fell", "<", "-")
-    since = "" if count == 1 else f" (the median of the last {count} measurements)"
+    since = "" if count == 1 else f" (the {statistic} of the last {count} measurements)"
     reason = (
         f"{name} {verb} from {median:.3f}{since} to {current:.3f} ({change:+.3f} {op} {sign}{rule.threshold}){lasted}"
     )
