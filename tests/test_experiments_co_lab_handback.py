@@ -1,5 +1,7 @@
 """The hand-back replay's scoring: Wilson intervals, policies on a recorded collapse, and the ResNet runs apart."""
 
+import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -7,14 +9,25 @@ import pytest
 from experiments.co_lab.handback import (
     DETECTORS,
     choose_patience,
+    choose_probe_rule,
+    committed_records,
+    deciding_series,
+    fall_of,
     fall_replays,
+    main,
+    merged,
+    probe_fall,
+    probe_rules,
     replayed,
     resnet_markdown,
     score,
+    series_rows,
     stop_and_candidates,
     wilson,
 )
 from experiments.co_lab.runs import Run
+from robustrain.stopping import pgd_es_rule
+from robustrain.stopping.replay import replay
 
 
 def test_wilson_matches_the_published_intervals():
@@ -113,3 +126,54 @@ def test_the_patience_is_chosen_by_hits_minus_false_stops_on_held_out_accuracy_t
     assert [(r["patience"], r["hits"], r["false_stops"]) for r in rows] == [(1, 1, 1), (2, 1, 0), (3, 1, 0)]
     assert chosen == 2
     assert choose_patience([collapse])[0] == 1  # no dip to wait out: every patience ties
+
+
+def test_a_run_records_its_deciding_series_and_replays_from_it_as_from_its_history():
+    run = _run_with_probe_pgd([0.5, 0.91, 0.58, 0.90, 0.2, 0.1], recorded_stop=2)
+    run.histories["pgd_es_probe"].append({"epoch": 5, "step": 9, "kind": "batch", "lr_rising": False, "value": 0.0})
+    series = deciding_series(run)["pgd_es_probe"]
+    assert series["kind"] == "probe" and series["value"] == [0.5, 0.91, 0.58, 0.90, 0.2, 0.1]  # no batch records
+    rule = dataclasses.replace(pgd_es_rule(0.2), patience=2)
+    assert fall_of(replay(series_rows(series), rule)) == fall_replays(run)["pgd_es_probe"]["2"]
+
+
+def test_a_fall_from_the_best_of_the_window_catches_a_slow_fall_and_the_choice_keeps_to_the_false_stop_cap():
+    slow = _record("partial_collapse", [0.0, 0.5, 0.8, 0.8, 0.72, 0.64, 0.56, 0.48], stop=None)  # -0.08 a check
+    dip = _record("healthy", [0.0, 0.5, 0.8, 0.65, 0.8, 0.8, 0.8, 0.8], stop=None)  # one check 0.15 down
+    wong, best = pgd_es_rule(0.2), dataclasses.replace(pgd_es_rule(0.15), window=3, statistic="best")
+    assert probe_fall(slow, wong) == {"stop": None, "pending": []}
+    assert probe_fall(slow, best) == {"stop": 5, "pending": []}  # 0.64 < 0.8 - 0.15: hands back epoch 3 (0.8)
+    assert probe_fall(slow, dataclasses.replace(best, patience=2)) == {"stop": 6, "pending": [5]}
+    assert probe_fall(dip, dataclasses.replace(best, threshold=0.1))["stop"] == 3
+    rule, rows = choose_probe_rule([slow, dip])
+    assert len(rows) == len(probe_rules()) and rows[0]["rule"] == "a fall > 0.3 from the previous check, patience 1"
+    # the first rule, in probe_rules' order, that hits without stopping the dip; some that hit stop it too
+    first = next(i for i, r in enumerate(rows) if (r["hits"], r["false_stops"]) == (1, 0))
+    assert rule == probe_rules()[first] and rule.window > 1  # a fall against the previous check misses it
+    assert any((r["hits"], r["false_stops"]) == (1, 1) for r in rows)
+    with pytest.raises(ValueError, match="no probe accuracy"):
+        probe_fall(slow | {"probe": [0.1, None]}, wong)
+
+
+def test_a_report_scores_the_committed_records_of_runs_no_longer_on_disk(tmp_path):
+    collapse = _tuning_record("catastrophic", [0.3, 0.6, 0.1, 0.0, 0.0, 0.0], recorded_stop=2)
+    healthy = _tuning_record("healthy", [0.3, 0.8, 0.5, 0.85, 0.9, 0.9], recorded_stop=2)
+    collapse["run"], healthy["run"] = "x@fgsm/seed21", "x@fgsm/seed20"
+    tuned = [r | {"run": r["run"].replace("seed2", "seed10")} for r in (collapse, healthy)]
+    (tmp_path / "handback.json").write_text(
+        json.dumps({"runs": [collapse, healthy], "patience": {"tuning_runs": tuned}})
+    )
+    assert committed_records(tmp_path) == ([collapse, healthy], tuned)
+    assert [r["run"] for r in merged([healthy | {"fresh": True}], [collapse, healthy])] == [
+        "x@fgsm/seed20",
+        "x@fgsm/seed21",
+    ]
+    assert main(["report", "--out", str(tmp_path / "absent"), "--docs", str(tmp_path)]) == 0
+    tables = json.loads((tmp_path / "handback.json").read_text())
+    assert [r["run"] for r in tables["runs"]] == ["x@fgsm/seed20", "x@fgsm/seed21"]
+    assert tables["probe_rule"]["label"] in (
+        tables["probe_rule"]["tuning_rows"][0]["rule"],
+        *(r["rule"] for r in tables["probe_rule"]["tuning_rows"]),
+    )
+    assert "## A fall from the best" in (tmp_path / "handback.md").read_text()
+    assert main(["report", "--out", str(tmp_path / "absent"), "--docs", str(tmp_path / "none")]) == 2  # no records

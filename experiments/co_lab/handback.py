@@ -23,17 +23,24 @@ and PGD run of the prevention study:
 The cost of a policy is counted in forward+backward passes over images per epoch, against an FGSM epoch's (4000
 digits x 2 passes): nothing is timed here.
 
+Every score is a function of the runs' compact records, committed in `<docs>/handback.json` (per epoch: held-out and
+test PGD, the probe accuracy, and each detector's deciding series as recorded): `report` rebuilds the records of the
+runs under `--out` and reads the rest from there, so rules can be re-scored without the run folders. Rules on the
+probe series itself (`probe_rules`: a fall from the previous check, the median or the best of a window) are chosen on
+the tuning runs and scored on the report runs.
+
     python -m experiments.co_lab.handback measure --out runs/prevention --parallel 2
     python -m experiments.co_lab.handback report --out runs/prevention --docs docs/results/co_lab
 """
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import multiprocessing
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -56,6 +63,7 @@ from robustrain.callbacks import (
 from robustrain.callbacks.rollback_early_stopping import SCORE, choose_hand_back
 from robustrain.evaluation import AttackSpec, robust_accuracy
 from robustrain.runs.atomic import atomic_write_text
+from robustrain.stopping import Rule, pgd_es_rule
 from robustrain.stopping.replay import replay
 
 PROBE = "handback_probe.json"  # per run: {epoch: probe accuracy}
@@ -215,13 +223,50 @@ def run_record(run: Run) -> dict[str, Any]:
         "stops": {d: stops.get(d) for d in DETECTORS},
         "falls": fall_replays(run),
         "online": online_choices(run, stops),
+        "series": deciding_series(run),
     }
 
 
+def deciding_series(run: Run) -> dict[str, dict[str, list]]:
+    """Detector -> the epoch-end series its rule decides on, as recorded: {"kind", "epoch", "step", "lr_rising",
+    "value"}, compact enough to commit, so that any rule can be replayed on it without the run (`series_rows`)."""
+    out = {}
+    for detector, records in run.histories.items():
+        kinds = {r["kind"] for r in records} - {"batch"}
+        if detector not in RULES or len(kinds) != 1:
+            continue
+        (kind,) = kinds
+        rows = [r for r in records if r["kind"] == kind]
+        out[detector] = {"kind": kind} | {
+            key: [_plain(r.get(key)) for r in rows] for key in ("epoch", "step", "lr_rising", "value")
+        }
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """A history cell as JSON holds it (a non-finite value as None)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def series_rows(series: dict[str, list]) -> list[dict[str, Any]]:
+    """A deciding_series entry back as the history records robustrain.stopping.replay reads."""
+    keys = ("epoch", "step", "lr_rising", "value")
+    return [{"kind": series["kind"]} | dict(zip(keys, cells)) for cells in zip(*(series[k] for k in keys))]
+
+
+def fall_of(decisions: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """{"stop": the epoch of the first stop (None), "pending": the epochs before it whose check lay past a limit
+    without stopping (their weights are never handed back)} of a replay's decisions."""
+    at = next((i for i, d in enumerate(decisions) if d["should_stop"]), len(decisions))
+    stop = int(decisions[at]["epoch"]) if at < len(decisions) else None
+    return {"stop": stop, "pending": [int(d["epoch"]) for d in decisions[:at] if d["past"]]}
+
+
 def fall_replays(run: Run) -> dict[str, dict[str, dict[str, Any]]]:
-    """Detector -> patience -> {"stop": the epoch it stops at (None), "pending": the epochs before it whose check lay
-    past a limit without stopping (their weights are never handed back)}, each detector's recorded history replayed
-    with its rule at every patience (robustrain.stopping.replay)."""
+    """Detector -> patience -> fall_of its recorded history replayed with its rule at that patience
+    (robustrain.stopping.replay)."""
     recorded = would_stop(run)
     falls: dict[str, dict[str, dict[str, Any]]] = {}
     for detector, rule in RULES.items():
@@ -231,25 +276,36 @@ def fall_replays(run: Run) -> dict[str, dict[str, dict[str, Any]]]:
         (kind,) = {r["kind"] for r in records} - {"batch"}  # the epoch-end series that decides
         falls[detector] = {}
         for patience in PATIENCES:
-            decisions = replay(records, dataclasses.replace(rule, patience=patience), kind=kind)
-            at = next((i for i, d in enumerate(decisions) if d["should_stop"]), len(decisions))
-            stop = int(decisions[at]["epoch"]) if at < len(decisions) else None
-            if patience == 1 and stop != recorded.get(detector):
-                raise ValueError(f"{run.name}: {detector} replayed stops at {stop}, recorded at {recorded[detector]}")
-            pending = [int(d["epoch"]) for d in decisions[:at] if d["past"]]
-            falls[detector][str(patience)] = {"stop": stop, "pending": pending}
+            fall = fall_of(replay(records, dataclasses.replace(rule, patience=patience), kind=kind))
+            if patience == 1 and fall["stop"] != recorded.get(detector):
+                raise ValueError(
+                    f"{run.name}: {detector} replayed stops at {fall['stop']}, recorded at {recorded[detector]}"
+                )
+            falls[detector][str(patience)] = fall
     return falls
 
 
 def stop_and_candidates(record: dict[str, Any], detector: str, patience: int = 1) -> tuple[int | None, list[int]]:
     """The epoch a detector stops a run at with this patience (None), and the epochs it could hand back: the start
     of training and every epoch before the stop but the pending ones (each epoch is checked once)."""
+    return fall_candidates(recorded_fall(record, detector, patience))
+
+
+def recorded_fall(record: dict[str, Any], detector: str, patience: int = 1) -> dict[str, Any]:
+    """A detector's fall_of in a run's record at this patience (its recorded stop alone for a record without
+    replays, at patience 1)."""
     if "falls" in record:
         fall = record["falls"].get(detector, {}).get(str(patience), {"stop": None, "pending": []})  # not recorded
     elif patience == 1:  # a record without replays: its recorded stop, no check pending before it
         fall = {"stop": record["stops"][detector], "pending": []}
     else:
         raise ValueError(f"{record['run']} has no replays: only patience 1 (its recorded stops) can be scored")
+    return fall
+
+
+def fall_candidates(fall: dict[str, Any]) -> tuple[int | None, list[int]]:
+    """A fall_of's stop, and the epochs a stop could hand back: the start of training and every epoch before the
+    stop but the pending ones."""
     stop = fall["stop"]
     return stop, [] if stop is None else [e for e in range(-1, stop) if e not in fall["pending"]]
 
@@ -297,37 +353,51 @@ def score(records: Sequence[dict[str, Any]], patience: int = 1, truth: str = "te
         patience: The checks in a row a fall must last (the records' replays at that patience).
         truth: The accuracy a hit is judged on: "test_pgd" (test PGD-50-10) or, on tuning runs, "val_acc_pgd".
     """
-    collapses = [r for r in records if r["class"] in COLLAPSES]
-    healthy = [r for r in records if r["class"] == "healthy"]
     rows = []
     for detector in DETECTORS:
         for name, choose in policies().items():
-            hits, kept = 0, []
-            for record in collapses:
-                stop, candidates = stop_and_candidates(record, detector, patience)
-                test = record[truth]
-                oracle = max(t for t in test if t is not None)
-                epoch = choose(candidates, record) if stop is not None else len(test) - 1
-                accuracy = 0.0 if epoch < 0 else test[epoch]
-                kept.append(accuracy)
-                hits += stop is not None and within_oracle(accuracy, oracle)
-            false = sum(stop_and_candidates(r, detector, patience)[0] is not None for r in healthy)
-            rows.append(
-                {
-                    "detector": detector,
-                    "policy": name,
-                    "patience": patience,
-                    "hits": hits,
-                    "collapses": len(collapses),
-                    "hit_interval": wilson(hits, len(collapses)),
-                    "false_stops": false,
-                    "healthy": len(healthy),
-                    "false_interval": wilson(false, len(healthy)),
-                    "median_test_pgd": statistics.median(kept) if kept else math.nan,
-                    "cost": policy_cost(name),
-                }
-            )
+            fall = functools.partial(recorded_fall, detector=detector, patience=patience)
+            head = {"detector": detector, "policy": name, "patience": patience}
+            rows.append(head | tally(records, fall, choose, truth) | {"cost": policy_cost(name)})
     return rows
+
+
+def tally(
+    records: Sequence[dict[str, Any]],
+    fall: Callable[[dict[str, Any]], dict[str, Any]],
+    choose: Callable[[Sequence[int], dict[str, Any]], int],
+    truth: str = "test_pgd",
+) -> dict[str, Any]:
+    """One stop's score: hits on the collapses and false stops on the healthy runs, with Wilson intervals, and the
+    median accuracy it keeps on the collapses.
+
+    Args:
+        records: run_record()s.
+        fall: record -> the stop's fall_of on that run.
+        choose: The hand-back policy (a policies() chooser).
+        truth: The accuracy a hit is judged on (see `score`).
+    """
+    collapses = [r for r in records if r["class"] in COLLAPSES]
+    healthy = [r for r in records if r["class"] == "healthy"]
+    hits, kept = 0, []
+    for record in collapses:
+        stop, window = fall_candidates(fall(record))
+        test = record[truth]
+        oracle = max(t for t in test if t is not None)
+        epoch = choose(window, record) if stop is not None else len(test) - 1
+        accuracy = 0.0 if epoch < 0 else test[epoch]
+        kept.append(accuracy)
+        hits += stop is not None and within_oracle(accuracy, oracle)
+    false = sum(fall(r)["stop"] is not None for r in healthy)
+    return {
+        "hits": hits,
+        "collapses": len(collapses),
+        "hit_interval": wilson(hits, len(collapses)),
+        "false_stops": false,
+        "healthy": len(healthy),
+        "false_interval": wilson(false, len(healthy)),
+        "median_test_pgd": statistics.median(kept) if kept else math.nan,
+    }
 
 
 def _pct(low_high: tuple[float, float]) -> str:
@@ -508,15 +578,161 @@ def patience_markdown(
     return "\n".join(lines) + "\n"
 
 
+# --- a rule for the probe's own series -----------------------------------------------------------------------------
+# PGD-ES on the probe (PGDEarlyStopping with source="probe", hand_back="best_probe") decides on the accuracy that its
+# best_probe hand-back scores the snapshots with, so a rule on that series costs nothing beyond the hand-back. Rules
+# are replayed on each record's `probe` series (the attack's random start seeded 0 at every epoch; online it changes
+# with the epoch): every run is scored, the committed records of runs no longer on disk included.
+PROBE_WINDOWS = (1, 3, 5)
+PROBE_THRESHOLDS = (0.3, 0.2, 0.15, 0.1)
+MAX_FALSE_STOPS = 0.10  # the goal's false-stop rate: a rule is chosen among those that keep to it on the tuning runs
+
+
+def probe_rules() -> list[Rule]:
+    """The rules tried on the probe series, in the order that settles ties (the first wins): Wong et al.'s (a fall
+    against the previous check), then against the median and against the best of the last 3 and 5 checks; each at
+    every patience and threshold, the larger thresholds first."""
+    rules = []
+    for window in PROBE_WINDOWS:
+        for statistic in ("median",) if window == 1 else ("median", "best"):
+            for patience in PATIENCES:
+                for threshold in PROBE_THRESHOLDS:
+                    wong = pgd_es_rule(threshold)
+                    rules.append(dataclasses.replace(wong, window=window, statistic=statistic, patience=patience))
+    return rules
+
+
+def rule_label(rule: Rule) -> str:
+    """ "a fall > 0.2 from the best of 3, patience 2"."""
+    against = "the previous check" if rule.window == 1 else f"the {rule.statistic} of {rule.window}"
+    return f"a fall > {rule.threshold:g} from {against}, patience {rule.patience}"
+
+
+def probe_fall(record: dict[str, Any], rule: Rule) -> dict[str, Any]:
+    """The fall_of a rule replayed on a record's probe series."""
+    probe = record["probe"]
+    if not probe or None in probe:
+        raise ValueError(f"{record['run']} has no probe accuracy at every epoch: run the measure step")
+    return fall_of(replay([{"epoch": e, "step": e, "kind": "probe", "value": v} for e, v in enumerate(probe)], rule))
+
+
+def probe_rule_row(records: Sequence[dict[str, Any]], rule: Rule, policy: str, truth: str) -> dict[str, Any]:
+    head = {"rule": rule_label(rule), "settings": dataclasses.asdict(rule), "policy": policy}
+    return head | tally(records, functools.partial(probe_fall, rule=rule), policies()[policy], truth)
+
+
+def choose_probe_rule(records: Sequence[dict[str, Any]]) -> tuple[Rule, list[dict[str, Any]]]:
+    """The probe rule, with PATIENCE_POLICY, that hits the most collapses of the tuning runs (held-out PGD-10) of
+    those that falsely stop at most MAX_FALSE_STOPS of their healthy runs (fewer false stops, then probe_rules'
+    order, settle ties; the fewest false stops if none keeps to it); and every rule's row."""
+    rows = [probe_rule_row(records, rule, PATIENCE_POLICY, "val_acc_pgd") for rule in probe_rules()]
+    eligible = [r for r in rows if _keeps_to_it(r)]
+    if not eligible:
+        eligible = [min(rows, key=lambda r: r["false_stops"])]
+    best = max(eligible, key=lambda r: (r["hits"], -r["false_stops"], -rows.index(r)))
+    return Rule(**best["settings"]), rows
+
+
+def _keeps_to_it(row: dict[str, Any]) -> bool:
+    """Whether a tuning row's false stops keep to MAX_FALSE_STOPS of its healthy runs."""
+    return row["false_stops"] <= MAX_FALSE_STOPS * row["healthy"]
+
+
+PROBE_POLICIES = ("last_check", "best_probe_3", f"best_probe_{ONLINE_WINDOW}", "best_val_all")
+
+
+def probe_rule_rows(records: Sequence[dict[str, Any]], chosen: Rule) -> list[dict[str, Any]]:
+    """The chosen rule with each policy, then Wong et al.'s rule on the probe at patience 1 and 2 with the chosen
+    policy, on a network's report runs (hits on test PGD-50-10)."""
+    rows = [probe_rule_row(records, chosen, policy, "test_pgd") for policy in PROBE_POLICIES]
+    for patience in (1, 2):
+        wong = dataclasses.replace(pgd_es_rule(0.2), patience=patience)
+        if wong != chosen:
+            rows.append(probe_rule_row(records, wong, PATIENCE_POLICY, "test_pgd"))
+    return rows
+
+
+def _bar(row: dict[str, Any]) -> str:
+    """How a score row stands against the goal (hits >= 80%, false stops <= 10%), in point estimates."""
+    hit, false = row["hits"] / max(row["collapses"], 1), row["false_stops"] / max(row["healthy"], 1)
+    short = [f"hits {100 * hit:.0f}% < 80%"] * (hit < 0.8) + [f"false stops {100 * false:.0f}% > 10%"] * (false > 0.1)
+    return "met" if not short else "; ".join(short)
+
+
+def probe_rule_markdown(
+    chosen: Rule, tuning_rows: Sequence[dict[str, Any]], tuned: Sequence[dict[str, Any]], networks: dict[str, list]
+) -> str:
+    """The probe rule section: the tuning runs' choice (the ten best rules and Wong's), then each network's runs."""
+    order = sorted(tuning_rows, key=lambda r: (not _keeps_to_it(r), -r["hits"], r["false_stops"]))
+    wong = [r for r in tuning_rows if r["settings"]["window"] == 1 and r["settings"]["threshold"] == 0.2]
+    shown = order[:10] + [r for r in wong if r not in order[:10]]
+    lines = [
+        "",
+        "## A fall from the best: a rule on the probe's own series",
+        "",
+        "PGD-ES on the probe with the best_probe hand-back decides on the accuracy the hand-back scores its snapshots "
+        "with (PGD-5 at step eps / 4 on 128 training digits), so any rule on it costs nothing beyond the hand-back: "
+        f"{100 * policy_cost(PATIENCE_POLICY):.0f}% of an FGSM epoch, against PGD-ES's "
+        f"{100 * policy_cost('best_val_5'):.0f}%. Rules are replayed on each run's probe series (the attack's random "
+        "start seeded 0 at every epoch; online it changes with the epoch). A fall from the best of the window "
+        "(`Rule(statistic='best')`) adds up a fall spread over several checks, which Wong et al.'s rule (against the "
+        f"previous check) misses. {len(probe_rules())} rules "
+        f"(windows {', '.join(map(str, PROBE_WINDOWS))}, median or best, thresholds "
+        f"{', '.join(map(str, PROBE_THRESHOLDS))}, patience {', '.join(map(str, PATIENCES))}) were tried with "
+        f"{PATIENCE_POLICY} on the tuning runs ({len(tuned)} runs at seeds "
+        f"{_seed_ranges(sorted({_tag_and_seed(r)[1] for r in tuned}))}; {sum(r['class'] in COLLAPSES for r in tuned)} "
+        f"collapses, {sum(r['class'] == 'healthy' for r in tuned)} healthy; hits judged on held-out PGD-10). Chosen: "
+        f"the most hits among the rules that falsely stop at most {100 * MAX_FALSE_STOPS:.0f}% of the healthy tuning "
+        f"runs. **Chosen: {rule_label(chosen)}.**",
+        "",
+        "| rule (tuning runs) | hits / collapses | false stops / healthy |",
+        "|---|---|---|",
+    ]
+    for row in shown:
+        lines.append(
+            f"| {row['rule']} | {row['hits']} / {row['collapses']} | {row['false_stops']} / {row['healthy']} |"
+        )
+    for network, rows in networks.items():
+        lines += [
+            "",
+            f"{network}, report runs (as above):",
+            "",
+            "| rule | policy | hits / collapses | hit interval | false stops / healthy | false-stop interval | "
+            "median test PGD-50-10 kept (collapses) | against the goal |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in rows:
+            lines.append(f"{_scored(row | {'detector': row['rule']})} {_bar(row)} |")
+    return "\n".join(lines) + "\n"
+
+
 def _patience_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = [r for p in PATIENCES for r in score(records, p)]
     rows = [r for r in rows if r["detector"] in PATIENCE_DETECTORS and r["policy"] in PATIENCE_POLICIES]
     return sorted(rows, key=lambda r: (PATIENCE_DETECTORS.index(r["detector"]), r["policy"], r["patience"]))
 
 
+def committed_records(docs: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The report runs' and the tuning runs' records of the last report (`<docs>/handback.json`); none without one."""
+    path = docs / "handback.json"
+    if not path.is_file():
+        return [], []
+    tables = json.loads(path.read_text())
+    return tables.get("runs", []), tables.get("patience", {}).get("tuning_runs", [])
+
+
+def merged(fresh: Sequence[dict[str, Any]], kept: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records built from run folders, and the kept ones of runs not among them, in the runs' order."""
+    names = {r["run"] for r in fresh}
+    return sorted([*fresh, *(r for r in kept if r["run"] not in names)], key=_tag_and_seed)
+
+
 def report(out: Path, docs: Path, command: str) -> list[dict[str, Any]]:
-    runs = lab_runs.load_runs(out)
-    records = [run_record(run) for run in selected(runs)]
+    """The tables, from the runs under `out` and, for runs no longer there, the records the last report committed
+    (`<docs>/handback.json`: every score here is a function of them)."""
+    runs = lab_runs.load_runs(out) if out.is_dir() else []
+    kept, kept_tuned = committed_records(docs)
+    records = merged([run_record(run) for run in selected(runs)], kept)
     missing = [r["run"] for r in records if r["class"] in COLLAPSES and None in r["test_pgd"]]
     if missing:
         raise SystemExit(f"runs not measured yet (run the measure step): {', '.join(missing)}")
@@ -525,19 +741,29 @@ def report(out: Path, docs: Path, command: str) -> list[dict[str, Any]]:
     rows, resnet_rows = score(small), score(resnet)
     docs.mkdir(parents=True, exist_ok=True)
     online = agreement(small)
-    tuned = [run_record(run) for run in tuning(runs)]
+    tuned = merged([run_record(run) for run in tuning(runs)], kept_tuned)
     chosen, tuning_rows = choose_patience(tuned)
     networks = {"SmallCNN": _patience_rows(small), "PreActResNet18": _patience_rows(resnet)}
+    rule, rule_tuning_rows = choose_probe_rule(tuned)
+    rule_networks = {"SmallCNN": probe_rule_rows(small, rule), "PreActResNet18": probe_rule_rows(resnet, rule)}
     tables = {
         "rows": rows,
         "resnet_rows": resnet_rows,
         "online": online,
         "patience": {"chosen": chosen, "tuning_rows": tuning_rows, "rows": networks, "tuning_runs": tuned},
+        "probe_rule": {
+            "chosen": dataclasses.asdict(rule),
+            "label": rule_label(rule),
+            "tuning_rows": rule_tuning_rows,
+            "rows": rule_networks,
+        },
         "runs": records,
     }
-    atomic_write_text(docs / "handback.json", json.dumps(tables, indent=1))
     text = markdown(rows, small, command) + resnet_markdown(resnet_rows, resnet)
-    atomic_write_text(docs / "handback.md", text + patience_markdown(chosen, tuning_rows, tuned, networks))
+    text += patience_markdown(chosen, tuning_rows, tuned, networks)
+    text += probe_rule_markdown(rule, rule_tuning_rows, tuned, rule_networks)
+    atomic_write_text(docs / "handback.json", json.dumps(tables, indent=1))
+    atomic_write_text(docs / "handback.md", text)
     return rows
 
 
@@ -548,9 +774,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", type=Path, default=Path("docs/results/co_lab"))
     parser.add_argument("--parallel", type=int, default=2, help="processes at a time (one thread each)")
     args = parser.parse_args(argv)
-    if refuse_missing_out(
-        "experiments.co_lab.handback", args.out, "train them with python -m experiments.co_lab.prevention train"
-    ):
+    reads_runs = args.step != "report" or not (args.docs / "handback.json").is_file()  # report: the records do
+    hint = "train them with python -m experiments.co_lab.prevention train"
+    if reads_runs and refuse_missing_out("experiments.co_lab.handback", args.out, hint):
         return 2
     if args.step in ("measure", "all"):
         measure(args.out, args.parallel)
