@@ -19,9 +19,11 @@ def test_every_plan_names_existing_configs_and_distinct_runs():
         assert method in prevention.METHODS and setting
         assert (len(job.configs) == 1) == (method == "fgsm")  # FGSM is the setting itself
     assert {job.seed for job in jobs if "@" in job.setting} & set(prevention.TUNING_SEEDS)
-    report_seeds = {job.seed for job in jobs if job.seed not in prevention.TUNING_SEEDS}
+    report_seeds = {job.seed for job in jobs if not prevention.is_tuning_seed(job.seed)}
     assert report_seeds <= set(prevention.REPORT_SEEDS) | set(prevention.HANDBACK_SEEDS)
-    assert not set(prevention.HANDBACK_SEEDS) & (set(prevention.REPORT_SEEDS) | set(prevention.TUNING_SEEDS))
+    tuning = set(prevention.TUNING_SEEDS) | set(prevention.STOP_TUNING_SEEDS)
+    assert not set(prevention.HANDBACK_SEEDS) & (set(prevention.REPORT_SEEDS) | tuning)
+    assert all(prevention.is_tuning_seed(job.seed) for job in prevention.plan_jobs(["stop_tuning"]))
 
 
 def test_an_unknown_plan_is_refused_with_the_plans_there_are():

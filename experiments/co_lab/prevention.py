@@ -211,7 +211,12 @@ def arm_of(run: Run) -> tuple[str, str]:
 
 
 def is_tuning(run: Run) -> bool:
-    return run.seed in TUNING_SEEDS or run.seed in STOP_TUNING_SEEDS
+    return is_tuning_seed(run.seed)
+
+
+def is_tuning_seed(seed: int) -> bool:
+    """Whether a seed trains tuning runs (the weights', the patience's and the stops' rule), which no report reads."""
+    return seed in TUNING_SEEDS or seed in STOP_TUNING_SEEDS
 
 
 # --- evaluate -------------------------------------------------------------------------------------------------------
@@ -410,7 +415,7 @@ def failed_records(out: Path) -> list[dict[str, Any]]:
                 "setting": setting,
                 "method": method,
                 "seed": seed,
-                "half": "tune" if seed in TUNING_SEEDS else "report",
+                "half": "tune" if is_tuning_seed(seed) else "report",
                 "class": "failed",
                 "exit": failed.get("exit"),
                 "gradual": False,
