@@ -58,6 +58,8 @@ REPORT_SEEDS = tuple(range(20, 30))
 # more report seeds of plain FGSM, trained once the stops' hand-back was settled (the "handback" plan), so that the
 # hand-back study scores at least 10 catastrophic collapses; its detectors record their best_probe choice online
 HANDBACK_SEEDS = tuple(range(30, 40))
+# report seeds trained after the stops' rule was chosen on the stop_tuning runs (the "stop_confirm" plan)
+CONFIRM_SEEDS = tuple(range(40, 45))
 ATTACKS = ("clean", "pgd_50x10", "autoattack")
 # PGD-50-10 (on the first 250 test images) this far above AutoAttack (on the first 100) marks a model as masked:
 # 20 points, four standard errors of the two subsets' difference, where a robust model's gap is a few points
@@ -192,6 +194,12 @@ PLANS: dict[str, list[Arm]] = {
         Arm("smallcnn_injected", "fgsm_rs", STOP_TUNING_SEEDS[:2]),
         Arm("smallcnn_injected", "elle_a", STOP_TUNING_SEEDS[:2]),
         Arm("smallcnn_natural", "pgd10", STOP_TUNING_SEEDS[:2]),
+    ],
+    # fresh report seeds for the rule chosen on them: the four arms of stop_tuning's six seeds
+    "stop_confirm": [
+        Arm(setting, method, CONFIRM_SEEDS)
+        for setting in ("smallcnn_injected", "smallcnn_natural")
+        for method in ("fgsm", "nfgsm")
     ],
 }
 
@@ -430,10 +438,11 @@ def failed_records(out: Path) -> list[dict[str, Any]]:
 
 
 def study_runs(out: Path) -> list[Run]:
-    """The runs this study reports: all but those of the "handback" and "handback_tuning" plans, which the hand-back
-    study scores (experiments.co_lab.handback)."""
+    """The runs this study reports: all but those of the hand-back study's plans ("handback", "handback_tuning",
+    "stop_tuning", "stop_confirm"), which it scores (experiments.co_lab.handback)."""
     theirs = {(arm.tag, seed) for arm in PLANS["handback_tuning"] for seed in arm.seeds}
-    return [r for r in lab_runs.load_runs(out) if r.seed not in HANDBACK_SEEDS and (r.setting, r.seed) not in theirs]
+    own = set(HANDBACK_SEEDS) | set(STOP_TUNING_SEEDS) | set(CONFIRM_SEEDS)
+    return [r for r in lab_runs.load_runs(out) if r.seed not in own and (r.setting, r.seed) not in theirs]
 
 
 def _counts(items: Sequence[str]) -> str:
