@@ -124,7 +124,8 @@ class RollbackEarlyStopping(L.Callback):
             rule (robustrain.stopping.Rule); None takes the signal's default (`default_rule`, in each class's docs).
             With patience p > 1 a check past the limit is pending until p in a row stop the run; a pending check's
             weights never join the hand-back window, so every policy hands back a model from before the fall.
-            statistic="best" sets the limit from the best of the window instead of its median.
+            statistic="best" sets the limit from the best of the window instead of its median (the history's and
+            the logged `median` then hold that best).
         every_n_epochs: Check at the end of every n-th epoch; 0 = never (then decide_on="batch").
         every_n_train_steps: Batch signals: also check after every n-th optimizer step; 0 = never.
         batch_probe_size: Images of the training batch that a step check measures (its first ones); None = all.
