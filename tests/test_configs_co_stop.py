@@ -1,9 +1,10 @@
-"""configs/co_stop_mnist5k.yaml: the stop the CO lab recommends (PGD-ES on a fixed probe, patience 2, best_probe),
-on the main job's run."""
+"""configs/co_stop_mnist5k.yaml: the stop the CO lab recommends (PGD-ES on a fixed probe, a fall of 0.3 from the best
+of 5 checks lasting 2, best_probe), on the main job's run."""
 
 import pytest
 from conftest import REPO
 
+from experiments.co_lab import handback
 from robustrain.stopping import read_history_csv
 
 CONFIG = str(REPO / "configs/co_stop_mnist5k.yaml")
@@ -18,7 +19,10 @@ def test_the_recommended_stop_is_the_only_stop_with_its_patience_and_hand_back(i
     assert len(stops) == 1 and isinstance(stops[0], PGDEarlyStopping) and not stops[0].monitor_only
     stop = stops[0]
     assert (stop.source, stop.rule.patience, stop.hand_back, stop.hand_back_window) == ("probe", 2, "best_probe", 5)
-    assert (stop.rule.threshold, stop.rule.direction, stop.rule.scale) == (0.2, "fall", "absolute")
+    rule = stop.rule
+    assert (rule.threshold, rule.window, rule.statistic) == (0.3, 5, "best")
+    assert (rule.direction, rule.scale) == ("fall", "absolute")
+    assert rule == handback.chosen_probe_rule()  # the rule the hand-back study chose on its tuning runs
     assert cli.datamodule.inject_beta == 0.1 and cli.model.eval_eps == 0.2  # the main job's run
 
 

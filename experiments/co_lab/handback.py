@@ -640,6 +640,11 @@ def choose_probe_rule(records: Sequence[dict[str, Any]]) -> tuple[Rule, list[dic
     return Rule(**best["settings"]), rows
 
 
+def chosen_probe_rule(docs: Path = lab_runs.REPO / "docs/results/co_lab") -> Rule:
+    """The probe rule the last report chose on the tuning runs (`<docs>/handback.json`), as configs should use it."""
+    return Rule(**json.loads((docs / "handback.json").read_text())["probe_rule"]["chosen"])
+
+
 def _keeps_to_it(row: dict[str, Any]) -> bool:
     """Whether a tuning row's false stops keep to MAX_FALSE_STOPS of its healthy runs."""
     return row["false_stops"] <= MAX_FALSE_STOPS * row["healthy"]
