@@ -16,6 +16,8 @@ from experiments.co_lab.handback import (
     fall_replays,
     main,
     merged,
+    online_agreement,
+    online_record,
     probe_fall,
     probe_rules,
     replayed,
@@ -177,3 +179,14 @@ def test_a_report_scores_the_committed_records_of_runs_no_longer_on_disk(tmp_pat
     )
     assert "## A fall from the best" in (tmp_path / "handback.md").read_text()
     assert main(["report", "--out", str(tmp_path / "absent"), "--docs", str(tmp_path / "none")]) == 2  # no records
+
+
+def test_the_rule_replays_on_the_stops_own_recorded_check_where_a_run_kept_it():
+    offline = _record("catastrophic", [0.0, 0.8, 0.7, 0.4, 0.3, 0.3], stop=None)
+    series = {"kind": "probe", "epoch": list(range(6)), "step": list(range(6)), "lr_rising": [False] * 6}
+    kept = offline | {"series": {"pgd_es_probe": series | {"value": [0.0, 0.8, 0.75, 0.55, 0.3, 0.3]}}}
+    rule = dataclasses.replace(pgd_es_rule(0.3), window=5, statistic="best", patience=2)
+    assert online_record(offline) is None and online_record(kept)["probe"][3] == 0.55
+    assert probe_fall(kept, rule)["stop"] == 4 and probe_fall(online_record(kept), rule)["stop"] == 5
+    assert online_agreement([offline, kept], rule) == (0, 1)  # the run without a recorded check is left out
+    assert online_agreement([kept | {"probe": [0.0, 0.8, 0.75, 0.55, 0.3, 0.3]}], rule) == (1, 1)

@@ -20,9 +20,12 @@ def test_every_plan_names_existing_configs_and_distinct_runs():
         assert (len(job.configs) == 1) == (method == "fgsm")  # FGSM is the setting itself
     assert {job.seed for job in jobs if "@" in job.setting} & set(prevention.TUNING_SEEDS)
     report_seeds = {job.seed for job in jobs if not prevention.is_tuning_seed(job.seed)}
-    assert report_seeds <= set(prevention.REPORT_SEEDS) | set(prevention.HANDBACK_SEEDS)
+    assert report_seeds <= set(prevention.REPORT_SEEDS) | set(prevention.HANDBACK_SEEDS) | set(prevention.CONFIRM_SEEDS)
     tuning = set(prevention.TUNING_SEEDS) | set(prevention.STOP_TUNING_SEEDS)
-    assert not set(prevention.HANDBACK_SEEDS) & (set(prevention.REPORT_SEEDS) | tuning)
+    later = set(prevention.HANDBACK_SEEDS) | set(prevention.CONFIRM_SEEDS)  # trained after a choice, for its report
+    assert not later & (set(prevention.REPORT_SEEDS) | tuning) and not set(prevention.HANDBACK_SEEDS) & set(
+        prevention.CONFIRM_SEEDS
+    )
     assert all(prevention.is_tuning_seed(job.seed) for job in prevention.plan_jobs(["stop_tuning"]))
 
 
