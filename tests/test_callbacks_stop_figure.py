@@ -37,3 +37,19 @@ def test_history_figure_marks_every_decided_stop() -> None:
     fig = plot_history(_history(), ["value", "limit"], "per batch", x="step")
     labels = [line.get_label() for line in fig.axes[0].get_lines()]
     assert labels.count("stop decided") == 1 and "limit" in labels
+
+
+def test_a_stop_on_the_best_of_its_window_names_its_reference_in_the_figures_and_charts() -> None:
+    from robustrain.callbacks import PGDEarlyStopping
+
+    stop = PGDEarlyStopping(source="probe", threshold=0.3, window=5, statistic="best", patience=2)
+    assert stop.reference_name == "best of the last 5" and PGDEarlyStopping().reference_name == "median"
+    labels = {"median": stop.reference_name}
+    for fig in (
+        plot_stop_figure(_history(), ["value", "median", "limit"], "PGDEarlyStopping", 3, 2, labels=labels),
+        plot_history(_history(), ["value", "median"], "per batch", x="step", labels=labels),
+    ):
+        styles = {line.get_label(): line.get_linestyle() for line in fig.axes[0].get_lines()}
+        assert styles["best of the last 5"] == "--" and "median" not in styles
+    (title,) = [t for t in stop.tensorboard_charts()["pgd_es"] if "band" in t]
+    assert "in the band from best of the last 5 to limit; stops below the band" in title

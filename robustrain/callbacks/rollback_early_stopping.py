@@ -623,6 +623,11 @@ class RollbackEarlyStopping(L.Callback):
         """This stop's settings, for the hparams record (keys prefixed with the stop's name)."""
         return {f"{self.name}/{k}": v for k, v in self.settings().items()}
 
+    @property
+    def reference_name(self) -> str:
+        """What the history's `median` holds: "median", or with statistic="best", e.g. "best of the last 5"."""
+        return "median" if self.rule.statistic == "median" else f"best of the last {self.rule.window}"
+
     def tensorboard_charts(self) -> dict[str, dict[str, list]]:
         """The custom-scalar charts (SummaryWriter.add_custom_scalars layout) of the decision: the monitored value
         as a line in a band from its median to the stop limit (a Margin chart), so the run stops where the line
@@ -631,13 +636,14 @@ class RollbackEarlyStopping(L.Callback):
         monitor-only stop would be) and the epoch a stop at each check hands back (or would). Flags read best with
         TensorBoard's smoothing at 0; the figure under IMAGES draws the same with the warm-up shaded."""
         value, median, limit = (f"{self.name}/{key}" for key in ("value", "median", "limit"))
+        reference = self.reference_name
         falls = self.rule.direction == "fall"
         band = [limit, median] if falls else [median, limit]
         side = "below" if falls else "above"
         would = " (monitor only: would)" if self.monitor_only else ""
         return {
             self.name: {
-                f"{self.name}: value, in the band from median to limit; stops {side} the band": [
+                f"{self.name}: value, in the band from {reference} to limit; stops {side} the band": [
                     "Margin",
                     [value, *band],
                 ],
@@ -692,9 +698,10 @@ class RollbackEarlyStopping(L.Callback):
                 value_label=self.name,
                 monitor_only=self.monitor_only,
                 hand_back=self.hand_back,
+                labels={"median": self.reference_name},
             )
         else:
-            fig = plot_history(records, self.plot_series(), title, x="step")
+            fig = plot_history(records, self.plot_series(), title, x="step", labels={"median": self.reference_name})
         atomic_savefig(fig, self._log_dir(trainer) / f"{self.name}_curves.png", dpi=120)
         for logger in tensorboard_loggers(trainer):
             logger.experiment.add_figure(f"{self.name}/curves", fig, global_step=trainer.global_step)

@@ -16,16 +16,24 @@ def _column(history: Sequence[dict], key: str) -> list[float]:
     return [math.nan if record.get(key) is None else record[key] for record in history]
 
 
-def _draw_series(ax, history: Sequence[dict], series: Sequence[str], x: str, other: dict | None = None) -> None:
+def _draw_series(
+    ax, history: Sequence[dict], series: Sequence[str], x: str, other: dict | None = None, labels: dict | None = None
+) -> None:
     """One line per key against `x`: "value" thick, the "median" and the "limit" dashed, the rest drawn with `other`'s
-    style."""
+    style; each labelled by `labels` (the key itself where it has none)."""
     xs = [record[x] for record in history]
     for key in series:
-        ax.plot(xs, _column(history, key), marker=".", label=key, **_SERIES_STYLE.get(key, other or {}))
+        label = (labels or {}).get(key, key)
+        ax.plot(xs, _column(history, key), marker=".", label=label, **_SERIES_STYLE.get(key, other or {}))
 
 
 def plot_history(
-    history: Sequence[dict], series: Sequence[str], title: str, x: str = "epoch", stop_key: str = "should_stop"
+    history: Sequence[dict],
+    series: Sequence[str],
+    title: str,
+    x: str = "epoch",
+    stop_key: str = "should_stop",
+    labels: dict | None = None,
 ) -> Figure:
     """Curves of the given record keys against `x`, the decision series dashed, stops marked by a vertical line.
 
@@ -35,13 +43,14 @@ def plot_history(
         title: Axes title.
         x: Key of the horizontal axis.
         stop_key: Boolean key marking the records where a stop was (or, monitor-only, would have been) decided.
+        labels: Legend labels of some keys (e.g. {"median": "best of the last 5"}); the others are named as keys.
 
     Returns:
         A matplotlib Figure (no pyplot state), for logger.experiment.add_figure or savefig.
     """
     fig = Figure(figsize=(8, 4.5))
     ax = fig.add_subplot()
-    _draw_series(ax, history, series, x)
+    _draw_series(ax, history, series, x, labels=labels)
     stops = [record[x] for record in history if record.get(stop_key)]
     for i, position in enumerate(stops):
         ax.axvline(position, c="r", alpha=0.4, lw=1, label="stop decided" if i == 0 else None)
@@ -63,6 +72,7 @@ def plot_stop_figure(
     value_label: str = "value",
     monitor_only: bool = False,
     hand_back: str = "last_check",
+    labels: dict | None = None,
 ) -> Figure:
     """The stop as Grabinski et al. draw it (Fig. 14): the monitored curves and the robust accuracy on twin axes.
 
@@ -81,13 +91,14 @@ def plot_stop_figure(
         value_label: Label of the left axis.
         monitor_only: Whether the stop only monitored (the marks say "would").
         hand_back: The hand-back policy, named in the legend.
+        labels: Legend labels of some keys of `series` (the others are named as keys).
     """
     from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(8, 4.5))
     ax = fig.add_subplot()
     epochs = [record["epoch"] for record in history]
-    _draw_series(ax, history, series, "epoch", other={"alpha": 0.6})
+    _draw_series(ax, history, series, "epoch", other={"alpha": 0.6}, labels=labels)
     ax.set_xlabel("epoch")
     ax.set_ylabel(value_label)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

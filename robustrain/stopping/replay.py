@@ -5,6 +5,9 @@
     python -m robustrain.stopping.replay runs/<run>/version_0/pgd_es_probe_history.csv --kind probe \\
         --threshold 0.2 --window 1 --warmup-epochs 0 --no-wait-for-lr-peak --direction fall --scale absolute \\
         --patience 2
+    python -m robustrain.stopping.replay runs/<run>/version_0/pgd_es_history.csv --kind probe --threshold 0.3 \\
+        --window 5 --statistic best --warmup-epochs 0 --no-wait-for-lr-peak --direction fall --scale absolute \\
+        --patience 2
 
 Replaying a history with the settings it was recorded with gives the decisions the callback logged (as if it were
 monitor-only: a run that stopped has no records after its stop, so other settings can only move the stop earlier
