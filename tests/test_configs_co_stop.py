@@ -4,7 +4,7 @@ of 5 checks lasting 2, best_probe), on the main job's run."""
 import pytest
 from conftest import REPO
 
-from experiments.co_lab import handback
+from experiments.co_lab import handback_scores
 from robustrain.stopping import read_history_csv
 
 CONFIG = str(REPO / "configs/co_stop_mnist5k.yaml")
@@ -22,7 +22,7 @@ def test_the_recommended_stop_is_the_only_stop_with_its_patience_and_hand_back(i
     rule = stop.rule
     assert (rule.threshold, rule.window, rule.statistic) == (0.3, 5, "best")
     assert (rule.direction, rule.scale) == ("fall", "absolute")
-    assert rule == handback.chosen_probe_rule()  # the rule the hand-back study chose on its tuning runs
+    assert rule == handback_scores.chosen_probe_rule()  # the rule the hand-back study chose on its tuning runs
     assert cli.datamodule.inject_beta == 0.1 and cli.model.eval_eps == 0.2  # the main job's run
 
 

@@ -7,23 +7,25 @@ from pathlib import Path
 import pytest
 
 from experiments.co_lab.handback import (
-    DETECTORS,
-    choose_patience,
-    choose_probe_rule,
     committed_records,
     deciding_series,
-    fall_of,
     fall_replays,
     main,
     merged,
+    replayed,
+    resnet_markdown,
+    series_rows,
+)
+from experiments.co_lab.handback_scores import (
+    DETECTORS,
+    choose_patience,
+    choose_probe_rule,
+    fall_of,
     online_agreement,
     online_record,
     probe_fall,
     probe_rules,
-    replayed,
-    resnet_markdown,
     score,
-    series_rows,
     stop_and_candidates,
     wilson,
 )
