@@ -555,13 +555,14 @@ def report(out: Path, docs: Path, command: str) -> list[dict[str, Any]]:
         "SmallCNN, report runs (as above)": probe_rule_rows(small, rule),
         "PreActResNet18, report runs (as above)": probe_rule_rows(resnet, rule),
     }
-    confirm = [r for r in small if _tag_and_seed(r)[1] in CONFIRM_SEEDS]
-    if confirm:
-        label = f"SmallCNN, seeds {_seed_ranges(CONFIRM_SEEDS)} alone (trained after the rule was chosen)"
-        rule_networks[label] = probe_rule_rows(confirm, rule)
-        online = [o for o in map(online_record, confirm) if o is not None]
-        label = f"{label}, replayed on the stop's own check as the runs recorded it"
-        rule_networks[label] = probe_rule_rows(online, rule)[:4]
+    for network, network_records in (("SmallCNN", small), ("PreActResNet18", resnet)):
+        confirm = [r for r in network_records if _tag_and_seed(r)[1] in CONFIRM_SEEDS]
+        if confirm:
+            label = f"{network}, seeds {_seed_ranges(CONFIRM_SEEDS)} alone (trained after the rule was chosen)"
+            rule_networks[label] = probe_rule_rows(confirm, rule)
+            online = [o for o in map(online_record, confirm) if o is not None]
+            label = f"{label}, replayed on the stop's own check as the runs recorded it"
+            rule_networks[label] = probe_rule_rows(online, rule)[:4]
     tables = {
         "rows": rows,
         "resnet_rows": resnet_rows,
