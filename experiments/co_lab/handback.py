@@ -345,7 +345,9 @@ def markdown(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]], 
         lines += [
             "",
             f"The best_probe hand-back as the stops ran it, during training (detectors with `hand_back: best_probe`, "
-            f"window {ONLINE_WINDOW}, in the runs of seeds 30-39), against its replay above (the same probe images; "
+            f"window {ONLINE_WINDOW}, in the runs of seeds "
+            f"{_seed_ranges(sorted({_tag_and_seed(r)[1] for r in records if r.get('online')}))}), against its replay "
+            "above (the same probe images; "
             "the attack's random start seeded per epoch online, once offline):",
             "",
             "| detector | runs that stopped | same epoch as the replay | hits online / replayed (collapses) |",
@@ -560,9 +562,9 @@ def report(out: Path, docs: Path, command: str) -> list[dict[str, Any]]:
         if confirm:
             label = f"{network}, seeds {_seed_ranges(CONFIRM_SEEDS)} alone (trained after the rule was chosen)"
             rule_networks[label] = probe_rule_rows(confirm, rule)
-            online = [o for o in map(online_record, confirm) if o is not None]
+            recorded = [o for o in map(online_record, confirm) if o is not None]
             label = f"{label}, replayed on the stop's own check as the runs recorded it"
-            rule_networks[label] = probe_rule_rows(online, rule)[:4]
+            rule_networks[label] = probe_rule_rows(recorded, rule)[:4]
     tables = {
         "rows": rows,
         "resnet_rows": resnet_rows,
