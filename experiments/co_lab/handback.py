@@ -49,6 +49,7 @@ from experiments.co_lab import evaluate as test_eval
 from experiments.co_lab import runs as lab_runs
 from experiments.co_lab.handback_scores import (
     DETECTORS,
+    GOAL_HITS,
     MAX_FALSE_STOPS,
     ONLINE_WINDOW,
     PATIENCE_DETECTOR,
@@ -203,13 +204,13 @@ def run_record(run: Run) -> dict[str, Any]:
 
 def deciding_series(run: Run) -> dict[str, dict[str, list]]:
     """Detector -> the epoch-end series its rule decides on, as recorded: {"kind", "epoch", "step", "lr_rising",
-    "value"}, compact enough to commit, so that any rule can be replayed on it without the run (`series_rows`)."""
+    "value"}, compact enough to commit, so that any rule can be replayed on it without the run (`series_rows`);
+    the detectors of RULES that recorded one."""
     out = {}
     for detector, records in run.histories.items():
-        kinds = {r["kind"] for r in records} - {"batch"}
-        if detector not in RULES or len(kinds) != 1:
+        if detector not in RULES or not records:
             continue
-        (kind,) = kinds
+        (kind,) = {r["kind"] for r in records} - {"batch"}  # the epoch-end series that decides
         rows = [r for r in records if r["kind"] == kind]
         out[detector] = {"kind": kind} | {
             key: [_plain(r.get(key)) for r in rows] for key in ("epoch", "step", "lr_rising", "value")
@@ -235,14 +236,14 @@ def fall_replays(run: Run) -> dict[str, dict[str, dict[str, Any]]]:
     (robustrain.stopping.replay)."""
     recorded = would_stop(run)
     falls: dict[str, dict[str, dict[str, Any]]] = {}
+    decided = deciding_series(run)
     for detector, rule in RULES.items():
-        records = run.histories.get(detector)
-        if not records:
+        if detector not in decided:
             continue
-        (kind,) = {r["kind"] for r in records} - {"batch"}  # the epoch-end series that decides
+        rows, kind = series_rows(decided[detector]), decided[detector]["kind"]
         falls[detector] = {}
         for patience in PATIENCES:
-            fall = fall_of(replay(records, dataclasses.replace(rule, patience=patience), kind=kind))
+            fall = fall_of(replay(rows, dataclasses.replace(rule, patience=patience), kind=kind))
             if patience == 1 and fall["stop"] != recorded.get(detector):
                 raise ValueError(
                     f"{run.name}: {detector} replayed stops at {fall['stop']}, recorded at {recorded[detector]}"
@@ -417,6 +418,25 @@ PATIENCE_DETECTORS = ("pgd_es", "pgd_es_probe", "grad_align", "masking_gap")  # 
 PATIENCE_POLICIES = (f"best_probe_{ONLINE_WINDOW}", "best_val_all")
 
 
+def _tuning_runs(tuned: Sequence[dict[str, Any]]) -> str:
+    """The tuning runs' count and seeds, e.g. "46 runs at seeds 100-107"."""
+    return f"{len(tuned)} runs at seeds {_seed_ranges(sorted({_tag_and_seed(r)[1] for r in tuned}))}"
+
+
+def _classes(records: Sequence[dict[str, Any]]) -> str:
+    """The records' collapses and healthy runs, e.g. "23 collapses, 18 healthy"."""
+    collapses, healthy = sum(r["class"] in COLLAPSES for r in records), sum(r["class"] == "healthy" for r in records)
+    return f"{collapses} collapses, {healthy} healthy"
+
+
+def _tuning_table(first: str, rows: Sequence[dict[str, Any]], key: str) -> list[str]:
+    """A tuning table: the row's `key` (a patience, a rule), its hits and its false stops."""
+    lines = [f"| {first} | hits / collapses | false stops / healthy |", "|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row[key]} | {row['hits']} / {row['collapses']} | {row['false_stops']} / {row['healthy']} |")
+    return lines
+
+
 def patience_markdown(
     chosen: int, tuning_rows: Sequence[dict[str, Any]], tuned: Sequence[dict[str, Any]], networks: dict[str, list]
 ) -> str:
@@ -428,19 +448,12 @@ def patience_markdown(
         "",
         f"A stop with patience p stops when p checks in a row lie past the limit set before the first of them "
         "(robustrain.stopping.Rule); the checks of a fall not yet long enough never join the hand-back window. "
-        f"Chosen for {PATIENCE_DETECTOR} with {PATIENCE_POLICY} on the tuning runs ({len(tuned)} runs at seeds "
-        f"{_seed_ranges(sorted({_tag_and_seed(r)[1] for r in tuned}))}: {', '.join(arms)}; "
-        f"{sum(r['class'] in COLLAPSES for r in tuned)} collapses, {sum(r['class'] == 'healthy' for r in tuned)} "
-        "healthy; hits judged on held-out PGD-10, the test set untouched): the most hits minus false stops, the "
-        f"smallest of ties. **Chosen: patience {chosen}.**",
+        f"Chosen for {PATIENCE_DETECTOR} with {PATIENCE_POLICY} on the tuning runs ({_tuning_runs(tuned)}: "
+        f"{', '.join(arms)}; {_classes(tuned)}; hits judged on held-out PGD-10, the test set untouched): the most "
+        f"hits minus false stops, the smallest of ties. **Chosen: patience {chosen}.**",
         "",
-        "| patience | hits / collapses | false stops / healthy |",
-        "|---|---|---|",
+        *_tuning_table("patience", tuning_rows, "patience"),
     ]
-    for row in tuning_rows:
-        lines.append(
-            f"| {row['patience']} | {row['hits']} / {row['collapses']} | {row['false_stops']} / {row['healthy']} |"
-        )
     for network, rows in networks.items():
         lines += [
             "",
@@ -455,9 +468,11 @@ def patience_markdown(
 
 
 def _bar(row: dict[str, Any]) -> str:
-    """How a score row stands against the goal (hits >= 80%, false stops <= 10%), in point estimates."""
+    """How a score row stands against the goal (hits >= GOAL_HITS, false stops <= MAX_FALSE_STOPS), in point
+    estimates."""
     hit, false = row["hits"] / max(row["collapses"], 1), row["false_stops"] / max(row["healthy"], 1)
-    short = [f"hits {100 * hit:.0f}% < 80%"] * (hit < 0.8) + [f"false stops {100 * false:.0f}% > 10%"] * (false > 0.1)
+    short = [f"hits {100 * hit:.0f}% < {100 * GOAL_HITS:.0f}%"] * (hit < GOAL_HITS)
+    short += [f"false stops {100 * false:.0f}% > {100 * MAX_FALSE_STOPS:.0f}%"] * (false > MAX_FALSE_STOPS)
     return "met" if not short else "; ".join(short)
 
 
@@ -466,9 +481,10 @@ def probe_rule_markdown(
     tuning_rows: Sequence[dict[str, Any]],
     tuned: Sequence[dict[str, Any]],
     networks: dict[str, list],
-    same: tuple[int, int] = (0, 0),
+    same: tuple[int, int, str] = (0, 0, "none"),
 ) -> str:
-    """The probe rule section: the tuning runs' choice (the ten best rules and Wong's), then each network's runs."""
+    """The probe rule section: the tuning runs' choice (the ten best rules and Wong's), then each network's runs;
+    `same`: (runs where the rule stops alike on the recorded check, runs that recorded it, their seeds)."""
     order = sorted(tuning_rows, key=lambda r: (not keeps_to_cap(r), -r["hits"], r["false_stops"]))
     wong = [r for r in tuning_rows if r["settings"]["window"] == 1 and r["settings"]["threshold"] == 0.2]
     shown = order[:10] + [r for r in wong if r not in order[:10]]
@@ -485,21 +501,14 @@ def probe_rule_markdown(
         f"previous check) misses. {len(probe_rules())} rules "
         f"(windows {', '.join(map(str, PROBE_WINDOWS))}, median or best, thresholds "
         f"{', '.join(map(str, PROBE_THRESHOLDS))}, patience {', '.join(map(str, PATIENCES))}) were tried with "
-        f"{PATIENCE_POLICY} on the tuning runs ({len(tuned)} runs at seeds "
-        f"{_seed_ranges(sorted({_tag_and_seed(r)[1] for r in tuned}))}; {sum(r['class'] in COLLAPSES for r in tuned)} "
-        f"collapses, {sum(r['class'] == 'healthy' for r in tuned)} healthy; hits judged on held-out PGD-10). Chosen: "
-        f"the most hits among the rules that falsely stop at most {100 * MAX_FALSE_STOPS:.0f}% of the healthy tuning "
-        f"runs. **Chosen: {rule_label(chosen)}.** The runs trained since their histories are kept ({same[1]}, seeds "
-        "40-44 and 102-107) also recorded the stop's own check during training (its attack seeded per epoch): "
-        f"replayed on it, the chosen rule stops at the same epoch as on the probe series in {same[0]} of them.",
+        f"{PATIENCE_POLICY} on the tuning runs ({_tuning_runs(tuned)}; {_classes(tuned)}; hits judged on held-out "
+        f"PGD-10). Chosen: the most hits among the rules that falsely stop at most {100 * MAX_FALSE_STOPS:.0f}% of the "
+        f"healthy tuning runs. **Chosen: {rule_label(chosen)}.** The runs trained since their histories are kept "
+        f"({same[1]}, seeds {same[2]}) also recorded the stop's own check during training (its attack seeded per "
+        f"epoch): replayed on it, the chosen rule stops at the same epoch as on the probe series in {same[0]} of them.",
         "",
-        "| rule (tuning runs) | hits / collapses | false stops / healthy |",
-        "|---|---|---|",
+        *_tuning_table("rule (tuning runs)", shown, "rule"),
     ]
-    for row in shown:
-        lines.append(
-            f"| {row['rule']} | {row['hits']} / {row['collapses']} | {row['false_stops']} / {row['healthy']} |"
-        )
     for network, rows in networks.items():
         lines += [
             "",
@@ -565,13 +574,15 @@ def report(out: Path, docs: Path, command: str) -> list[dict[str, Any]]:
             recorded = [o for o in map(online_record, confirm) if o is not None]
             label = f"{label}, replayed on the stop's own check as the runs recorded it"
             rule_networks[label] = probe_rule_rows(recorded, rule)[:4]
+    same = online_agreement([*records, *tuned], rule)
+    with_check = sorted({_tag_and_seed(r)[1] for r in [*records, *tuned] if online_record(r) is not None})
     tables = {
         "rows": rows,
         "resnet_rows": resnet_rows,
         "online": online,
         "patience": {"chosen": chosen, "tuning_rows": tuning_rows, "rows": networks, "tuning_runs": tuned},
         "probe_rule": {
-            "online_agreement": online_agreement([*records, *tuned], rule),
+            "online_agreement": same,
             "chosen": dataclasses.asdict(rule),
             "label": rule_label(rule),
             "tuning_rows": rule_tuning_rows,
@@ -581,8 +592,7 @@ def report(out: Path, docs: Path, command: str) -> list[dict[str, Any]]:
     }
     text = markdown(rows, small, command) + resnet_markdown(resnet_rows, resnet)
     text += patience_markdown(chosen, tuning_rows, tuned, networks)
-    same = online_agreement([*records, *tuned], rule)
-    text += probe_rule_markdown(rule, rule_tuning_rows, tuned, rule_networks, same)
+    text += probe_rule_markdown(rule, rule_tuning_rows, tuned, rule_networks, (*same, _seed_ranges(with_check)))
     atomic_write_text(docs / "handback.json", json.dumps(tables, indent=1))
     atomic_write_text(docs / "handback.md", text)
     return rows

@@ -191,6 +191,7 @@ def choose_patience(records: Sequence[dict[str, Any]]) -> tuple[int, list[dict[s
 PROBE_WINDOWS = (1, 3, 5)
 PROBE_THRESHOLDS = (0.3, 0.2, 0.15, 0.1)
 MAX_FALSE_STOPS = 0.10  # the goal's false-stop rate: a rule is chosen among those that keep to it on the tuning runs
+GOAL_HITS = 0.80  # the goal's hit rate (a handed-back model within 3 points of the best epoch)
 
 
 def probe_rules() -> list[Rule]:

@@ -184,8 +184,18 @@ class RollbackEarlyStopping(L.Callback):
         verbose: bool = False,
     ) -> None:
         super().__init__()
-        rule_args = (threshold, window, warmup_epochs, wait_for_lr_peak, reference, direction, scale, patience)
-        given = dict(zip(RULE_ARGS, (*rule_args, statistic), strict=True))
+        rule_args = (
+            threshold,
+            window,
+            warmup_epochs,
+            wait_for_lr_peak,
+            reference,
+            direction,
+            scale,
+            patience,
+            statistic,
+        )
+        given = dict(zip(RULE_ARGS, rule_args, strict=True))
         # the signal's default rule with the given arguments; raises naming a bad one
         self.rule = dataclasses.replace(self.default_rule, **{k: v for k, v in given.items() if v is not None})
         self.name = type(self).name if name is None else name
